@@ -1,0 +1,3 @@
+//! stub
+pub mod model;
+pub use model::*;

@@ -1,0 +1,668 @@
+//! The typed manifest model: what `plugin.yaml` and `plugin.toml` mean once they are valid.
+//!
+//! Field names here are the names users write (serde renames to camelCase only where the
+//! manifest format itself uses it: `apiVersion`). Every struct denies unknown fields so that a
+//! typo is an error, never silently ignored; the validator turns those into "did you mean"
+//! diagnostics with a file position before serde ever sees the document.
+
+use std::collections::BTreeMap;
+
+use semver::{Version, VersionReq};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The only API version this crate reads. A later, additive version gets its own constant.
+pub const API_VERSION_V1: &str = "trellis.dev/v1";
+
+/// A whole, valid plugin manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: Metadata,
+    #[serde(default)]
+    pub provides: Provides,
+    #[serde(default)]
+    pub requires: Requires,
+    #[serde(default)]
+    pub compatibility: Compatibility,
+    #[serde(default)]
+    pub runtime: Runtime,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signatures: Option<Signatures>,
+}
+
+/// Identity and discoverability.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    /// Checked against the plugin name grammar (see [`crate::name`]).
+    pub name: String,
+    pub version: Version,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
+    /// An SPDX license expression, e.g. `MIT` or `Apache-2.0 OR MIT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub homepage: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keywords: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub categories: Vec<String>,
+}
+
+/// Everything a plugin adds to the host. Each list is keyed by `name` and names are unique
+/// within one kind in one plugin.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provides {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commands: Vec<Command>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookImpl>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub workflows: Vec<Workflow>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<Agent>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stacks: Vec<Stack>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<Template>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub integrations: Vec<Integration>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub guardrails: Vec<Guardrail>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outcome_types: Vec<OutcomeType>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub step_types: Vec<StepType>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub schemas: Vec<SchemaDef>,
+}
+
+/// A command users run as `trellis <name>` (or `trellis <plugin>:<name>` when two plugins
+/// provide the same name).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Command {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// For code runtimes: the export or handler that runs the command.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<String>,
+    /// For declarative plugins: a template file (minijinja) rendered with the arguments and the
+    /// plugin's config; the output is the command's result (e.g. a slash-command prompt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    /// JSON Schema of the command's input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_schema: Option<Value>,
+}
+
+/// A hook implementation or event handler the plugin registers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookImpl {
+    /// A hook name (declared by the host) or an event pattern (`workflow.*.completed`).
+    pub hook: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handler: Option<String>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub tryfirst: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub trylast: bool,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub wrapper: bool,
+    /// The implementation may be registered although the host declares no such hook.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub optional: bool,
+    /// Run before the implementations of these plugins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub before: Vec<String>,
+    /// Run after the implementations of these plugins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<String>,
+}
+
+/// Where a workflow contribution attaches to a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PhaseMode {
+    Before,
+    After,
+    Replace,
+    Wrap,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workflow {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// The phase this contribution attaches to, e.g. `implement`.
+    pub phase: String,
+    pub mode: PhaseMode,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Markdown file with the persona, in the layout AI coding tools read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub persona_file: Option<String>,
+    /// Another agent this one builds on (`reviewer`, or `<plugin>:<agent>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extends: Option<String>,
+    /// Member agents when this entry is a squad.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stack {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Directory of template files scaffolded into a project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Template {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub variables: Vec<TemplateVariable>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateVariable {
+    pub name: String,
+    #[serde(default = "default_variable_type", rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub required: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+}
+
+fn default_variable_type() -> String {
+    "string".to_owned()
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Integration {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guardrail {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<String>,
+    /// Declarative rules (pattern / requires / severity), interpreted by the guardrail engine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutcomeType {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema of the outcome's own fields.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+    /// Defaults merged under what the user writes (acceptance, stack, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepType {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema that a step of this type must satisfy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entrypoint: Option<String>,
+}
+
+/// A versioned message or data schema registered in the host's schema registry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaDef {
+    pub name: String,
+    pub version: Version,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Inline JSON Schema; exactly one of `schema` and `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+}
+
+/// What the plugin needs from its surroundings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Requires {
+    /// Requirement on the running trellis version, in `semver` syntax.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trellis: Option<VersionReq>,
+    /// Requirement on a Python interpreter (process plugins written in Python).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python: Option<VersionReq>,
+    /// Requirement on Node.js (process plugins written in JavaScript).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<VersionReq>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<PluginDependency>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<CapabilityRequest>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginDependency {
+    pub name: String,
+    #[serde(default = "any_version")]
+    pub version: VersionReq,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub optional: bool,
+}
+
+fn any_version() -> VersionReq {
+    VersionReq::STAR
+}
+
+/// One requested capability: either a bare name (`network`) or a map with the reason shown to
+/// the user and the scope the grant is limited to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "CapabilityRequestRepr", into = "CapabilityRequestRepr")]
+pub struct CapabilityRequest {
+    pub name: String,
+    pub reason: Option<String>,
+    /// `filesystem.*`: project-relative paths or globs.
+    pub paths: Vec<String>,
+    /// `network`: host names (optionally `host:port`, `*.example.com`).
+    pub hosts: Vec<String>,
+    /// `subprocess`: command patterns (`git *`).
+    pub commands: Vec<String>,
+    /// `environment`: variable names.
+    pub variables: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum CapabilityRequestRepr {
+    Bare(String),
+    Detailed(DetailedCapability),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DetailedCapability {
+    name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    paths: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    hosts: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    commands: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    variables: Vec<String>,
+}
+
+impl From<CapabilityRequestRepr> for CapabilityRequest {
+    fn from(repr: CapabilityRequestRepr) -> Self {
+        match repr {
+            CapabilityRequestRepr::Bare(name) => CapabilityRequest::named(name),
+            CapabilityRequestRepr::Detailed(d) => CapabilityRequest {
+                name: d.name,
+                reason: d.reason,
+                paths: d.paths,
+                hosts: d.hosts,
+                commands: d.commands,
+                variables: d.variables,
+            },
+        }
+    }
+}
+
+impl From<CapabilityRequest> for CapabilityRequestRepr {
+    fn from(c: CapabilityRequest) -> Self {
+        if c.reason.is_none()
+            && c.paths.is_empty()
+            && c.hosts.is_empty()
+            && c.commands.is_empty()
+            && c.variables.is_empty()
+        {
+            CapabilityRequestRepr::Bare(c.name)
+        } else {
+            CapabilityRequestRepr::Detailed(DetailedCapability {
+                name: c.name,
+                reason: c.reason,
+                paths: c.paths,
+                hosts: c.hosts,
+                commands: c.commands,
+                variables: c.variables,
+            })
+        }
+    }
+}
+
+impl CapabilityRequest {
+    pub fn named(name: impl Into<String>) -> Self {
+        CapabilityRequest {
+            name: name.into(),
+            reason: None,
+            paths: Vec::new(),
+            hosts: Vec::new(),
+            commands: Vec::new(),
+            variables: Vec::new(),
+        }
+    }
+}
+
+/// The capability names the host understands. Anything else in `requires.capabilities` is an
+/// error, so that a typo never silently asks for nothing.
+pub const KNOWN_CAPABILITIES: &[&str] = &[
+    "filesystem.read",
+    "filesystem.write",
+    "network",
+    "subprocess",
+    "environment",
+    "backlog.read",
+    "backlog.write",
+    "events.emit",
+    "state",
+];
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Compatibility {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trellis: Option<TrellisCompatibility>,
+    /// `linux`, `macos`, `windows`; empty means all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrellisCompatibility {
+    /// Oldest trellis the plugin works with (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<Version>,
+    /// Newest trellis the plugin works with (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<Version>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tested: Vec<Version>,
+}
+
+pub const KNOWN_PLATFORMS: &[&str] = &["linux", "macos", "windows"];
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    /// YAML, markdown and templates only; no code runs.
+    #[default]
+    Declarative,
+    /// A WebAssembly component run by wasmtime.
+    Wasm,
+    /// A separate process speaking JSON-RPC over stdio.
+    Process,
+}
+
+impl RuntimeKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeKind::Declarative => "declarative",
+            RuntimeKind::Wasm => "wasm",
+            RuntimeKind::Process => "process",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Runtime {
+    #[serde(rename = "type", default)]
+    pub kind: RuntimeKind,
+    /// Path of the `.wasm` component or the process executable, relative to the plugin
+    /// directory. Required for `wasm` and `process`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
+    /// Extra arguments for a `process` entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<String>,
+}
+
+/// Resource limits the plugin asks for. A policy cap wins over these.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Maximum linear memory, e.g. `64MiB` (bytes when a bare integer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<ByteSize>,
+    /// Maximum wall time per call, e.g. `5s`, `250ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationSpec>,
+    /// Optional deterministic instruction budget per call (wasm fuel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fuel: Option<u64>,
+    /// Maximum size of data a call may return, e.g. `1MiB`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_output: Option<ByteSize>,
+}
+
+/// A size in bytes, written as an integer or a string with a unit (`KiB`, `MiB`, `GiB`, `KB`,
+/// `MB`, `GB`, `B`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "ByteSizeRepr", into = "ByteSizeRepr")]
+pub struct ByteSize(pub u64);
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum ByteSizeRepr {
+    Bytes(u64),
+    Text(String),
+}
+
+impl TryFrom<ByteSizeRepr> for ByteSize {
+    type Error = String;
+    fn try_from(repr: ByteSizeRepr) -> Result<Self, String> {
+        match repr {
+            ByteSizeRepr::Bytes(n) => Ok(ByteSize(n)),
+            ByteSizeRepr::Text(s) => parse_byte_size(&s).map(ByteSize),
+        }
+    }
+}
+
+impl From<ByteSize> for ByteSizeRepr {
+    fn from(b: ByteSize) -> Self {
+        ByteSizeRepr::Text(format_byte_size(b.0))
+    }
+}
+
+/// Parses `64MiB`, `512 KB`, `1024`. Errors say what is accepted.
+pub fn parse_byte_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size: expected a whole number with an optional unit, like `64MiB`"))?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        other => {
+            return Err(format!(
+                "unknown size unit `{other}` in `{text}`: use B, KiB, MiB, GiB, KB, MB or GB"
+            ));
+        }
+    };
+    number
+        .checked_mul(factor)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+pub fn format_byte_size(bytes: u64) -> String {
+    for (unit, factor) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
+        if bytes >= factor && bytes % factor == 0 {
+            return format!("{}{unit}", bytes / factor);
+        }
+    }
+    format!("{bytes}B")
+}
+
+/// A duration written as `5s`, `250ms`, `2m` (milliseconds when a bare integer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "DurationRepr", into = "DurationRepr")]
+pub struct DurationSpec(pub std::time::Duration);
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum DurationRepr {
+    Millis(u64),
+    Text(String),
+}
+
+impl TryFrom<DurationRepr> for DurationSpec {
+    type Error = String;
+    fn try_from(repr: DurationRepr) -> Result<Self, String> {
+        match repr {
+            DurationRepr::Millis(ms) => Ok(DurationSpec(std::time::Duration::from_millis(ms))),
+            DurationRepr::Text(s) => parse_duration(&s).map(DurationSpec),
+        }
+    }
+}
+
+impl From<DurationSpec> for DurationRepr {
+    fn from(d: DurationSpec) -> Self {
+        let ms = d.0.as_millis();
+        if ms % 60_000 == 0 && ms > 0 {
+            DurationRepr::Text(format!("{}m", ms / 60_000))
+        } else if ms % 1000 == 0 && ms > 0 {
+            DurationRepr::Text(format!("{}s", ms / 1000))
+        } else {
+            DurationRepr::Text(format!("{ms}ms"))
+        }
+    }
+}
+
+/// Parses `5s`, `250ms`, `2m`.
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (digits, unit) = t.split_at(split);
+    let number: u64 = digits.parse().map_err(|_| {
+        format!("`{text}` is not a duration: expected a whole number with a unit, like `5s` or `250ms`")
+    })?;
+    let millis = match unit.trim() {
+        "ms" => Some(number),
+        "s" | "" => number.checked_mul(1000),
+        "m" => number.checked_mul(60_000),
+        other => {
+            return Err(format!("unknown duration unit `{other}` in `{text}`: use ms, s or m"));
+        }
+    };
+    millis
+        .map(std::time::Duration::from_millis)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// User-configurable options: a JSON Schema and the defaults applied under the user's values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigSection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub defaults: Option<Value>,
+}
+
+/// Signature metadata carried in the manifest. Package signatures proper live beside the
+/// archive; this records what the author claims, for display and cross-checking.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Signatures {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Manifest {
+    /// The names this plugin provides per conflict-relevant kind (commands, agents, stacks,
+    /// step types), used for conflict detection between enabled plugins.
+    pub fn provided_names(&self) -> BTreeMap<&'static str, Vec<&str>> {
+        let mut out = BTreeMap::new();
+        out.insert("command", self.provides.commands.iter().map(|c| c.name.as_str()).collect());
+        out.insert("agent", self.provides.agents.iter().map(|a| a.name.as_str()).collect());
+        out.insert("stack", self.provides.stacks.iter().map(|s| s.name.as_str()).collect());
+        out.insert(
+            "step type",
+            self.provides.step_types.iter().map(|s| s.name.as_str()).collect(),
+        );
+        out
+    }
+
+    /// The capability names this plugin requests, in manifest order.
+    pub fn capability_names(&self) -> Vec<&str> {
+        self.requires.capabilities.iter().map(|c| c.name.as_str()).collect()
+    }
+}
