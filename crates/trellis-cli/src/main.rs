@@ -1,1 +1,383 @@
-fn main() {}
+//! `trellis`: the command-line tool a team uses to manage a project's plugins.
+//!
+//! This crate only parses arguments, calls the library crates and renders their results and
+//! errors for people (or as JSON with `--json`). Behaviour lives in the libraries.
+
+mod render;
+mod run;
+mod scaffold;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::json;
+use trellis_core::TopicPattern;
+use trellis_manifest::RuntimeKind;
+use trellis_project::{InstallOptions, Project, Transition};
+
+use render::{Failure, Output};
+
+#[derive(Parser)]
+#[command(name = "trellis", version, about = "Plugins for your project: install, enable, configure, run.")]
+#[command(args_conflicts_with_subcommands = true)]
+struct Cli {
+    /// The project directory (default: the nearest directory upwards with a `.trellis/`, else
+    /// the current directory).
+    #[arg(long, global = true, value_name = "DIR", env = "TRELLIS_PROJECT")]
+    project: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create, validate, install and manage plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+    /// Read the project's event log.
+    #[command(subcommand)]
+    Events(EventsCommand),
+    /// Run a command provided by an enabled plugin: `trellis <command> [args...]`, or
+    /// `trellis <plugin>:<command>` when two plugins provide the same name.
+    #[command(external_subcommand)]
+    External(Vec<String>),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RuntimeArg {
+    Declarative,
+    Wasm,
+    Process,
+}
+
+impl From<RuntimeArg> for RuntimeKind {
+    fn from(r: RuntimeArg) -> Self {
+        match r {
+            RuntimeArg::Declarative => RuntimeKind::Declarative,
+            RuntimeArg::Wasm => RuntimeKind::Wasm,
+            RuntimeArg::Process => RuntimeKind::Process,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Create a new plugin directory.
+    Init {
+        name: String,
+        #[arg(long, value_enum, default_value = "declarative")]
+        runtime: RuntimeArg,
+        /// Where to create it (default: ./<name without scope>).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Check a plugin's manifest and report every problem at once.
+    Validate {
+        #[arg(default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Install a plugin from a local directory (it starts disabled).
+    Install {
+        dir: PathBuf,
+        /// Replace an installed plugin of the same name, keeping its state.
+        #[arg(long)]
+        force: bool,
+    },
+    /// List installed plugins.
+    List,
+    /// Show everything about one installed plugin.
+    Info { name: String },
+    /// Enable an installed plugin.
+    Enable {
+        name: String,
+        /// Keep both plugins when they provide the same name; call them as `<plugin>:<name>`.
+        #[arg(long)]
+        allow_conflicts: bool,
+    },
+    /// Disable a plugin.
+    Disable {
+        name: String,
+        /// Disable even if enabled plugins require it (they are marked failed).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Remove an installed plugin.
+    Remove {
+        name: String,
+        /// Remove even if enabled plugins require it (they are marked failed).
+        #[arg(long)]
+        force: bool,
+        /// Also delete its configuration from .trellis/config.yaml.
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Read or change a plugin's configuration.
+    Config(ConfigArgs),
+    /// Start the enabled plugins as a host would and report any that fail.
+    Check,
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    name: String,
+    #[command(subcommand)]
+    action: Option<ConfigAction>,
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Show the effective configuration (defaults applied), or one key.
+    Get { key: Option<String> },
+    /// Set a key; the value is read as YAML (`5`, `true`, `[a, b]`), `${VAR}` stays a reference.
+    Set {
+        key: String,
+        #[arg(allow_hyphen_values = true)]
+        value: String,
+    },
+    /// Remove a key so that its default applies again.
+    Unset { key: String },
+    /// Check the configuration against the plugin's schema.
+    Validate,
+}
+
+#[derive(Subcommand)]
+enum EventsCommand {
+    /// Show the latest events, optionally only those matching a topic pattern.
+    Tail {
+        /// `*` matches one segment, `**` any number: `workflow.**`, `*.completed`, `plugin.*`.
+        #[arg(long)]
+        topic: Option<String>,
+        /// How many of the latest events to show.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: usize,
+        /// Keep waiting for new events.
+        #[arg(short, long)]
+        follow: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let out = Output::new(cli.json);
+    match dispatch(&cli, &out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            out.failure(&failure);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn project(cli: &Cli) -> Result<Project, Failure> {
+    let start = match &cli.project {
+        Some(dir) => return Ok(Project::open(dir)),
+        None => std::env::current_dir().context("reading the current directory")?,
+    };
+    Ok(Project::discover(&start))
+}
+
+fn dispatch(cli: &Cli, out: &Output) -> Result<(), Failure> {
+    match &cli.command {
+        Command::Plugin(cmd) => plugin(cli, cmd, out),
+        Command::Events(EventsCommand::Tail { topic, lines, follow }) => {
+            tail(&project(cli)?, topic.as_deref(), *lines, *follow, out)
+        }
+        Command::External(args) => {
+            let (name, rest) = args.split_first().context("no command given")?;
+            run::run_command(&project(cli)?, name, rest, out)
+        }
+    }
+}
+
+fn plugin(cli: &Cli, cmd: &PluginCommand, out: &Output) -> Result<(), Failure> {
+    match cmd {
+        PluginCommand::Init { name, runtime, dir } => {
+            let short = name.rsplit('/').next().unwrap_or(name);
+            let dir = dir.clone().unwrap_or_else(|| PathBuf::from(short));
+            let created = scaffold::init(name, (*runtime).into(), &dir)?;
+            out.value(
+                &json!({"plugin": name, "dir": created.dir, "files": created.files}),
+                || {
+                    let mut text = format!("Created plugin `{name}` in {}\n", created.dir.display());
+                    for f in &created.files {
+                        text.push_str(&format!("  {}\n", f.display()));
+                    }
+                    text.push_str(&format!(
+                        "Next: trellis plugin validate {0} && trellis plugin install {0}",
+                        shell_path(&created.dir)
+                    ));
+                    text
+                },
+            );
+            Ok(())
+        }
+        PluginCommand::Validate { dir } => {
+            let loaded = trellis_manifest::load_dir(dir)?;
+            let m = &loaded.manifest;
+            out.value(
+                &json!({"valid": true, "file": loaded.file, "plugin": m.metadata.name, "version": m.metadata.version.to_string()}),
+                || format!("{}: valid ({} {})", loaded.file.display(), m.metadata.name, m.metadata.version),
+            );
+            Ok(())
+        }
+        PluginCommand::Install { dir, force } => {
+            let project = project(cli)?;
+            let report = project.install_dir(dir, &InstallOptions { force: *force })?;
+            out.value(&serde_json::to_value(&report).context("rendering")?, || {
+                let verb = match &report.replaced {
+                    Some(old) => format!("Replaced {} {old} with {}", report.name, report.version),
+                    None => format!("Installed {} {}", report.name, report.version),
+                };
+                format!(
+                    "{verb} ({})\n  files: {}\nRun `trellis plugin enable {}` to activate it.",
+                    report.state,
+                    report.path.display(),
+                    report.name
+                )
+            });
+            Ok(())
+        }
+        PluginCommand::List => {
+            let project = project(cli)?;
+            let plugins = project.list()?;
+            out.value(&json!({"plugins": plugins}), || render::plugin_table(&plugins));
+            Ok(())
+        }
+        PluginCommand::Info { name } => {
+            let info = project(cli)?.info(name)?;
+            out.value(&serde_json::to_value(&info).context("rendering")?, || render::plugin_info(&info));
+            Ok(())
+        }
+        PluginCommand::Enable { name, allow_conflicts } => {
+            let t = project(cli)?.enable(name, *allow_conflicts)?;
+            transition(out, name, t, "enabled");
+            Ok(())
+        }
+        PluginCommand::Disable { name, force } => {
+            let t = project(cli)?.disable(name, *force)?;
+            transition(out, name, t, "disabled");
+            Ok(())
+        }
+        PluginCommand::Remove { name, force, purge } => {
+            let t = project(cli)?.remove(name, *force, *purge)?;
+            transition(out, name, t, "removed");
+            Ok(())
+        }
+        PluginCommand::Config(args) => config(&project(cli)?, args, out),
+        PluginCommand::Check => {
+            let report = project(cli)?.load()?;
+            let loaded: Vec<_> = report.loaded.iter().map(|p| p.name.clone()).collect();
+            let failed: Vec<_> =
+                report.failed.iter().map(|(n, r)| json!({"plugin": n, "reason": r})).collect();
+            out.value(&json!({"loaded": loaded, "failed": failed}), || {
+                let mut text = format!("Loaded {} plugin(s) in order: {}", loaded.len(), loaded.join(", "));
+                for (n, r) in &report.failed {
+                    text.push_str(&format!("\nfailed: {n}: {r}"));
+                }
+                text
+            });
+            if report.failed.is_empty() {
+                Ok(())
+            } else {
+                Err(Failure::Reported)
+            }
+        }
+    }
+}
+
+fn transition(out: &Output, name: &str, t: Transition, verb: &str) {
+    out.value(&json!({"plugin": name, "state": verb, "changed": t == Transition::Changed}), || match t {
+        Transition::Changed => format!("{name} {verb}"),
+        Transition::Unchanged => format!("{name} was already {verb}; nothing changed"),
+    });
+}
+
+fn config(project: &Project, args: &ConfigArgs, out: &Output) -> Result<(), Failure> {
+    let name = &args.name;
+    match args.action.as_ref().unwrap_or(&ConfigAction::Get { key: None }) {
+        ConfigAction::Get { key } => {
+            let value = project.config_get(name, key.as_deref())?;
+            out.value(&value, || render::yaml(&value));
+        }
+        ConfigAction::Set { key, value } => {
+            let missing = project.config_set(name, key, value)?;
+            out.value(&json!({"plugin": name, "key": key, "unset_env": missing}), || {
+                let mut text = format!("{name}: {key} set");
+                for var in &missing {
+                    text.push_str(&format!("\nwarning: ${{{var}}} is not set in this environment; set it before the plugin runs"));
+                }
+                text
+            });
+        }
+        ConfigAction::Unset { key } => {
+            let t = project.config_unset(name, key)?;
+            out.value(&json!({"plugin": name, "key": key, "changed": t == Transition::Changed}), || match t {
+                Transition::Changed => format!("{name}: {key} unset (its default applies)"),
+                Transition::Unchanged => format!("{name}: {key} was not set; nothing changed"),
+            });
+        }
+        ConfigAction::Validate => {
+            let report = project.config_validate(name)?;
+            out.value(&serde_json::to_value(&report).context("rendering")?, || {
+                if report.is_ok() {
+                    return format!("{name}: configuration is valid");
+                }
+                let mut text = format!("{name}: configuration has problems");
+                for v in &report.violations {
+                    text.push_str(&format!("\n  - {}: {}", if v.field.is_empty() { "(root)" } else { &v.field }, v.message));
+                }
+                for var in &report.missing_env {
+                    text.push_str(&format!("\n  - ${{{var}}} is referenced but not set in this environment"));
+                }
+                text
+            });
+            if !report.is_ok() {
+                return Err(Failure::Reported);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn tail(project: &Project, topic: Option<&str>, lines: usize, follow: bool, out: &Output) -> Result<(), Failure> {
+    let pattern = topic.map(TopicPattern::parse).transpose()?;
+    let log = trellis_core::EventLog::new(project.trellis_dir().join("events"));
+    let events = log.read(pattern.as_ref())?;
+    let start = events.len().saturating_sub(lines);
+    for event in &events[start..] {
+        out.event(event);
+    }
+    if !follow {
+        return Ok(());
+    }
+    let mut offsets: std::collections::BTreeMap<PathBuf, u64> = std::collections::BTreeMap::new();
+    for file in log.files()? {
+        let len = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        offsets.insert(file, len);
+    }
+    loop {
+        std::thread::sleep(Duration::from_millis(250));
+        for file in log.files()? {
+            let offset = offsets.get(&file).copied().unwrap_or(0);
+            let mut fresh = Vec::new();
+            let next = log.read_from(&file, offset, pattern.as_ref(), &mut fresh)?;
+            offsets.insert(file, next);
+            for event in &fresh {
+                out.event(event);
+            }
+        }
+        let _ = std::io::stdout().flush();
+    }
+}
+
+fn shell_path(p: &Path) -> String {
+    let s = p.display().to_string();
+    if s.contains(' ') { format!("'{s}'") } else { s }
+}

@@ -530,9 +530,16 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size: expected a whole number with an optional unit, like `64MiB`"))?;
+    let number: u64 = digits.parse().map_err(|_| {
+        format!(
+            "`{text}` is not a size: expected a whole number with an optional unit, like `64MiB`"
+        )
+    })?;
+    if unit.starts_with(['.', ',']) {
+        return Err(format!(
+            "`{text}` is not a whole number: use a smaller unit, like `1536MiB` for 1.5GiB"
+        ));
+    }
     let factor: u64 = match unit.trim() {
         "" | "B" => 1,
         "KiB" => 1 << 10,
@@ -554,7 +561,7 @@ pub fn parse_byte_size(text: &str) -> Result<u64, String> {
 
 pub fn format_byte_size(bytes: u64) -> String {
     for (unit, factor) in [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)] {
-        if bytes >= factor && bytes % factor == 0 {
+        if bytes >= factor && bytes.is_multiple_of(factor) {
             return format!("{}{unit}", bytes / factor);
         }
     }
@@ -586,9 +593,9 @@ impl TryFrom<DurationRepr> for DurationSpec {
 impl From<DurationSpec> for DurationRepr {
     fn from(d: DurationSpec) -> Self {
         let ms = d.0.as_millis();
-        if ms % 60_000 == 0 && ms > 0 {
+        if ms.is_multiple_of(60_000) && ms > 0 {
             DurationRepr::Text(format!("{}m", ms / 60_000))
-        } else if ms % 1000 == 0 && ms > 0 {
+        } else if ms.is_multiple_of(1000) && ms > 0 {
             DurationRepr::Text(format!("{}s", ms / 1000))
         } else {
             DurationRepr::Text(format!("{ms}ms"))
@@ -596,20 +603,35 @@ impl From<DurationSpec> for DurationRepr {
     }
 }
 
-/// Parses `5s`, `250ms`, `2m`.
+/// Parses `5s`, `250ms`, `2m`. Text needs a unit: a bare integer in the manifest means
+/// milliseconds, so a bare `"5"` would be ambiguous between that and seconds.
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (digits, unit) = t.split_at(split);
     let number: u64 = digits.parse().map_err(|_| {
-        format!("`{text}` is not a duration: expected a whole number with a unit, like `5s` or `250ms`")
+        format!(
+            "`{text}` is not a duration: expected a whole number with a unit, like `5s` or `250ms`"
+        )
     })?;
+    if unit.starts_with(['.', ',']) {
+        return Err(format!(
+            "`{text}` is not a whole number: use a smaller unit, like `1500ms` for 1.5s"
+        ));
+    }
     let millis = match unit.trim() {
+        "" => {
+            return Err(format!(
+                "`{text}` has no unit: write `{number}s`, `{number}ms` or `{number}m`"
+            ));
+        }
         "ms" => Some(number),
-        "s" | "" => number.checked_mul(1000),
+        "s" => number.checked_mul(1000),
         "m" => number.checked_mul(60_000),
         other => {
-            return Err(format!("unknown duration unit `{other}` in `{text}`: use ms, s or m"));
+            return Err(format!(
+                "unknown duration unit `{other}` in `{text}`: use ms, s or m"
+            ));
         }
     };
     millis
@@ -651,18 +673,106 @@ impl Manifest {
     /// step types), used for conflict detection between enabled plugins.
     pub fn provided_names(&self) -> BTreeMap<&'static str, Vec<&str>> {
         let mut out = BTreeMap::new();
-        out.insert("command", self.provides.commands.iter().map(|c| c.name.as_str()).collect());
-        out.insert("agent", self.provides.agents.iter().map(|a| a.name.as_str()).collect());
-        out.insert("stack", self.provides.stacks.iter().map(|s| s.name.as_str()).collect());
+        out.insert(
+            "command",
+            self.provides
+                .commands
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect(),
+        );
+        out.insert(
+            "agent",
+            self.provides
+                .agents
+                .iter()
+                .map(|a| a.name.as_str())
+                .collect(),
+        );
+        out.insert(
+            "stack",
+            self.provides
+                .stacks
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect(),
+        );
         out.insert(
             "step type",
-            self.provides.step_types.iter().map(|s| s.name.as_str()).collect(),
+            self.provides
+                .step_types
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect(),
         );
         out
     }
 
     /// The capability names this plugin requests, in manifest order.
     pub fn capability_names(&self) -> Vec<&str> {
-        self.requires.capabilities.iter().map(|c| c.name.as_str()).collect()
+        self.requires
+            .capabilities
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(parse_byte_size("64MiB"), Ok(64 << 20));
+        assert_eq!(parse_byte_size("512 KiB"), Ok(512 << 10));
+        assert_eq!(parse_byte_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_byte_size("2MB"), Ok(2_000_000));
+        assert_eq!(parse_byte_size("3kB"), Ok(3_000));
+        assert_eq!(parse_byte_size("1024"), Ok(1024));
+        assert_eq!(parse_byte_size("7B"), Ok(7));
+        assert!(parse_byte_size("64mb").is_err_and(|e| e.contains("unknown size unit `mb`")));
+        assert!(parse_byte_size("MiB").is_err_and(|e| e.contains("not a size")));
+        assert!(parse_byte_size("-1MiB").is_err());
+        assert!(parse_byte_size("1.5GiB").is_err_and(|e| e.contains("not a whole number")));
+        assert!(parse_byte_size("99999999999999GiB").is_err_and(|e| e.contains("too large")));
+    }
+
+    #[test]
+    fn byte_sizes_format_back() {
+        assert_eq!(format_byte_size(64 << 20), "64MiB");
+        assert_eq!(format_byte_size(1 << 30), "1GiB");
+        assert_eq!(format_byte_size(1536), "1536B");
+        assert_eq!(format_byte_size(2048), "2KiB");
+        assert_eq!(format_byte_size(0), "0B");
+        for n in [0, 1, 1023, 1024, 5 << 20, 3 << 30, 1_000_000] {
+            assert_eq!(parse_byte_size(&format_byte_size(n)), Ok(n));
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration(" 10 s "), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("0s"), Ok(Duration::ZERO));
+        assert!(parse_duration("5").is_err_and(|e| e.contains("has no unit")));
+        assert!(parse_duration("5h").is_err_and(|e| e.contains("unknown duration unit `h`")));
+        assert!(parse_duration("1.5s").is_err_and(|e| e.contains("1500ms")));
+        assert!(parse_duration("s").is_err_and(|e| e.contains("not a duration")));
+        assert!(parse_duration("99999999999999999999m").is_err());
+    }
+
+    #[test]
+    fn durations_serialize_readably() {
+        let text = |ms| serde_json::to_value(DurationSpec(Duration::from_millis(ms))).ok();
+        assert_eq!(text(120_000), Some(Value::from("2m")));
+        assert_eq!(text(5_000), Some(Value::from("5s")));
+        assert_eq!(text(250), Some(Value::from("250ms")));
+        assert_eq!(text(0), Some(Value::from("0ms")));
+        let bare: Result<DurationSpec, _> = serde_json::from_value(Value::from(1500));
+        assert_eq!(bare.ok(), Some(DurationSpec(Duration::from_millis(1500))));
     }
 }

@@ -1,1 +1,1146 @@
-//! stub
+//! A project's plugins: what is installed under `.trellis/`, in which lifecycle state, in which
+//! load order, with which configuration.
+//!
+//! Layout of `.trellis/` (names users see; keep them stable):
+//!
+//! ```text
+//! .trellis/
+//!   plugins/<name>/        installed copy of each plugin (scoped names nest: plugins/@scope/name/)
+//!   state.json             lifecycle state per plugin: the commit point of every transition
+//!   trellis.lock           exact versions, checksums and sources, derived from state.json
+//!   config.yaml            user configuration per plugin (secrets stay `${VAR}` references)
+//!   events/events-YYYY-MM-DD.jsonl   the event log
+//! ```
+//!
+//! Every transition takes an exclusive lock on `.trellis/.lock`, checks everything it can
+//! before touching the disk, writes with temp-file + fsync + rename, and emits its event only
+//! after the commit. A refused step leaves every file as it was.
+//!
+//! This crate knows manifests and the event bus; it knows nothing of the CLI, registries,
+//! signatures or any runtime's internals.
+
+mod config;
+mod deps;
+mod error;
+mod fsutil;
+mod state;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::Utc;
+use semver::Version;
+use serde::Serialize;
+use serde_json::{Value, json};
+use trellis_core::{EventBus, EventLog};
+use trellis_manifest::config_schema::{ConfigValidator, ConfigViolation, apply_defaults};
+use trellis_manifest::{LoadedManifest, Manifest};
+
+pub use config::{env_references, expand_env};
+pub use error::{Conflict, ProjectError};
+pub use state::{LifecycleState, LockedPlugin, Lockfile, PluginRecord, ProjectState};
+
+use fsutil::{io_err, remove_tree, tree_checksum};
+
+/// The version of trellis this library is part of; plugins' compatibility is checked against it.
+pub const TRELLIS_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The directory name of project state.
+pub const TRELLIS_DIR: &str = ".trellis";
+
+/// How a transition ended when it did not fail.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Transition {
+    Changed,
+    /// The plugin was already in the requested state; nothing was written.
+    Unchanged,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct InstallOptions {
+    /// Replace an installed plugin of the same name.
+    pub force: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstallReport {
+    pub name: String,
+    pub version: Version,
+    pub replaced: Option<Version>,
+    pub checksum: String,
+    pub path: PathBuf,
+    pub state: LifecycleState,
+}
+
+/// One installed plugin as `list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginSummary {
+    pub name: String,
+    pub version: Version,
+    pub state: LifecycleState,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    pub description: Option<String>,
+    pub runtime: &'static str,
+    /// Position in the load order, for enabled plugins.
+    pub load_order: Option<usize>,
+    pub capabilities: Vec<String>,
+    pub provides: BTreeMap<&'static str, Vec<String>>,
+    pub source: String,
+    pub checksum: String,
+}
+
+/// Everything `info` shows about one plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginInfo {
+    #[serde(flatten)]
+    pub summary: PluginSummary,
+    pub manifest: Manifest,
+    pub path: PathBuf,
+    pub config: Value,
+    /// Installed plugins that depend on this one.
+    pub dependents: Vec<String>,
+}
+
+/// A plugin ready to run after [`Project::load`]: its manifest and effective configuration.
+#[derive(Debug, Clone)]
+pub struct LoadedPlugin {
+    pub name: String,
+    pub dir: PathBuf,
+    pub manifest: Manifest,
+    /// Defaults merged under the user's values, `${VAR}` expanded.
+    pub config: Value,
+}
+
+/// The result of starting the host: plugins in load order, and those that failed this time.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    pub loaded: Vec<LoadedPlugin>,
+    pub failed: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConfigReport {
+    pub violations: Vec<ConfigViolation>,
+    /// `${VAR}` references whose variable is not set in this environment.
+    pub missing_env: Vec<String>,
+}
+
+impl ConfigReport {
+    pub fn is_ok(&self) -> bool {
+        self.violations.is_empty() && self.missing_env.is_empty()
+    }
+}
+
+type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// A project directory and its `.trellis/` state.
+pub struct Project {
+    root: PathBuf,
+    dir: PathBuf,
+    trellis_version: Version,
+    bus: Arc<EventBus>,
+    env: EnvLookup,
+}
+
+/// Holds the project's exclusive lock until dropped.
+struct ProjectLock {
+    _file: File,
+}
+
+impl Project {
+    /// Opens the project rooted at `root`. Nothing is created until a transition commits.
+    pub fn open(root: impl Into<PathBuf>) -> Self {
+        let root = root.into();
+        let dir = root.join(TRELLIS_DIR);
+        let bus = Arc::new(EventBus::with_log(EventLog::new(dir.join("events"))));
+        let trellis_version = Version::parse(TRELLIS_VERSION).unwrap_or_else(|_| Version::new(0, 0, 0));
+        Project { root, dir, trellis_version, bus, env: Arc::new(|name| std::env::var(name).ok()) }
+    }
+
+    /// Finds the project containing `start`: the nearest ancestor with a `.trellis/` directory,
+    /// or `start` itself when there is none (a new project).
+    pub fn discover(start: &Path) -> Self {
+        let found = start.ancestors().find(|dir| dir.join(TRELLIS_DIR).is_dir());
+        Project::open(found.unwrap_or(start))
+    }
+
+    /// Checks compatibility against another trellis version (tests, embedding hosts with their
+    /// own version).
+    pub fn with_trellis_version(mut self, version: Version) -> Self {
+        self.trellis_version = version;
+        self
+    }
+
+    /// Replaces how `${VAR}` references are looked up (default: the process environment).
+    pub fn with_env(mut self, lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+        self.env = Arc::new(lookup);
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn trellis_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn trellis_version(&self) -> &Version {
+        &self.trellis_version
+    }
+
+    /// The project's event bus (its log is `.trellis/events/`). Subscribe here to see
+    /// lifecycle events.
+    pub fn events(&self) -> &Arc<EventBus> {
+        &self.bus
+    }
+
+    fn state_path(&self) -> PathBuf {
+        self.dir.join("state.json")
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.dir.join("trellis.lock")
+    }
+
+    fn config_path(&self) -> PathBuf {
+        self.dir.join("config.yaml")
+    }
+
+    fn plugins_dir(&self) -> PathBuf {
+        self.dir.join("plugins")
+    }
+
+    /// Where an installed plugin's files are.
+    pub fn plugin_dir(&self, name: &str) -> PathBuf {
+        // Scoped names nest like npm's node_modules/@scope/name; the name grammar forbids
+        // anything else that could act as a path separator.
+        name.split('/').fold(self.plugins_dir(), |p, part| p.join(part))
+    }
+
+    pub fn state(&self) -> Result<ProjectState, ProjectError> {
+        ProjectState::read(&self.state_path())
+    }
+
+    fn lock(&self) -> Result<ProjectLock, ProjectError> {
+        fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
+        let path = self.dir.join(".lock");
+        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
+        file.lock().map_err(io_err(&path))?;
+        Ok(ProjectLock { _file: file })
+    }
+
+    /// Writes the state (the commit point), then the lockfile derived from it.
+    fn commit(&self, state: &ProjectState) -> Result<(), ProjectError> {
+        state.write(&self.state_path())?;
+        let mut plugins = Vec::new();
+        for (name, record) in &state.plugins {
+            let dependencies = match self.read_manifest(name) {
+                Ok(loaded) => loaded
+                    .manifest
+                    .requires
+                    .plugins
+                    .iter()
+                    .map(|d| format!("{} {}", d.name, d.version))
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            plugins.push(LockedPlugin {
+                name: name.clone(),
+                version: record.version.clone(),
+                source: record.source.clone(),
+                checksum: record.checksum.clone(),
+                dependencies,
+            });
+        }
+        Lockfile { version: state::LOCK_FORMAT_VERSION, plugins }.write(&self.lock_path())
+    }
+
+    fn read_manifest(&self, name: &str) -> Result<LoadedManifest, ProjectError> {
+        trellis_manifest::load_dir(&self.plugin_dir(name))
+            .map_err(|source| ProjectError::InstalledManifest { plugin: name.to_owned(), source })
+    }
+
+    fn not_installed(&self, name: &str, state: &ProjectState) -> ProjectError {
+        let installed: Vec<String> = state.plugins.keys().cloned().collect();
+        let suggestion = installed
+            .iter()
+            .map(|n| (strsim_distance(name, n), n))
+            .filter(|(d, n)| *d <= 2.max(n.len() / 3))
+            .min()
+            .map(|(_, n)| n.clone());
+        ProjectError::NotInstalled { name: name.to_owned(), suggestion, installed }
+    }
+
+    fn record<'s>(&self, state: &'s ProjectState, name: &str) -> Result<&'s PluginRecord, ProjectError> {
+        state.plugins.get(name).ok_or_else(|| self.not_installed(name, state))
+    }
+
+    /// Checks the running trellis version and platform against a manifest.
+    fn check_compatibility(&self, manifest: &Manifest, file: &Path) -> Result<(), ProjectError> {
+        let plugin = &manifest.metadata.name;
+        let running = &self.trellis_version;
+        let incompatible = |requirement: String, field: &'static str| ProjectError::IncompatibleTrellis {
+            plugin: plugin.clone(),
+            running: running.clone(),
+            requirement,
+            field,
+            file: file.to_owned(),
+        };
+        if let Some(req) = &manifest.requires.trellis
+            && !req.matches(running)
+        {
+            return Err(incompatible(format!("`{req}`"), "requires.trellis"));
+        }
+        if let Some(compat) = &manifest.compatibility.trellis {
+            if let Some(min) = &compat.min
+                && running < min
+            {
+                return Err(incompatible(format!("at least {min}"), "compatibility.trellis.min"));
+            }
+            if let Some(max) = &compat.max
+                && running > max
+            {
+                return Err(incompatible(format!("at most {max}"), "compatibility.trellis.max"));
+            }
+        }
+        let platform = current_platform();
+        let platforms = &manifest.compatibility.platforms;
+        if !platforms.is_empty() && !platforms.iter().any(|p| p == platform) {
+            return Err(ProjectError::UnsupportedPlatform {
+                plugin: plugin.clone(),
+                platform: platform.to_owned(),
+                supported: platforms.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Removes leftovers of interrupted transitions: staging and backup directories, and plugin
+    /// directories that no state entry claims.
+    fn clean_orphans(&self, state: &ProjectState) -> Result<(), ProjectError> {
+        let plugins_dir = self.plugins_dir();
+        let Ok(entries) = fs::read_dir(&plugins_dir) else { return Ok(()) };
+        for entry in entries.filter_map(Result::ok) {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let path = entry.path();
+            if name.starts_with('.') {
+                remove_tree(&path)?;
+            } else if name.starts_with('@') {
+                let scoped = fs::read_dir(&path).map_err(io_err(&path))?;
+                for inner in scoped.filter_map(Result::ok) {
+                    let full = format!("{name}/{}", inner.file_name().to_string_lossy());
+                    if !state.plugins.contains_key(&full) {
+                        remove_tree(&inner.path())?;
+                    }
+                }
+            } else if !state.plugins.contains_key(&name) {
+                remove_tree(&path)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn emit(&self, topic: &str, payload: Value) {
+        // The transition is already committed; a failing event log must not undo or fail it.
+        if let Err(e) = self.bus.emit(topic, payload) {
+            tracing::warn!(%topic, error = %e, "could not record event");
+        }
+    }
+
+    /// Installs a plugin from a local directory. The plugin starts `installed` (not enabled);
+    /// with `force`, an installed plugin of the same name is replaced and keeps its state.
+    pub fn install_dir(&self, src: &Path, options: &InstallOptions) -> Result<InstallReport, ProjectError> {
+        let loaded = trellis_manifest::load_dir(src)?;
+        let manifest = &loaded.manifest;
+        let name = manifest.metadata.name.clone();
+        self.check_compatibility(manifest, &loaded.file)?;
+
+        let _lock = self.lock()?;
+        let mut state = self.state()?;
+        let previous = state.plugins.get(&name).cloned();
+        if let Some(prev) = &previous
+            && !options.force
+        {
+            return Err(ProjectError::AlreadyInstalled {
+                name,
+                installed: prev.version.clone(),
+                source_text: prev.source.clone(),
+            });
+        }
+        self.clean_orphans(&state)?;
+
+        let plugins_dir = self.plugins_dir();
+        let staging = plugins_dir.join(format!(".staging-{}", ulid::Ulid::generate()));
+        let result = (|| {
+            let extra: Vec<&str> = manifest.runtime.entry.iter().map(String::as_str).collect();
+            fsutil::copy_plugin_tree(&loaded.dir, &staging, &extra)?;
+            // The staged copy must stand on its own: every file the manifest names was copied.
+            trellis_manifest::load_dir(&staging)?;
+            tree_checksum(&staging)
+        })();
+        let checksum = match result {
+            Ok(checksum) => checksum,
+            Err(e) => {
+                let _ = remove_tree(&staging);
+                return Err(e);
+            }
+        };
+
+        let now = Utc::now();
+        let state_after = previous.as_ref().map(|p| p.state).unwrap_or(LifecycleState::Installed);
+        let record = PluginRecord {
+            version: manifest.metadata.version.clone(),
+            state: if state_after == LifecycleState::Failed { LifecycleState::Installed } else { state_after },
+            reason: None,
+            failed_from: None,
+            source: format!("path+file://{}", loaded.dir.display()),
+            checksum: checksum.clone(),
+            installed_at: now,
+            changed_at: now,
+            allow_conflicts: previous.as_ref().is_some_and(|p| p.allow_conflicts),
+        };
+        let target = self.plugin_dir(&name);
+        let backup = plugins_dir.join(format!(".backup-{}", ulid::Ulid::generate()));
+
+        // A replaced plugin that was enabled must still be enableable in its new version.
+        if record.state == LifecycleState::Enabled {
+            let mut probe = state.clone();
+            probe.plugins.insert(name.clone(), record.clone());
+            let staged = trellis_manifest::load_dir(&staging)?;
+            if let Err(e) = self.check_enable(&probe, &name, &staged.manifest, record.allow_conflicts) {
+                let _ = remove_tree(&staging);
+                return Err(e);
+            }
+        }
+
+        let swap = (|| -> Result<(), ProjectError> {
+            if let Some(parent) = target.parent() {
+                fs::create_dir_all(parent).map_err(io_err(parent))?;
+            }
+            if target.exists() {
+                fs::rename(&target, &backup).map_err(io_err(&target))?;
+            }
+            fs::rename(&staging, &target).map_err(io_err(&staging))?;
+            state.plugins.insert(name.clone(), record.clone());
+            self.commit(&state)
+        })();
+        if let Err(e) = swap {
+            // Put the old tree back; state.json was not (fully) replaced, so it still names it.
+            let _ = remove_tree(&staging);
+            if backup.exists() {
+                let _ = remove_tree(&target);
+                let _ = fs::rename(&backup, &target);
+            }
+            return Err(e);
+        }
+        let _ = remove_tree(&backup);
+
+        self.emit(
+            "plugin.installed",
+            json!({"plugin": name, "version": record.version.to_string(), "source": record.source,
+                   "replaced": previous.as_ref().map(|p| p.version.to_string())}),
+        );
+        Ok(InstallReport {
+            name,
+            version: record.version,
+            replaced: previous.map(|p| p.version),
+            checksum,
+            path: target,
+            state: record.state,
+        })
+    }
+
+    /// Everything that must hold for `name` (with `manifest`) to be enabled given `state`.
+    fn check_enable(
+        &self,
+        state: &ProjectState,
+        name: &str,
+        manifest: &Manifest,
+        allow_conflicts: bool,
+    ) -> Result<(), ProjectError> {
+        self.check_compatibility(manifest, &self.plugin_dir(name).join("plugin.yaml"))?;
+
+        // Cycles first: with a cycle, "enable the dependency first" could never be satisfied.
+        let manifests = self.installed_manifests(state, Some((name, manifest)))?;
+        let graph: deps::Graph<'_> = manifests
+            .iter()
+            .map(|(n, m)| {
+                let edges = m
+                    .requires
+                    .plugins
+                    .iter()
+                    .filter(|d| manifests.contains_key(d.name.as_str()))
+                    .map(|d| d.name.as_str())
+                    .collect();
+                (n.as_str(), edges)
+            })
+            .collect();
+        if let Some(cycle) = deps::find_cycle_from(&graph, name) {
+            return Err(ProjectError::DependencyCycle { cycle });
+        }
+
+        for dep in &manifest.requires.plugins {
+            let requirement = format!("`{}`", dep.version);
+            match state.plugins.get(&dep.name) {
+                None if dep.optional => {}
+                None => {
+                    return Err(ProjectError::MissingDependency {
+                        plugin: name.to_owned(),
+                        dependency: dep.name.clone(),
+                        requirement,
+                    });
+                }
+                Some(record) if !dep.version.matches(&record.version) => {
+                    return Err(ProjectError::IncompatibleDependency {
+                        plugin: name.to_owned(),
+                        dependency: dep.name.clone(),
+                        requirement,
+                        installed: record.version.clone(),
+                    });
+                }
+                Some(record) if record.state != LifecycleState::Enabled && !dep.optional => {
+                    return Err(ProjectError::DependencyNotEnabled {
+                        plugin: name.to_owned(),
+                        dependency: dep.name.clone(),
+                        state: record.state,
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+
+        if let Some(config) = &manifest.config
+            && let Some(schema) = &config.schema
+        {
+            let effective = self.effective_config(name, manifest, &ProjectConfig::read_or_default(self)?);
+            let (expanded, _) = expand_env(&effective, &*self.env);
+            let validator = ConfigValidator::new(schema).map_err(|reason| ProjectError::ConfigKey {
+                plugin: name.to_owned(),
+                key: "config.schema".to_owned(),
+                reason,
+            })?;
+            let violations = validator.validate(&expanded);
+            if !violations.is_empty() {
+                return Err(ProjectError::ConfigInvalid { plugin: name.to_owned(), violations });
+            }
+        }
+
+        if !allow_conflicts {
+            let conflicts = self.conflicts_with_enabled(state, name, manifest)?;
+            if !conflicts.is_empty() {
+                return Err(ProjectError::Conflicts { plugin: name.to_owned(), conflicts });
+            }
+        }
+        Ok(())
+    }
+
+    /// Manifests of all installed plugins, with `override_one` standing in for one of them.
+    fn installed_manifests(
+        &self,
+        state: &ProjectState,
+        override_one: Option<(&str, &Manifest)>,
+    ) -> Result<BTreeMap<String, Manifest>, ProjectError> {
+        let mut out = BTreeMap::new();
+        for name in state.plugins.keys() {
+            match override_one {
+                Some((n, m)) if n == name => {
+                    out.insert(name.clone(), m.clone());
+                }
+                _ => {
+                    // A broken installed manifest must not block work on other plugins; it
+                    // shows up as `failed` when that plugin loads.
+                    if let Ok(loaded) = self.read_manifest(name) {
+                        out.insert(name.clone(), loaded.manifest);
+                    }
+                }
+            }
+        }
+        if let Some((n, m)) = override_one {
+            out.entry(n.to_owned()).or_insert_with(|| m.clone());
+        }
+        Ok(out)
+    }
+
+    fn conflicts_with_enabled(
+        &self,
+        state: &ProjectState,
+        name: &str,
+        manifest: &Manifest,
+    ) -> Result<Vec<Conflict>, ProjectError> {
+        let mine = manifest.provided_names();
+        let mut conflicts = Vec::new();
+        for (other, record) in &state.plugins {
+            if other == name || record.state != LifecycleState::Enabled {
+                continue;
+            }
+            let Ok(loaded) = self.read_manifest(other) else { continue };
+            let theirs = loaded.manifest.provided_names();
+            for (kind, names) in &mine {
+                let their_names: BTreeSet<&str> = theirs.get(kind).into_iter().flatten().copied().collect();
+                for n in names.iter().filter(|n| their_names.contains(*n)) {
+                    conflicts.push(Conflict { kind, name: (*n).to_owned(), other_plugin: other.clone() });
+                }
+            }
+        }
+        Ok(conflicts)
+    }
+
+    /// Enables an installed (or disabled, or failed) plugin after checking its compatibility,
+    /// dependencies, configuration and name conflicts.
+    pub fn enable(&self, name: &str, allow_conflicts: bool) -> Result<Transition, ProjectError> {
+        let state = self.state()?;
+        self.record(&state, name)?;
+        let _lock = self.lock()?;
+        let mut state = self.state()?;
+        let record = self.record(&state, name)?.clone();
+        if record.state == LifecycleState::Enabled && (record.allow_conflicts || !allow_conflicts) {
+            return Ok(Transition::Unchanged);
+        }
+        let loaded = match self.read_manifest(name) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                self.mark_failed_locked(&mut state, name, &e.to_string())?;
+                return Err(e);
+            }
+        };
+        self.check_enable(&state, name, &loaded.manifest, allow_conflicts)?;
+        let entry = state.plugins.get_mut(name).ok_or_else(|| self.not_installed(name, &ProjectState::default()))?;
+        entry.state = LifecycleState::Enabled;
+        entry.reason = None;
+        entry.failed_from = None;
+        entry.allow_conflicts = allow_conflicts || entry.allow_conflicts;
+        entry.changed_at = Utc::now();
+        let version = entry.version.to_string();
+        self.commit(&state)?;
+        self.emit("plugin.enabled", json!({"plugin": name, "version": version}));
+        Ok(Transition::Changed)
+    }
+
+    /// Enabled plugins that require `name` (not optionally).
+    fn enabled_dependents(&self, state: &ProjectState, name: &str) -> Result<Vec<String>, ProjectError> {
+        Ok(self
+            .installed_manifests(state, None)?
+            .iter()
+            .filter(|(other, m)| {
+                state.plugins.get(*other).is_some_and(|r| r.state == LifecycleState::Enabled)
+                    && m.requires.plugins.iter().any(|d| d.name == name && !d.optional)
+            })
+            .map(|(other, _)| other.clone())
+            .collect())
+    }
+
+    /// Disables a plugin. Refuses while enabled plugins require it, unless `force`, in which
+    /// case they are marked failed.
+    pub fn disable(&self, name: &str, force: bool) -> Result<Transition, ProjectError> {
+        let state = self.state()?;
+        self.record(&state, name)?;
+        let _lock = self.lock()?;
+        let mut state = self.state()?;
+        let record = self.record(&state, name)?.clone();
+        if record.state == LifecycleState::Disabled {
+            return Ok(Transition::Unchanged);
+        }
+        let dependents = self.enabled_dependents(&state, name)?;
+        if !dependents.is_empty() && !force {
+            return Err(ProjectError::HasDependents { plugin: name.to_owned(), action: "disable", dependents });
+        }
+        if let Some(entry) = state.plugins.get_mut(name) {
+            entry.state = LifecycleState::Disabled;
+            entry.reason = None;
+            entry.failed_from = None;
+            entry.changed_at = Utc::now();
+        }
+        let failed = self.fail_dependents(&mut state, &dependents, name, "disabled");
+        self.commit(&state)?;
+        self.emit("plugin.disabled", json!({"plugin": name, "version": record.version.to_string()}));
+        for (dependent, reason) in failed {
+            self.emit("plugin.error", json!({"plugin": dependent, "error": reason, "context": "dependency"}));
+        }
+        Ok(Transition::Changed)
+    }
+
+    fn fail_dependents(
+        &self,
+        state: &mut ProjectState,
+        dependents: &[String],
+        name: &str,
+        what: &str,
+    ) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for dependent in dependents {
+            if let Some(entry) = state.plugins.get_mut(dependent) {
+                let reason = format!("requires `{name}`, which was {what}");
+                entry.failed_from = Some(entry.state);
+                entry.state = LifecycleState::Failed;
+                entry.reason = Some(reason.clone());
+                entry.changed_at = Utc::now();
+                out.push((dependent.clone(), reason));
+            }
+        }
+        out
+    }
+
+    /// Removes a plugin's files and entry. Refuses while enabled plugins require it, unless
+    /// `force`. With `purge` its configuration in `config.yaml` goes too.
+    pub fn remove(&self, name: &str, force: bool, purge: bool) -> Result<Transition, ProjectError> {
+        let state = self.state()?;
+        self.record(&state, name)?;
+        let _lock = self.lock()?;
+        let mut state = self.state()?;
+        let record = self.record(&state, name)?.clone();
+        let dependents = self.enabled_dependents(&state, name)?;
+        if !dependents.is_empty() && !force {
+            return Err(ProjectError::HasDependents { plugin: name.to_owned(), action: "remove", dependents });
+        }
+        // Move the files aside first so that a crash never leaves a half-deleted plugin under
+        // its real name; the entry goes at the commit; the aside copy is cleaned afterwards.
+        let target = self.plugin_dir(name);
+        let aside = self.plugins_dir().join(format!(".removed-{}", ulid::Ulid::generate()));
+        if target.exists() {
+            fs::rename(&target, &aside).map_err(io_err(&target))?;
+        }
+        state.plugins.remove(name);
+        let failed = self.fail_dependents(&mut state, &dependents, name, "removed");
+        if let Err(e) = self.commit(&state) {
+            if aside.exists() {
+                let _ = fs::rename(&aside, &target);
+            }
+            return Err(e);
+        }
+        let _ = remove_tree(&aside);
+        if let Some(parent) = target.parent()
+            && parent != self.plugins_dir()
+        {
+            // An emptied @scope directory; failure just means other plugins share the scope.
+            let _ = fs::remove_dir(parent);
+        }
+        if purge {
+            let mut config = ProjectConfig::read_or_default(self)?;
+            if config.plugins.remove(name).is_some() {
+                config.write(&self.config_path())?;
+            }
+        }
+        self.emit("plugin.removed", json!({"plugin": name, "version": record.version.to_string()}));
+        for (dependent, reason) in failed {
+            self.emit("plugin.error", json!({"plugin": dependent, "error": reason, "context": "dependency"}));
+        }
+        Ok(Transition::Changed)
+    }
+
+    /// Records that a plugin failed (e.g. its runtime could not start it), keeping the reason
+    /// and emitting `plugin.error`. Embedding hosts call this when a plugin misbehaves.
+    pub fn mark_failed(&self, name: &str, reason: &str) -> Result<(), ProjectError> {
+        let state = self.state()?;
+        self.record(&state, name)?;
+        let _lock = self.lock()?;
+        let mut state = self.state()?;
+        self.mark_failed_locked(&mut state, name, reason)
+    }
+
+    fn mark_failed_locked(&self, state: &mut ProjectState, name: &str, reason: &str) -> Result<(), ProjectError> {
+        let Some(entry) = state.plugins.get_mut(name) else { return Ok(()) };
+        if entry.state != LifecycleState::Failed {
+            entry.failed_from = Some(entry.state);
+        }
+        entry.state = LifecycleState::Failed;
+        entry.reason = Some(reason.to_owned());
+        entry.changed_at = Utc::now();
+        self.commit(state)?;
+        self.emit("plugin.error", json!({"plugin": name, "error": reason, "context": "load"}));
+        Ok(())
+    }
+
+    /// Enabled plugins in load order: dependencies before dependents, ties by name.
+    pub fn load_order(&self) -> Result<Vec<String>, ProjectError> {
+        let state = self.state()?;
+        let manifests = self.installed_manifests(&state, None)?;
+        let enabled: BTreeSet<&str> = state
+            .plugins
+            .iter()
+            .filter(|(_, r)| r.state == LifecycleState::Enabled)
+            .map(|(n, _)| n.as_str())
+            .collect();
+        // A plugin whose manifest cannot be read still takes its place (without edges) so that
+        // `load` reports it failed instead of silently skipping it.
+        let graph: deps::Graph<'_> = enabled
+            .iter()
+            .map(|n| {
+                let edges = manifests
+                    .get(*n)
+                    .map(|m| m.requires.plugins.iter().map(|d| d.name.as_str()).filter(|d| enabled.contains(d)).collect())
+                    .unwrap_or_default();
+                (*n, edges)
+            })
+            .collect();
+        deps::load_order(&graph).map_err(|cycle| ProjectError::DependencyCycle { cycle })
+    }
+
+    /// Starts the project's plugins as a host would: every enabled plugin is re-checked in
+    /// load order (manifest readable, compatible, dependencies loaded, configuration valid).
+    /// A plugin that fails is marked `failed` with the reason and does not stop the others;
+    /// its dependents fail after it.
+    pub fn load(&self) -> Result<LoadReport, ProjectError> {
+        let order = self.load_order()?;
+        let config = ProjectConfig::read_or_default(self)?;
+        let mut loaded = Vec::new();
+        let mut failed: Vec<(String, String)> = Vec::new();
+        for name in order {
+            let outcome = (|| -> Result<LoadedPlugin, LoadFailure> {
+                let manifest = self.read_manifest(&name)?.manifest;
+                self.check_compatibility(&manifest, &self.plugin_dir(&name))?;
+                for dep in manifest.requires.plugins.iter().filter(|d| !d.optional) {
+                    if let Some((_, why)) = failed.iter().find(|(f, _)| *f == dep.name) {
+                        return Err(format!("dependency `{}` failed to load: {why}", dep.name).into());
+                    }
+                }
+                let effective = self.effective_config(&name, &manifest, &config);
+                let (expanded, _) = expand_env(&effective, &*self.env);
+                if let Some(schema) = manifest.config.as_ref().and_then(|c| c.schema.as_ref()) {
+                    let validator = ConfigValidator::new(schema)?;
+                    let violations = validator.validate(&expanded);
+                    if !violations.is_empty() {
+                        return Err(ProjectError::ConfigInvalid { plugin: name.clone(), violations }.into());
+                    }
+                }
+                Ok(LoadedPlugin { name: name.clone(), dir: self.plugin_dir(&name), manifest, config: expanded })
+            })()
+            .map_err(|e| e.0);
+            match outcome {
+                Ok(plugin) => loaded.push(plugin),
+                Err(reason) => failed.push((name, reason)),
+            }
+        }
+        if !failed.is_empty() {
+            let _lock = self.lock()?;
+            let mut state = self.state()?;
+            for (name, reason) in &failed {
+                self.mark_failed_locked(&mut state, name, reason)?;
+            }
+        }
+        Ok(LoadReport { loaded, failed })
+    }
+
+    /// All installed plugins, sorted by name.
+    pub fn list(&self) -> Result<Vec<PluginSummary>, ProjectError> {
+        let state = self.state()?;
+        let order = self.load_order().unwrap_or_default();
+        let mut out = Vec::new();
+        for (name, record) in &state.plugins {
+            let manifest = self.read_manifest(name).ok().map(|l| l.manifest);
+            out.push(self.summary(name, record, manifest.as_ref(), &order));
+        }
+        Ok(out)
+    }
+
+    fn summary(&self, name: &str, record: &PluginRecord, manifest: Option<&Manifest>, order: &[String]) -> PluginSummary {
+        let (description, runtime, capabilities, provides) = match manifest {
+            Some(m) => (
+                m.metadata.description.clone(),
+                m.runtime.kind.as_str(),
+                m.capability_names().into_iter().map(str::to_owned).collect(),
+                provided_summary(m),
+            ),
+            None => (None, "unknown", Vec::new(), BTreeMap::new()),
+        };
+        PluginSummary {
+            name: name.to_owned(),
+            version: record.version.clone(),
+            state: record.state,
+            reason: record.reason.clone(),
+            description,
+            runtime,
+            load_order: order.iter().position(|n| n == name),
+            capabilities,
+            provides,
+            source: record.source.clone(),
+            checksum: record.checksum.clone(),
+        }
+    }
+
+    /// Everything known about one installed plugin.
+    pub fn info(&self, name: &str) -> Result<PluginInfo, ProjectError> {
+        let state = self.state()?;
+        let record = self.record(&state, name)?;
+        let loaded = self.read_manifest(name)?;
+        let order = self.load_order().unwrap_or_default();
+        let config = self.effective_config(name, &loaded.manifest, &ProjectConfig::read_or_default(self)?);
+        let dependents = self
+            .installed_manifests(&state, None)?
+            .iter()
+            .filter(|(_, m)| m.requires.plugins.iter().any(|d| d.name == name))
+            .map(|(n, _)| n.clone())
+            .collect();
+        Ok(PluginInfo {
+            summary: self.summary(name, record, Some(&loaded.manifest), &order),
+            path: loaded.dir.clone(),
+            manifest: loaded.manifest,
+            config,
+            dependents,
+        })
+    }
+
+    /// Finds the enabled plugin that provides command `name` (`<plugin>:<command>` picks one
+    /// explicitly). Returns the plugin name and the command.
+    pub fn resolve_command(&self, name: &str) -> Result<(String, trellis_manifest::Command), ProjectError> {
+        let state = self.state()?;
+        let enabled: Vec<(String, Manifest)> = self
+            .installed_manifests(&state, None)?
+            .into_iter()
+            .filter(|(n, _)| state.plugins.get(n).is_some_and(|r| r.state == LifecycleState::Enabled))
+            .collect();
+        if let Some((plugin, command)) = name.rsplit_once(':')
+            && let Some((_, m)) = enabled.iter().find(|(n, _)| n == plugin)
+            && let Some(c) = m.provides.commands.iter().find(|c| c.name == command)
+        {
+            return Ok((plugin.to_owned(), c.clone()));
+        }
+        let owners: Vec<(&String, &trellis_manifest::Command)> = enabled
+            .iter()
+            .flat_map(|(n, m)| m.provides.commands.iter().filter(|c| c.name == name).map(move |c| (n, c)))
+            .collect();
+        match owners.as_slice() {
+            [(plugin, command)] => Ok(((*plugin).clone(), (*command).clone())),
+            [] => {
+                let all: Vec<String> = enabled
+                    .iter()
+                    .flat_map(|(_, m)| m.provides.commands.iter().map(|c| c.name.clone()))
+                    .collect();
+                let suggestion = all
+                    .iter()
+                    .map(|c| (strsim_distance(name, c), c))
+                    .filter(|(d, c)| *d <= 2.max(c.len() / 3))
+                    .min()
+                    .map(|(_, c)| c.clone());
+                Err(ProjectError::UnknownCommand { name: name.to_owned(), suggestion })
+            }
+            many => Err(ProjectError::AmbiguousCommand {
+                name: name.to_owned(),
+                qualified: many.iter().map(|(p, c)| format!("{p}:{}", c.name)).collect(),
+            }),
+        }
+    }
+
+    fn effective_config(&self, name: &str, manifest: &Manifest, config: &ProjectConfig) -> Value {
+        let defaults = manifest.config.as_ref().and_then(|c| c.defaults.clone()).unwrap_or_else(|| json!({}));
+        let user = config.plugins.get(name).cloned().unwrap_or_else(|| json!({}));
+        apply_defaults(&defaults, &user)
+    }
+
+    fn config_context(&self, name: &str) -> Result<(Manifest, ConfigValidator, ProjectConfig), ProjectError> {
+        let state = self.state()?;
+        self.record(&state, name)?;
+        let manifest = self.read_manifest(name)?.manifest;
+        let schema = manifest
+            .config
+            .as_ref()
+            .and_then(|c| c.schema.clone())
+            .ok_or_else(|| ProjectError::NoConfigSchema { plugin: name.to_owned() })?;
+        let validator = ConfigValidator::new(&schema).map_err(|reason| ProjectError::ConfigKey {
+            plugin: name.to_owned(),
+            key: "config.schema".to_owned(),
+            reason,
+        })?;
+        Ok((manifest, validator, ProjectConfig::read_or_default(self)?))
+    }
+
+    /// The effective configuration (defaults applied, `${VAR}` left as written), or one key.
+    pub fn config_get(&self, name: &str, key: Option<&str>) -> Result<Value, ProjectError> {
+        let state = self.state()?;
+        self.record(&state, name)?;
+        let manifest = self.read_manifest(name)?.manifest;
+        let effective = self.effective_config(name, &manifest, &ProjectConfig::read_or_default(self)?);
+        let Some(key) = key else { return Ok(effective) };
+        let path = self.key_path(name, key)?;
+        config::get_path(&effective, &path).cloned().ok_or_else(|| ProjectError::ConfigKey {
+            plugin: name.to_owned(),
+            key: key.to_owned(),
+            reason: "it is not set and has no default".to_owned(),
+        })
+    }
+
+    fn key_path<'k>(&self, name: &str, key: &'k str) -> Result<Vec<&'k str>, ProjectError> {
+        config::key_segments(key).ok_or_else(|| ProjectError::ConfigKey {
+            plugin: name.to_owned(),
+            key: key.to_owned(),
+            reason: "keys are names separated by `.`, like `severity.threshold`".to_owned(),
+        })
+    }
+
+    /// Sets one key from a command-line value (parsed as YAML: `5`, `true`, `[a, b]`). The new
+    /// configuration is validated against the plugin's schema (with `${VAR}`s expanded where
+    /// set) before anything is written. Returns the `${VAR}`s that are not set now.
+    pub fn config_set(&self, name: &str, key: &str, raw: &str) -> Result<Vec<String>, ProjectError> {
+        let path = self.key_path(name, key)?;
+        let _lock = self.lock_if_installed(name)?;
+        let (manifest, validator, mut config) = self.config_context(name)?;
+        check_known_key(name, key, &path, manifest.config.as_ref().and_then(|c| c.schema.as_ref()))?;
+        let mut user = config.plugins.get(name).cloned().unwrap_or_else(|| json!({}));
+        config::set_path(&mut user, &path, config::parse_cli_value(raw))
+            .map_err(|reason| ProjectError::ConfigKey { plugin: name.to_owned(), key: key.to_owned(), reason })?;
+        let missing = self.validate_user_config(name, &manifest, &validator, &user)?;
+        config.plugins.insert(name.to_owned(), user);
+        config.write(&self.config_path())?;
+        self.emit("plugin.configured", json!({"plugin": name, "key": key}));
+        Ok(missing)
+    }
+
+    /// Removes one key (its default, if any, applies again).
+    pub fn config_unset(&self, name: &str, key: &str) -> Result<Transition, ProjectError> {
+        let path = self.key_path(name, key)?;
+        let _lock = self.lock_if_installed(name)?;
+        let (manifest, validator, mut config) = self.config_context(name)?;
+        let Some(mut user) = config.plugins.get(name).cloned() else { return Ok(Transition::Unchanged) };
+        if !config::unset_path(&mut user, &path) {
+            return Ok(Transition::Unchanged);
+        }
+        self.validate_user_config(name, &manifest, &validator, &user)?;
+        if user.as_object().is_some_and(serde_json::Map::is_empty) {
+            config.plugins.remove(name);
+        } else {
+            config.plugins.insert(name.to_owned(), user);
+        }
+        config.write(&self.config_path())?;
+        self.emit("plugin.configured", json!({"plugin": name, "key": key}));
+        Ok(Transition::Changed)
+    }
+
+    /// Validates the stored configuration against the schema; reports violations and unset
+    /// `${VAR}`s without failing, so callers can show everything at once.
+    pub fn config_validate(&self, name: &str) -> Result<ConfigReport, ProjectError> {
+        let (manifest, validator, config) = self.config_context(name)?;
+        let effective = self.effective_config(name, &manifest, &config);
+        let (expanded, missing_env) = expand_env(&effective, &*self.env);
+        Ok(ConfigReport { violations: validator.validate(&expanded), missing_env })
+    }
+
+    fn validate_user_config(
+        &self,
+        name: &str,
+        manifest: &Manifest,
+        validator: &ConfigValidator,
+        user: &Value,
+    ) -> Result<Vec<String>, ProjectError> {
+        let defaults = manifest.config.as_ref().and_then(|c| c.defaults.clone()).unwrap_or_else(|| json!({}));
+        let effective = apply_defaults(&defaults, user);
+        let (expanded, missing) = expand_env(&effective, &*self.env);
+        let violations = validator.validate(&expanded);
+        if !violations.is_empty() {
+            return Err(ProjectError::ConfigInvalid { plugin: name.to_owned(), violations });
+        }
+        Ok(missing)
+    }
+
+    fn lock_if_installed(&self, name: &str) -> Result<ProjectLock, ProjectError> {
+        let state = self.state()?;
+        self.record(&state, name)?;
+        self.lock()
+    }
+}
+
+/// A plugin load failure, as the reason string kept in the state.
+struct LoadFailure(String);
+
+impl From<ProjectError> for LoadFailure {
+    fn from(e: ProjectError) -> Self {
+        LoadFailure(e.to_string())
+    }
+}
+
+impl From<String> for LoadFailure {
+    fn from(s: String) -> Self {
+        LoadFailure(s)
+    }
+}
+
+impl ProjectConfig {
+    fn read_or_default(project: &Project) -> Result<ProjectConfig, ProjectError> {
+        ProjectConfig::read(&project.config_path())
+    }
+}
+
+use config::ProjectConfig;
+
+/// Refuses keys the schema does not know, when the schema lists its properties and does not
+/// allow others, so that `severty` gets a "did you mean" instead of being stored.
+fn check_known_key(plugin: &str, key: &str, path: &[&str], schema: Option<&Value>) -> Result<(), ProjectError> {
+    let mut node = schema;
+    for segment in path {
+        let Some(current) = node else { return Ok(()) };
+        let Some(props) = current.get("properties").and_then(Value::as_object) else { return Ok(()) };
+        if let Some(child) = props.get(*segment) {
+            node = Some(child);
+            continue;
+        }
+        if current.get("additionalProperties").is_some_and(|a| a != &Value::Bool(false)) {
+            return Ok(());
+        }
+        let known: Vec<&String> = props.keys().collect();
+        let suggestion = known
+            .iter()
+            .map(|k| (strsim_distance(segment, k), *k))
+            .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+            .min()
+            .map(|(_, k)| k.clone());
+        let reason = match suggestion {
+            Some(s) => format!("unknown key `{segment}` (did you mean `{s}`?)"),
+            None => format!(
+                "unknown key `{segment}`; known keys: {}",
+                known.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        return Err(ProjectError::ConfigKey { plugin: plugin.to_owned(), key: key.to_owned(), reason });
+    }
+    Ok(())
+}
+
+fn provided_summary(m: &Manifest) -> BTreeMap<&'static str, Vec<String>> {
+    let p = &m.provides;
+    let mut out = BTreeMap::new();
+    let mut put = |kind: &'static str, names: Vec<String>| {
+        if !names.is_empty() {
+            out.insert(kind, names);
+        }
+    };
+    put("commands", p.commands.iter().map(|c| c.name.clone()).collect());
+    put("hooks", p.hooks.iter().map(|h| h.hook.clone()).collect());
+    put("workflows", p.workflows.iter().map(|w| format!("{} ({} {})", w.name, mode_str(w.mode), w.phase)).collect());
+    put("agents", p.agents.iter().map(|a| a.name.clone()).collect());
+    put("stacks", p.stacks.iter().map(|s| s.name.clone()).collect());
+    put("templates", p.templates.iter().map(|t| t.name.clone()).collect());
+    put("integrations", p.integrations.iter().map(|i| i.name.clone()).collect());
+    put("guardrails", p.guardrails.iter().map(|g| g.name.clone()).collect());
+    put("outcome_types", p.outcome_types.iter().map(|o| o.name.clone()).collect());
+    put("step_types", p.step_types.iter().map(|s| s.name.clone()).collect());
+    put("schemas", p.schemas.iter().map(|s| format!("{}@{}", s.name, s.version)).collect());
+    out
+}
+
+fn mode_str(mode: trellis_manifest::PhaseMode) -> &'static str {
+    use trellis_manifest::PhaseMode::*;
+    match mode {
+        Before => "before",
+        After => "after",
+        Replace => "replaces",
+        Wrap => "wraps",
+    }
+}
+
+/// The platform name manifests use.
+pub fn current_platform() -> &'static str {
+    match std::env::consts::OS {
+        "macos" => "macos",
+        "windows" => "windows",
+        "linux" => "linux",
+        other => other,
+    }
+}
+
+fn strsim_distance(a: &str, b: &str) -> usize {
+    strsim::levenshtein(a, b)
+}
+

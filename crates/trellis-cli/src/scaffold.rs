@@ -1,0 +1,193 @@
+//! `trellis plugin init`: a new plugin directory that validates as soon as it is written.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use trellis_manifest::RuntimeKind;
+
+pub struct Scaffold {
+    pub dir: PathBuf,
+    pub files: Vec<PathBuf>,
+}
+
+/// Writes a new plugin named `name` into `dir`, which must not exist or be empty.
+pub fn init(name: &str, runtime: RuntimeKind, dir: &Path) -> Result<Scaffold> {
+    if let Err(reason) = trellis_manifest::name::validate_plugin_name(name) {
+        bail!("`{name}` is not a valid plugin name: {reason}");
+    }
+    if dir.exists() && fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.next().is_some() {
+        bail!(
+            "{} already exists and is not empty; choose another name or pass --dir to a new directory",
+            dir.display()
+        );
+    }
+    let short = name.rsplit('/').next().unwrap_or(name);
+    let crate_name = short.replace('-', "_");
+    let mut files: Vec<(PathBuf, String)> = vec![
+        ("plugin.yaml".into(), manifest(name, short, runtime, &crate_name)),
+        ("README.md".into(), readme(name, short, runtime)),
+        ("LICENSE".into(), MIT_LICENSE.to_owned()),
+    ];
+    match runtime {
+        RuntimeKind::Declarative => {
+            files.push(("commands/hello.md".into(), HELLO_TEMPLATE.to_owned()));
+        }
+        RuntimeKind::Process => {
+            files.push(("plugin.py".into(), PROCESS_ENTRY.to_owned()));
+        }
+        RuntimeKind::Wasm => {
+            files.push(("Cargo.toml".into(), wasm_cargo_toml(&crate_name)));
+            files.push(("src/lib.rs".into(), WASM_LIB.to_owned()));
+            files.push((".gitignore".into(), "/target\n".to_owned()));
+        }
+    }
+    let mut written = Vec::new();
+    for (rel, content) in files {
+        let path = dir.join(&rel);
+        if let Some(parent) = path.parent() {
+            fs::create_dir_all(parent).with_context(|| format!("creating {}", parent.display()))?;
+        }
+        fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
+        written.push(rel);
+    }
+    #[cfg(unix)]
+    if runtime == RuntimeKind::Process {
+        use std::os::unix::fs::PermissionsExt;
+        let entry = dir.join("plugin.py");
+        fs::set_permissions(&entry, fs::Permissions::from_mode(0o755))
+            .with_context(|| format!("making {} executable", entry.display()))?;
+    }
+    Ok(Scaffold { dir: dir.to_owned(), files: written })
+}
+
+fn manifest(name: &str, short: &str, runtime: RuntimeKind, crate_name: &str) -> String {
+    let (runtime_block, commands) = match runtime {
+        RuntimeKind::Declarative => (
+            "runtime:\n  type: declarative\n".to_owned(),
+            "  commands:\n    - name: hello\n      description: Greets the user, using the configured greeting\n      template: commands/hello.md\n".to_owned(),
+        ),
+        RuntimeKind::Process => (
+            "runtime:\n  type: process\n  entry: plugin.py\n".to_owned(),
+            "  commands:\n    - name: hello\n      description: Greets the user, using the configured greeting\n      entrypoint: hello\n".to_owned(),
+        ),
+        RuntimeKind::Wasm => (
+            format!("runtime:\n  type: wasm\n  entry: target/wasm32-wasip2/release/{crate_name}.wasm\n"),
+            "  commands:\n    - name: hello\n      description: Greets the user, using the configured greeting\n      entrypoint: hello\n".to_owned(),
+        ),
+    };
+    let limits = if runtime == RuntimeKind::Declarative { "" } else { "limits:\n  memory: 64MiB\n  timeout: 5s\n" };
+    format!(
+        "\
+# Trellis plugin manifest. Reference: docs/manifest.md
+apiVersion: trellis.dev/v1
+kind: Plugin
+metadata:
+  name: {name}
+  version: 0.1.0
+  description: The {short} plugin
+  license: MIT
+  keywords: [example]
+  categories: [commands]
+provides:
+{commands}requires:
+  trellis: \">=0.1\"
+  capabilities: []
+{runtime_block}{limits}config:
+  schema:
+    type: object
+    additionalProperties: false
+    properties:
+      greeting:
+        type: string
+        description: How the plugin says hello
+  defaults:
+    greeting: Hello
+"
+    )
+}
+
+fn readme(name: &str, short: &str, runtime: RuntimeKind) -> String {
+    let build = match runtime {
+        RuntimeKind::Wasm => "\nBuild the component first:\n\n```sh\ncargo build --target wasm32-wasip2 --release\n```\n",
+        _ => "",
+    };
+    format!(
+        "# {name}\n\nThe {short} plugin for Trellis ({} runtime).\n{build}\n## Try it\n\n```sh\ntrellis plugin validate .\ntrellis plugin install .\ntrellis plugin enable {name}\ntrellis hello\n```\n\n## Configuration\n\n| key | default | meaning |\n|---|---|---|\n| `greeting` | `Hello` | How the plugin says hello |\n",
+        runtime.as_str()
+    )
+}
+
+fn wasm_cargo_toml(crate_name: &str) -> String {
+    format!(
+        "[package]\nname = \"{crate_name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\n"
+    )
+}
+
+const HELLO_TEMPLATE: &str = "\
+{{ config.greeting }}, {{ args | join(\" \") if args else \"world\" }}!
+
+This text comes from `commands/hello.md` in the plugin `{{ plugin.name }}` {{ plugin.version }}.
+Edit it, reinstall with `trellis plugin install --force .`, and run `trellis hello` again.
+";
+
+const PROCESS_ENTRY: &str = r#"#!/usr/bin/env python3
+"""A Trellis process plugin: JSON-RPC 2.0 requests on stdin, one per line; responses on stdout."""
+import json
+import sys
+
+config = {}
+
+
+def initialize(params):
+    config.update(params.get("config") or {})
+    return {"ok": True}
+
+
+def hello(params):
+    args = params.get("args") or ["world"]
+    return {"text": f"{config.get('greeting', 'Hello')}, {' '.join(args)}!"}
+
+
+METHODS = {"initialize": initialize, "command/hello": hello}
+
+for line in sys.stdin:
+    request = json.loads(line)
+    method = METHODS.get(request.get("method"))
+    if method is None:
+        reply = {"error": {"code": -32601, "message": f"unknown method {request.get('method')}"}}
+    else:
+        reply = {"result": method(request.get("params") or {})}
+    reply.update(jsonrpc="2.0", id=request.get("id"))
+    print(json.dumps(reply), flush=True)
+"#;
+
+const WASM_LIB: &str = "\
+//! A Trellis WebAssembly plugin. Build with `cargo build --target wasm32-wasip2 --release`.
+//!
+//! The command and hook exports are written with the Trellis guest SDK; see docs/wasm.md.
+";
+
+const MIT_LICENSE: &str = "\
+MIT License
+
+Copyright (c) the plugin's authors
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the \"Software\"), to deal
+in the Software without restriction, including without limitation the rights
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED \"AS IS\", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+";

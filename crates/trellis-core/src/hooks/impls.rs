@@ -1,0 +1,472 @@
+//! Hook implementations as plugins hand them in, and what a call produces.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::error::HookError;
+
+/// What one implementation returns: `Ok(None)` means "no result" (pluggy's `None`) and is
+/// skipped, which is how firstresult hooks let the next implementation answer.
+pub type ImplResult = Result<Option<Value>, HookError>;
+
+/// The future of an async implementation. `'static` so runtimes may spawn or store it; an
+/// async implementation clones from the [`HookCall`] whatever it needs.
+pub type HookFuture = Pin<Box<dyn Future<Output = ImplResult> + Send + 'static>>;
+
+/// What a whole call produces, and what wrappers observe and may replace.
+pub type Outcome = Result<HookResults, HookError>;
+
+/// The second half of a new-style wrapper: pluggy's code after `yield`. It receives the inner
+/// outcome (results or error) and returns the outcome the caller (or the next outer wrapper)
+/// sees.
+pub type Teardown = Box<dyn FnOnce(Outcome) -> Outcome + Send>;
+
+pub(crate) type SyncFn = dyn Fn(&HookCall<'_>) -> ImplResult + Send + Sync;
+pub(crate) type AsyncFn = dyn Fn(&HookCall<'_>) -> HookFuture + Send + Sync;
+pub(crate) type WrapperFn = dyn Fn(&HookCall<'_>) -> Result<Teardown, HookError> + Send + Sync;
+
+/// The context an implementation receives: the hook's name and the call's arguments.
+#[derive(Debug, Clone, Copy)]
+pub struct HookCall<'a> {
+    pub(crate) hook: &'a str,
+    pub(crate) args: &'a Value,
+}
+
+impl<'a> HookCall<'a> {
+    /// A call context; useful for testing implementations directly.
+    #[must_use]
+    pub fn new(hook: &'a str, args: &'a Value) -> Self {
+        HookCall { hook, args }
+    }
+
+    /// Name of the hook being called.
+    #[must_use]
+    pub fn hook_name(&self) -> &'a str {
+        self.hook
+    }
+
+    /// All arguments (usually a JSON object keyed by argument name).
+    #[must_use]
+    pub fn args(&self) -> &'a Value {
+        self.args
+    }
+
+    /// One named argument.
+    #[must_use]
+    pub fn arg(&self, name: &str) -> Option<&'a Value> {
+        self.args.get(name)
+    }
+
+    /// Deserialize the arguments into a Rust type.
+    ///
+    /// # Errors
+    /// A [`HookError::Message`] when the arguments do not fit `T`.
+    pub fn parse<T: DeserializeOwned>(&self) -> Result<T, HookError> {
+        T::deserialize(self.args).map_err(|e| {
+            HookError::msg(format!(
+                "cannot decode the arguments of hook `{}`: {e}",
+                self.hook
+            ))
+        })
+    }
+}
+
+/// The results of a call.
+///
+/// `values` holds the non-null results in call order (at most one for firstresult hooks);
+/// `errors` is only filled under [`super::FailMode::Continue`], one entry per failed plugin.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HookResults<T = Value> {
+    /// Non-null results in call order.
+    pub values: Vec<T>,
+    /// Errors of implementations that failed while the call went on (`FailMode::Continue`).
+    pub errors: Vec<HookError>,
+}
+
+impl<T> Default for HookResults<T> {
+    fn default() -> Self {
+        HookResults {
+            values: Vec::new(),
+            errors: Vec::new(),
+        }
+    }
+}
+
+impl<T> HookResults<T> {
+    /// Results without errors.
+    #[must_use]
+    pub fn new(values: Vec<T>) -> Self {
+        HookResults {
+            values,
+            errors: Vec::new(),
+        }
+    }
+
+    /// The first result (the only one for firstresult hooks).
+    #[must_use]
+    pub fn first(&self) -> Option<&T> {
+        self.values.first()
+    }
+
+    /// Take the first result.
+    #[must_use]
+    pub fn into_first(self) -> Option<T> {
+        self.values.into_iter().next()
+    }
+
+    /// Take all results.
+    #[must_use]
+    pub fn into_values(self) -> Vec<T> {
+        self.values
+    }
+
+    /// Number of results.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    /// No results.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// True when no implementation failed.
+    #[must_use]
+    pub fn is_clean(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
+#[derive(Clone)]
+pub(crate) enum ImplFn {
+    Sync(Arc<SyncFn>),
+    Async(Arc<AsyncFn>),
+    Wrapper(Arc<WrapperFn>),
+}
+
+/// Ordering and behaviour options of an implementation (pluggy's `HookimplMarker`, plus
+/// `before`/`after`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImplOptions {
+    /// Run as early as possible among its kind.
+    pub tryfirst: bool,
+    /// Run as late as possible among its kind.
+    pub trylast: bool,
+    /// Do not complain in `check_pending` when the hook has no spec.
+    pub optional: bool,
+    /// Run before every implementation of these plugins (absent plugins are ignored).
+    pub before: Vec<String>,
+    /// Run after every implementation of these plugins (absent plugins are ignored).
+    pub after: Vec<String>,
+    /// The argument names this implementation reads; checked against the spec at registration
+    /// and against the call's arguments at call time. Empty: not declared, nothing checked.
+    pub argnames: Vec<String>,
+}
+
+/// One implementation of one hook, before it is registered under a plugin name.
+///
+/// ```
+/// use trellis_core::hooks::HookImpl;
+/// let imp = HookImpl::new("on_build", |call| {
+///     let x = call.arg("x").and_then(|v| v.as_i64()).unwrap_or(0);
+///     Ok(Some((x + 1).into()))
+/// })
+/// .tryfirst()
+/// .before(["other-plugin"]);
+/// assert_eq!(imp.hook_name(), "on_build");
+/// ```
+#[derive(Clone)]
+pub struct HookImpl {
+    pub(crate) hook: String,
+    pub(crate) opts: ImplOptions,
+    pub(crate) func: ImplFn,
+}
+
+impl std::fmt::Debug for HookImpl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HookImpl")
+            .field("hook", &self.hook)
+            .field("kind", &kind_name(&self.func))
+            .field("opts", &self.opts)
+            .finish()
+    }
+}
+
+fn kind_name(func: &ImplFn) -> &'static str {
+    match func {
+        ImplFn::Sync(_) => "sync",
+        ImplFn::Async(_) => "async",
+        ImplFn::Wrapper(_) => "wrapper",
+    }
+}
+
+impl HookImpl {
+    fn with(hook: impl Into<String>, func: ImplFn) -> Self {
+        HookImpl {
+            hook: hook.into(),
+            opts: ImplOptions::default(),
+            func,
+        }
+    }
+
+    /// A synchronous implementation.
+    pub fn new<F>(hook: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(&HookCall<'_>) -> ImplResult + Send + Sync + 'static,
+    {
+        Self::with(hook, ImplFn::Sync(Arc::new(f)))
+    }
+
+    /// An asynchronous implementation returning a boxed future.
+    pub fn new_async<F>(hook: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(&HookCall<'_>) -> HookFuture + Send + Sync + 'static,
+    {
+        Self::with(hook, ImplFn::Async(Arc::new(f)))
+    }
+
+    /// An asynchronous implementation from an `async` closure over an owned copy of the
+    /// arguments (the copy is what lets the future be `'static`).
+    pub fn from_async_fn<F, Fut>(hook: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ImplResult> + Send + 'static,
+    {
+        Self::new_async(hook, move |call| Box::pin(f(call.args.clone())))
+    }
+
+    /// A new-style wrapper (pluggy `wrapper=True`): `f` is the code before `yield`; the
+    /// [`Teardown`] it returns is the code after it.
+    pub fn wrapper<F>(hook: impl Into<String>, f: F) -> Self
+    where
+        F: Fn(&HookCall<'_>) -> Result<Teardown, HookError> + Send + Sync + 'static,
+    {
+        Self::with(hook, ImplFn::Wrapper(Arc::new(f)))
+    }
+
+    /// A wrapper from two closures: `setup` runs before the inner implementations and its
+    /// state is handed to `teardown` together with their outcome.
+    pub fn wrapper_with<S, Setup, Down>(
+        hook: impl Into<String>,
+        setup: Setup,
+        teardown: Down,
+    ) -> Self
+    where
+        S: Send + 'static,
+        Setup: Fn(&HookCall<'_>) -> Result<S, HookError> + Send + Sync + 'static,
+        Down: Fn(S, Outcome) -> Outcome + Send + Sync + 'static,
+    {
+        let teardown = Arc::new(teardown);
+        Self::wrapper(hook, move |call| {
+            let state = setup(call)?;
+            let teardown = Arc::clone(&teardown);
+            Ok(Box::new(move |outcome| teardown(state, outcome)) as Teardown)
+        })
+    }
+
+    /// A typed implementation: arguments are deserialized into `A`, the result serialized
+    /// from `R`, and any displayable error becomes a [`HookError`].
+    pub fn typed<A, R, E, F>(hook: impl Into<String>, f: F) -> Self
+    where
+        A: DeserializeOwned,
+        R: Serialize,
+        E: std::fmt::Display,
+        F: Fn(A) -> Result<Option<R>, E> + Send + Sync + 'static,
+    {
+        Self::new(hook, move |call| {
+            let args: A = call.parse()?;
+            match f(args) {
+                Ok(None) => Ok(None),
+                Ok(Some(r)) => serde_json::to_value(r)
+                    .map(Some)
+                    .map_err(|e| HookError::msg(format!("cannot serialize the result: {e}"))),
+                Err(e) => Err(HookError::msg(e)),
+            }
+        })
+    }
+
+    /// Name of the hook this implements.
+    #[must_use]
+    pub fn hook_name(&self) -> &str {
+        &self.hook
+    }
+
+    /// The options.
+    #[must_use]
+    pub fn options(&self) -> &ImplOptions {
+        &self.opts
+    }
+
+    /// Replace all options at once.
+    #[must_use]
+    pub fn with_options(mut self, opts: ImplOptions) -> Self {
+        self.opts = opts;
+        self
+    }
+
+    /// pluggy's `tryfirst=True`.
+    #[must_use]
+    pub fn tryfirst(mut self) -> Self {
+        self.opts.tryfirst = true;
+        self
+    }
+
+    /// pluggy's `trylast=True`.
+    #[must_use]
+    pub fn trylast(mut self) -> Self {
+        self.opts.trylast = true;
+        self
+    }
+
+    /// pluggy's `optionalhook=True`.
+    #[must_use]
+    pub fn optional(mut self) -> Self {
+        self.opts.optional = true;
+        self
+    }
+
+    /// Run before the implementations of these plugins.
+    #[must_use]
+    pub fn before<I, S>(mut self, plugins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.opts.before.extend(plugins.into_iter().map(Into::into));
+        self
+    }
+
+    /// Run after the implementations of these plugins.
+    #[must_use]
+    pub fn after<I, S>(mut self, plugins: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.opts.after.extend(plugins.into_iter().map(Into::into));
+        self
+    }
+
+    /// Declare the argument names this implementation reads.
+    #[must_use]
+    pub fn argnames<I, S>(mut self, names: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.opts.argnames = names.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Whether this is a wrapper.
+    #[must_use]
+    pub fn is_wrapper(&self) -> bool {
+        matches!(self.func, ImplFn::Wrapper(_))
+    }
+
+    /// Whether this is an async implementation.
+    #[must_use]
+    pub fn is_async(&self) -> bool {
+        matches!(self.func, ImplFn::Async(_))
+    }
+}
+
+/// A plugin: a name plus its implementations. Registered all-or-nothing.
+#[derive(Debug, Clone)]
+pub struct PluginRegistration {
+    pub(crate) name: String,
+    pub(crate) impls: Vec<HookImpl>,
+}
+
+impl PluginRegistration {
+    /// A plugin with no implementations yet.
+    pub fn new(name: impl Into<String>) -> Self {
+        PluginRegistration {
+            name: name.into(),
+            impls: Vec::new(),
+        }
+    }
+
+    /// Add an implementation. Implementations of the same hook are added in this order, as
+    /// if registered one after the other.
+    #[must_use]
+    pub fn with(mut self, imp: HookImpl) -> Self {
+        self.impls.push(imp);
+        self
+    }
+
+    /// Add an implementation in place.
+    pub fn push(&mut self, imp: HookImpl) {
+        self.impls.push(imp);
+    }
+
+    /// The plugin name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The implementations.
+    #[must_use]
+    pub fn impls(&self) -> &[HookImpl] {
+        &self.impls
+    }
+}
+
+/// A registered implementation as seen by monitors and `get_hookimpls`.
+pub struct RegisteredImpl {
+    pub(crate) plugin: Arc<str>,
+    pub(crate) hook: Arc<str>,
+    pub(crate) opts: ImplOptions,
+    pub(crate) func: ImplFn,
+}
+
+impl std::fmt::Debug for RegisteredImpl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisteredImpl")
+            .field("plugin", &self.plugin)
+            .field("hook", &self.hook)
+            .field("kind", &kind_name(&self.func))
+            .field("opts", &self.opts)
+            .finish()
+    }
+}
+
+impl RegisteredImpl {
+    /// The plugin it belongs to (`<temp>` for `call_extra` implementations, like pluggy).
+    #[must_use]
+    pub fn plugin_name(&self) -> &str {
+        &self.plugin
+    }
+
+    /// The hook it implements.
+    #[must_use]
+    pub fn hook_name(&self) -> &str {
+        &self.hook
+    }
+
+    /// Its options.
+    #[must_use]
+    pub fn options(&self) -> &ImplOptions {
+        &self.opts
+    }
+
+    /// Whether it is a wrapper.
+    #[must_use]
+    pub fn is_wrapper(&self) -> bool {
+        matches!(self.func, ImplFn::Wrapper(_))
+    }
+
+    /// Whether it is async.
+    #[must_use]
+    pub fn is_async(&self) -> bool {
+        matches!(self.func, ImplFn::Async(_))
+    }
+}

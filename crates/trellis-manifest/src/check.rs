@@ -1,0 +1,857 @@
+//! Rules the JSON Schema cannot express, checked on the document value.
+//!
+//! These run on the raw value rather than the typed [`Manifest`](crate::Manifest) so that they
+//! still report when some other part of the document has the wrong shape: a manifest with a
+//! type error and a bad version must show both. Every accessor therefore tolerates values of the
+//! wrong type and simply skips them (the schema already reports those).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use jsonschema::Validator;
+use jsonschema::error::ValidationErrorKind;
+use semver::{Version, VersionReq};
+use serde_json::Value;
+
+use crate::Format;
+use crate::issue::{At, Issue, child, did_you_mean, index};
+use crate::model::{
+    API_VERSION_V1, KNOWN_CAPABILITIES, KNOWN_PLATFORMS, parse_byte_size, parse_duration,
+};
+use crate::name::{NAME_GRAMMAR, name_problem, suggest_name};
+use crate::schema::Humanizer;
+use crate::source::Located;
+
+const SEMVER_EXPECTED: &str = "a SemVer version like 1.2.0";
+const REQ_EXPECTED: &str = "a requirement like `>=1.2, <2`";
+const MIN_MEMORY: u64 = 1 << 20;
+const MAX_MEMORY: u64 = 4 << 30;
+const MAX_TIMEOUT_MS: u128 = 10 * 60 * 1000;
+
+/// The provides lists whose entries are keyed by `name`, with how to call one entry.
+const NAMED_LISTS: &[(&str, &str)] = &[
+    ("commands", "command"),
+    ("workflows", "workflow"),
+    ("agents", "agent"),
+    ("stacks", "stack"),
+    ("templates", "template"),
+    ("integrations", "integration"),
+    ("guardrails", "guardrail"),
+    ("outcome_types", "outcome type"),
+    ("step_types", "step type"),
+];
+
+/// Fields that name a file or directory inside the plugin.
+const PATH_FIELDS: &[(&str, &str, PathKind)] = &[
+    ("commands", "template", PathKind::File),
+    ("agents", "persona_file", PathKind::File),
+    ("stacks", "path", PathKind::Dir),
+    ("templates", "path", PathKind::Any),
+    ("schemas", "path", PathKind::File),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PathKind {
+    File,
+    Dir,
+    Any,
+}
+
+struct Checker<'a> {
+    doc: &'a Value,
+    located: &'a Located,
+    issues: Vec<Issue>,
+}
+
+/// Checks everything that needs no file system.
+pub(crate) fn semantics(located: &Located) -> Vec<Issue> {
+    let mut c = Checker {
+        doc: &located.value,
+        located,
+        issues: Vec::new(),
+    };
+    c.api_version_and_kind();
+    c.metadata();
+    c.requires();
+    c.compatibility();
+    c.provides();
+    c.runtime();
+    c.limits();
+    c.config();
+    for (pointer, path, _) in c.referenced_paths() {
+        c.relative_path(&pointer, &path);
+    }
+    c.issues
+}
+
+/// Checks that the files the manifest references exist in `dir`.
+pub(crate) fn files(located: &Located, dir: &Path) -> Vec<Issue> {
+    let c = Checker {
+        doc: &located.value,
+        located,
+        issues: Vec::new(),
+    };
+    let runtime = c.runtime_kind();
+    let mut issues = Vec::new();
+    for (pointer, path, kind) in c.referenced_paths() {
+        if path_problem(&path).is_some() {
+            continue;
+        }
+        let full = dir.join(&path);
+        let is_entry = pointer == "/runtime/entry";
+        if is_entry && runtime == Some("declarative") {
+            continue; // the entry itself is the error, reported by `semantics`
+        }
+        match std::fs::metadata(&full) {
+            Err(_) if is_entry && runtime == Some("wasm") => issues.push(
+                Issue::new(
+                    pointer,
+                    At::Value,
+                    format!("the wasm component `{path}` does not exist"),
+                )
+                .hint("build it first: cargo build --target wasm32-wasip2 --release"),
+            ),
+            Err(_) => issues.push(
+                Issue::new(
+                    pointer,
+                    At::Value,
+                    format!("`{path}` does not exist in the plugin directory"),
+                )
+                .hint(format!(
+                    "create it, or fix the path (it is relative to {})",
+                    dir.display()
+                )),
+            ),
+            Ok(meta) if kind == PathKind::File && meta.is_dir() => issues.push(Issue::new(
+                pointer,
+                At::Value,
+                format!("`{path}` is a directory, but a file is expected here"),
+            )),
+            Ok(meta) if kind == PathKind::Dir && !meta.is_dir() => issues.push(Issue::new(
+                pointer,
+                At::Value,
+                format!("`{path}` is a file, but a directory is expected here"),
+            )),
+            Ok(_) => {}
+        }
+    }
+    issues
+}
+
+impl<'a> Checker<'a> {
+    fn at(&self, pointer: &str) -> Option<&'a Value> {
+        self.doc.pointer(pointer)
+    }
+
+    fn str_at(&self, pointer: &str) -> Option<&'a str> {
+        self.at(pointer).and_then(Value::as_str)
+    }
+
+    /// The entries of the list at `pointer` with their pointers; nothing if it is not a list.
+    fn items(&self, pointer: &str) -> Vec<(String, &'a Value)> {
+        self.at(pointer)
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .enumerate()
+                    .map(|(i, v)| (index(pointer, i), v))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn line(&self, pointer: &str) -> usize {
+        self.located.value_pos(pointer).line
+    }
+
+    fn toml(&self) -> bool {
+        self.located.format == Format::Toml
+    }
+
+    /// `key: value` or `key = "value"`, as the author would write it in this file.
+    fn snippet(&self, key: &str, value: &str) -> String {
+        if self.toml() {
+            format!("{key} = \"{value}\"")
+        } else {
+            format!("{key}: {value}")
+        }
+    }
+
+    fn push(&mut self, issue: Issue) {
+        self.issues.push(issue);
+    }
+
+    fn api_version_and_kind(&mut self) {
+        if let Some(v) = self.str_at("/apiVersion").filter(|v| *v != API_VERSION_V1) {
+            let issue = Issue::new(
+                "/apiVersion",
+                At::Value,
+                format!("unsupported apiVersion `{v}`"),
+            )
+            .expected(format!(
+                "`{API_VERSION_V1}` (the only version this trellis supports)"
+            ))
+            .hint(format!(
+                "write `{}`",
+                self.snippet("apiVersion", API_VERSION_V1)
+            ));
+            self.push(issue);
+        }
+        if let Some(k) = self.str_at("/kind").filter(|k| *k != "Plugin") {
+            let hint = if k.eq_ignore_ascii_case("plugin") {
+                "`kind` is case-sensitive: write `Plugin`".to_owned()
+            } else {
+                format!(
+                    "write `{}`; this file describes a plugin",
+                    self.snippet("kind", "Plugin")
+                )
+            };
+            self.push(
+                Issue::new("/kind", At::Value, format!("unsupported kind `{k}`"))
+                    .expected("`Plugin`")
+                    .hint(hint),
+            );
+        }
+    }
+
+    fn metadata(&mut self) {
+        if let Some(name) = self.str_at("/metadata/name") {
+            self.plugin_name("/metadata/name", name);
+        }
+        self.version("/metadata/version");
+    }
+
+    fn plugin_name(&mut self, pointer: &str, name: &str) {
+        if let Some(problem) = name_problem(name) {
+            let hint = suggest_name(name).map(|s| format!("did you mean `{s}`?"));
+            self.push(
+                Issue::new(
+                    pointer,
+                    At::Value,
+                    format!("invalid plugin name `{name}`: {problem}"),
+                )
+                .expected(NAME_GRAMMAR)
+                .maybe_hint(hint),
+            );
+        }
+    }
+
+    fn version(&mut self, pointer: &str) -> Option<Version> {
+        let text = self.str_at(pointer)?;
+        match Version::parse(text) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let parts = text.split('.').count();
+                let hint =
+                    (parts < 3 && text.split('.').all(|p| p.parse::<u64>().is_ok())).then(|| {
+                        let padded = format!("{text}{}", ".0".repeat(3 - parts));
+                        format!("SemVer needs all three numbers: `{padded}`")
+                    });
+                self.push(
+                    Issue::new(
+                        pointer,
+                        At::Value,
+                        format!("`{text}` is not a SemVer version: {e}"),
+                    )
+                    .expected(SEMVER_EXPECTED)
+                    .maybe_hint(hint),
+                );
+                None
+            }
+        }
+    }
+
+    fn version_req(&mut self, pointer: &str) {
+        let Some(text) = self.str_at(pointer) else {
+            return;
+        };
+        if let Err(e) = VersionReq::parse(text) {
+            let hint = text
+                .contains("&&")
+                .then(|| "separate requirements with `,`, not `&&`".to_owned());
+            self.push(
+                Issue::new(
+                    pointer,
+                    At::Value,
+                    format!("`{text}` is not a version requirement: {e}"),
+                )
+                .expected(REQ_EXPECTED)
+                .maybe_hint(hint),
+            );
+        }
+    }
+
+    fn requires(&mut self) {
+        for tool in ["trellis", "python", "node"] {
+            self.version_req(&format!("/requires/{tool}"));
+        }
+        let own_name = self.str_at("/metadata/name");
+        let mut seen: HashMap<&str, String> = HashMap::new();
+        for (pointer, dep) in self.items("/requires/plugins") {
+            self.version_req(&child(&pointer, "version"));
+            let name_pointer = child(&pointer, "name");
+            let Some(name) = dep.get("name").and_then(Value::as_str) else {
+                continue;
+            };
+            self.plugin_name(&name_pointer, name);
+            if Some(name) == own_name {
+                self.push(
+                    Issue::new(
+                        &name_pointer,
+                        At::Value,
+                        format!("the plugin `{name}` depends on itself"),
+                    )
+                    .hint("remove this entry"),
+                );
+            }
+            if let Some(first) = seen.get(name) {
+                let line = self.line(first);
+                self.push(
+                    Issue::new(
+                        &name_pointer,
+                        At::Value,
+                        format!("duplicate dependency `{name}` (first at line {line})"),
+                    )
+                    .hint("list each plugin once; combine the version requirements with `,`"),
+                );
+            } else {
+                seen.insert(name, name_pointer);
+            }
+        }
+        self.capabilities();
+    }
+
+    fn capabilities(&mut self) {
+        let mut seen: HashMap<&str, String> = HashMap::new();
+        for (pointer, cap) in self.items("/requires/capabilities") {
+            let (name, name_pointer) = match cap {
+                Value::String(s) => (s.as_str(), pointer.clone()),
+                Value::Object(m) => match m.get("name").and_then(Value::as_str) {
+                    Some(s) => (s, child(&pointer, "name")),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            if !KNOWN_CAPABILITIES.contains(&name) {
+                let hint = did_you_mean(name, KNOWN_CAPABILITIES.iter().copied())
+                    .map(|s| format!("did you mean `{s}`?"));
+                self.push(
+                    Issue::new(
+                        &name_pointer,
+                        At::Value,
+                        format!("unknown capability `{name}`"),
+                    )
+                    .expected(format!("one of {}", backticked(KNOWN_CAPABILITIES)))
+                    .maybe_hint(hint),
+                );
+                continue;
+            }
+            if let Some(first) = seen.get(name) {
+                let line = self.line(first);
+                self.push(
+                    Issue::new(
+                        &name_pointer,
+                        At::Value,
+                        format!("capability `{name}` is requested twice (first at line {line})"),
+                    )
+                    .hint("request each capability once; put all its scopes in one entry"),
+                );
+            } else {
+                seen.insert(name, name_pointer);
+            }
+            if let Value::Object(map) = cap {
+                self.capability_scopes(&pointer, name, map);
+            }
+        }
+    }
+
+    fn capability_scopes(
+        &mut self,
+        pointer: &str,
+        name: &str,
+        map: &serde_json::Map<String, Value>,
+    ) {
+        let scope_for = |cap: &str| match cap {
+            "filesystem.read" | "filesystem.write" => Some("paths"),
+            "network" => Some("hosts"),
+            "subprocess" => Some("commands"),
+            "environment" => Some("variables"),
+            _ => None,
+        };
+        let own = scope_for(name);
+        for (field, owners) in [
+            ("paths", "`filesystem.read` and `filesystem.write`"),
+            ("hosts", "`network`"),
+            ("commands", "`subprocess`"),
+            ("variables", "`environment`"),
+        ] {
+            if !map.contains_key(field) || own == Some(field) {
+                continue;
+            }
+            let hint = match own {
+                Some(right) => format!("`{name}` is scoped with `{right}`"),
+                None => format!("`{name}` takes no scope"),
+            };
+            self.push(
+                Issue::new(
+                    child(pointer, field),
+                    At::Key,
+                    format!("`{field}` only applies to {owners}, not to `{name}`"),
+                )
+                .hint(hint),
+            );
+        }
+    }
+
+    fn compatibility(&mut self) {
+        let min = self.version("/compatibility/trellis/min");
+        let max = self.version("/compatibility/trellis/max");
+        if let (Some(min), Some(max)) = (min, max)
+            && min > max
+        {
+            self.push(
+                Issue::new(
+                    "/compatibility/trellis/max",
+                    At::Value,
+                    format!("max `{max}` is older than min `{min}`"),
+                )
+                .expected("max to be the same as or newer than min")
+                .hint("swap them, or fix the typo"),
+            );
+        }
+        for (pointer, _) in self.items("/compatibility/trellis/tested") {
+            self.version(&pointer);
+        }
+        for (pointer, platform) in self.items("/compatibility/platforms") {
+            let Some(p) = platform.as_str() else { continue };
+            if KNOWN_PLATFORMS.contains(&p) {
+                continue;
+            }
+            let alias = match p.to_ascii_lowercase().as_str() {
+                "darwin" | "osx" | "macosx" | "mac" | "apple" => Some("macos"),
+                "win" | "win32" | "win64" | "windows_nt" => Some("windows"),
+                "gnu/linux" | "ubuntu" | "debian" => Some("linux"),
+                _ => None,
+            };
+            let hint = alias
+                .or_else(|| did_you_mean(p, KNOWN_PLATFORMS.iter().copied()))
+                .map(|s| format!("did you mean `{s}`?"));
+            self.push(
+                Issue::new(&pointer, At::Value, format!("unknown platform `{p}`"))
+                    .expected(format!(
+                        "one of {} (leave the list out for all)",
+                        backticked(KNOWN_PLATFORMS)
+                    ))
+                    .maybe_hint(hint),
+            );
+        }
+    }
+
+    fn provides(&mut self) {
+        for (list, what) in NAMED_LISTS {
+            self.unique_names(&format!("/provides/{list}"), what, |entry| {
+                entry.get("name").and_then(Value::as_str).map(str::to_owned)
+            });
+        }
+        self.unique_names("/provides/schemas", "schema", |entry| {
+            let name = entry.get("name").and_then(Value::as_str)?;
+            let version = entry.get("version").and_then(Value::as_str)?;
+            Some(format!("{name}@{version}"))
+        });
+        for (pointer, hook) in self.items("/provides/hooks") {
+            let flag = |k: &str| hook.get(k).and_then(Value::as_bool).unwrap_or(false);
+            if flag("tryfirst") && flag("trylast") {
+                self.push(
+                    Issue::new(child(&pointer, "trylast"), At::Key, "`tryfirst` and `trylast` are both true")
+                        .expected("at most one of them")
+                        .hint("keep the one you mean; use `before`/`after` to order against specific plugins"),
+                );
+            }
+        }
+        for (pointer, workflow) in self.items("/provides/workflows") {
+            if let Some(mode) = workflow.get("mode").and_then(Value::as_str) {
+                const MODES: [&str; 4] = ["before", "after", "replace", "wrap"];
+                if !MODES.contains(&mode) {
+                    let hint = match mode.to_ascii_lowercase().as_str() {
+                        "around" | "wrapper" | "surround" => {
+                            Some("to run around the phase, use `wrap`".to_owned())
+                        }
+                        "instead" | "override" | "overwrite" => {
+                            Some("to run instead of the phase, use `replace`".to_owned())
+                        }
+                        "pre" | "prior" | "first" => Some("did you mean `before`?".to_owned()),
+                        "post" | "then" | "last" => Some("did you mean `after`?".to_owned()),
+                        _ => did_you_mean(mode, MODES).map(|s| format!("did you mean `{s}`?")),
+                    };
+                    self.push(
+                        Issue::new(
+                            child(&pointer, "mode"),
+                            At::Value,
+                            format!("`{mode}` is not a workflow mode"),
+                        )
+                        .expected(format!("one of {}", backticked(&MODES)))
+                        .maybe_hint(hint),
+                    );
+                }
+            }
+            if let Some(phase) = workflow.get("phase").and_then(Value::as_str)
+                && !phase.is_empty()
+                && phase.trim().is_empty()
+            {
+                self.push(
+                    Issue::new(child(&pointer, "phase"), At::Value, "must not be blank")
+                        .expected("a phase name such as `implement`"),
+                );
+            }
+        }
+        for (pointer, def) in self.items("/provides/schemas") {
+            self.version(&child(&pointer, "version"));
+            let (inline, file) = (def.get("schema").is_some(), def.get("path").is_some());
+            if !inline && !file {
+                self.push(
+                    Issue::new(
+                        &pointer,
+                        At::Value,
+                        "a schema entry needs `schema` (inline) or `path` (a file)",
+                    )
+                    .expected("exactly one of `schema` and `path`"),
+                );
+            } else if inline && file {
+                self.push(
+                    Issue::new(
+                        child(&pointer, "path"),
+                        At::Key,
+                        "`schema` and `path` are both set",
+                    )
+                    .expected("exactly one of `schema` and `path`")
+                    .hint("keep the inline `schema` or the file `path`, not both"),
+                );
+            }
+            self.json_schema(&child(&pointer, "schema"));
+        }
+        for (pointer, _) in self.items("/provides/commands") {
+            self.json_schema(&child(&pointer, "input_schema"));
+        }
+        for (pointer, _) in self.items("/provides/outcome_types") {
+            self.json_schema(&child(&pointer, "schema"));
+        }
+        for (pointer, _) in self.items("/provides/step_types") {
+            self.json_schema(&child(&pointer, "schema"));
+        }
+    }
+
+    fn unique_names(&mut self, list: &str, what: &str, key: impl Fn(&Value) -> Option<String>) {
+        let mut seen: HashMap<String, String> = HashMap::new();
+        for (pointer, entry) in self.items(list) {
+            let Some(k) = key(entry) else { continue };
+            let name_pointer = child(&pointer, "name");
+            if let Some(first) = seen.get(&k) {
+                let line = self.line(first);
+                let shown = entry.get("name").and_then(Value::as_str).unwrap_or(&k);
+                self.push(
+                    Issue::new(
+                        &name_pointer,
+                        At::Value,
+                        format!("duplicate {what} name `{shown}` (first at line {line})"),
+                    )
+                    .hint(format!(
+                        "each {what} of a plugin needs its own name; rename or remove one"
+                    )),
+                );
+            } else {
+                seen.insert(k, name_pointer);
+            }
+        }
+    }
+
+    fn runtime_kind(&self) -> Option<&'a str> {
+        match self.at("/runtime/type") {
+            None => Some("declarative"),
+            Some(v) => v.as_str(),
+        }
+    }
+
+    fn runtime(&mut self) {
+        let Some(kind) = self.runtime_kind() else {
+            return;
+        };
+        let entry = self.at("/runtime/entry");
+        match (kind, entry) {
+            ("wasm" | "process", None) if self.at("/runtime").is_some() => {
+                let what = if kind == "wasm" {
+                    "its `.wasm` component"
+                } else {
+                    "the executable to start"
+                };
+                let example = if kind == "wasm" {
+                    "plugin.wasm"
+                } else {
+                    "bin/plugin"
+                };
+                self.push(
+                    Issue::new(
+                        "/runtime",
+                        At::Key,
+                        format!("missing field `entry`: a `{kind}` runtime needs {what}"),
+                    )
+                    .field("runtime.entry")
+                    .hint(format!(
+                        "add `{}`, relative to the plugin directory",
+                        self.snippet("entry", example)
+                    )),
+                );
+            }
+            ("declarative", Some(_)) => self.push(
+                Issue::new(
+                    "/runtime/entry",
+                    At::Key,
+                    "a declarative plugin runs no code, so it has no `entry`",
+                )
+                .hint("remove `entry`, or set the runtime `type` to `wasm` or `process`"),
+            ),
+            ("wasm", Some(Value::String(path))) if !path.ends_with(".wasm") => self.push(
+                Issue::new(
+                    "/runtime/entry",
+                    At::Value,
+                    format!("`{path}` is not a `.wasm` file"),
+                )
+                .expected("the path of a WebAssembly component ending in `.wasm`"),
+            ),
+            _ => {}
+        }
+    }
+
+    fn limits(&mut self) {
+        if let Some(bytes) = self.size("/limits/memory")
+            && !(MIN_MEMORY..=MAX_MEMORY).contains(&bytes)
+        {
+            let shown = crate::format_byte_size(bytes);
+            let message = if bytes < MIN_MEMORY {
+                format!("memory limit {shown} is below the minimum of 1MiB")
+            } else {
+                format!("memory limit {shown} is above the maximum of 4GiB")
+            };
+            self.push(
+                Issue::new("/limits/memory", At::Value, message)
+                    .expected("a size from 1MiB to 4GiB, like `64MiB`"),
+            );
+        }
+        if let Some(bytes) = self.size("/limits/max_output")
+            && bytes == 0
+        {
+            self.push(
+                Issue::new(
+                    "/limits/max_output",
+                    At::Value,
+                    "max_output is 0, so no call could return anything",
+                )
+                .expected("a size like `1MiB`"),
+            );
+        }
+        if let Some(ms) = self.duration_ms("/limits/timeout") {
+            let message = if ms == 0 {
+                Some("timeout is 0, so every call would time out".to_owned())
+            } else if ms > MAX_TIMEOUT_MS {
+                Some(format!("timeout {ms}ms is longer than the maximum of 10m"))
+            } else {
+                None
+            };
+            if let Some(message) = message {
+                self.push(
+                    Issue::new("/limits/timeout", At::Value, message)
+                        .expected("a duration from 1ms to 10m, like `30s`"),
+                );
+            }
+        }
+        if let Some(Value::Number(n)) = self.at("/limits/fuel")
+            && n.as_u64().is_none()
+            && n.is_f64()
+        {
+            self.push(Issue::new(
+                "/limits/fuel",
+                At::Value,
+                format!("fuel must be a whole number, found {n}"),
+            ));
+        }
+    }
+
+    fn size(&mut self, pointer: &str) -> Option<u64> {
+        let parsed = match self.at(pointer)? {
+            Value::Number(n) => n
+                .as_u64()
+                .ok_or_else(|| format!("`{n}` is not a whole number of bytes")),
+            Value::String(s) => parse_byte_size(s),
+            _ => return None,
+        };
+        parsed
+            .map_err(|message| {
+                self.push(
+                    Issue::new(pointer, At::Value, message)
+                        .expected("a size such as `64MiB`, `512KiB` or a number of bytes"),
+                );
+            })
+            .ok()
+    }
+
+    fn duration_ms(&mut self, pointer: &str) -> Option<u128> {
+        let parsed = match self.at(pointer)? {
+            Value::Number(n) => n
+                .as_u64()
+                .map(u128::from)
+                .ok_or_else(|| format!("`{n}` is not a whole number of milliseconds")),
+            Value::String(s) => parse_duration(s).map(|d| d.as_millis()),
+            _ => return None,
+        };
+        parsed
+            .map_err(|message| {
+                self.push(
+                    Issue::new(pointer, At::Value, message)
+                        .expected("a duration such as `30s`, `250ms` or `2m`"),
+                );
+            })
+            .ok()
+    }
+
+    fn config(&mut self) {
+        let Some(validator) = self.json_schema("/config/schema") else {
+            return;
+        };
+        let Some(defaults) = self.at("/config/defaults") else {
+            return;
+        };
+        let schema = self.at("/config/schema").unwrap_or(&Value::Null);
+        let humanizer = Humanizer {
+            schema,
+            located: Some(self.located),
+            prefix: "/config/defaults",
+            manifest: false,
+        };
+        let mut issues = Vec::new();
+        for error in validator.iter_errors(defaults) {
+            // Defaults may leave out what only the user can supply (an API token, say).
+            if matches!(error.kind(), ValidationErrorKind::Required { .. }) {
+                continue;
+            }
+            humanizer.translate(&error, &mut issues);
+        }
+        for mut issue in issues {
+            issue.origin = crate::issue::Origin::Semantic;
+            if issue.hint.is_none() {
+                issue.hint = Some("defaults must satisfy `config.schema`".to_owned());
+            }
+            self.push(issue);
+        }
+    }
+
+    /// Checks that the value at `pointer`, if any, is a usable JSON Schema, and compiles it.
+    fn json_schema(&mut self, pointer: &str) -> Option<Validator> {
+        let schema = self.at(pointer)?;
+        if !(schema.is_object() || schema.is_boolean()) {
+            return None; // the manifest schema reports the type
+        }
+        let meta_errors: Vec<Issue> = match jsonschema::meta::validator_for(schema) {
+            Ok(meta) => {
+                let humanizer = Humanizer {
+                    schema: &Value::Null,
+                    located: Some(self.located),
+                    prefix: pointer,
+                    manifest: false,
+                };
+                let mut issues = Vec::new();
+                for error in meta.iter_errors(schema) {
+                    humanizer.translate(&error, &mut issues);
+                }
+                issues
+            }
+            Err(e) => vec![Issue::new(pointer, At::Value, e.to_string())],
+        };
+        if !meta_errors.is_empty() {
+            for mut issue in meta_errors {
+                issue.origin = crate::issue::Origin::Semantic;
+                issue.message = format!("not a valid JSON Schema: {}", issue.message);
+                self.push(issue);
+            }
+            return None;
+        }
+        match jsonschema::validator_for(schema) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                let at = format!("{pointer}{}", e.instance_path().as_str());
+                self.push(
+                    Issue::new(at, At::Value, format!("this JSON Schema cannot be used: {e}"))
+                        .hint("a plugin's schemas must be self-contained: no references to other files or URLs"),
+                );
+                None
+            }
+        }
+    }
+
+    /// Every path field that holds a string, with its pointer and what it must be.
+    fn referenced_paths(&self) -> Vec<(String, String, PathKind)> {
+        let mut out = Vec::new();
+        for (list, field, kind) in PATH_FIELDS {
+            for (pointer, entry) in self.items(&format!("/provides/{list}")) {
+                if let Some(path) = entry.get(*field).and_then(Value::as_str) {
+                    out.push((child(&pointer, field), path.to_owned(), *kind));
+                }
+            }
+        }
+        if let Some(entry) = self.str_at("/runtime/entry") {
+            out.push((
+                "/runtime/entry".to_owned(),
+                entry.to_owned(),
+                PathKind::File,
+            ));
+        }
+        out
+    }
+
+    fn relative_path(&mut self, pointer: &str, path: &str) {
+        if let Some(problem) = path_problem(path) {
+            self.push(
+                Issue::new(pointer, At::Value, format!("`{path}` {problem}"))
+                    .expected("a path relative to the plugin directory, inside it")
+                    .hint("a plugin may only reference files inside its own directory"),
+            );
+        }
+    }
+}
+
+/// Why `path` cannot name a file inside the plugin directory, if it cannot.
+fn path_problem(path: &str) -> Option<&'static str> {
+    let bytes = path.as_bytes();
+    let drive = bytes.len() >= 2 && bytes[0].is_ascii_alphabetic() && bytes[1] == b':';
+    if path.starts_with('/') || path.starts_with('\\') || drive {
+        return Some("is an absolute path");
+    }
+    if path.split(['/', '\\']).any(|c| c == "..") {
+        return Some("contains `..`, which leaves the plugin directory");
+    }
+    None
+}
+
+fn backticked(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_problems() {
+        assert_eq!(path_problem("agents/a.md"), None);
+        assert_eq!(path_problem("./a"), None);
+        assert_eq!(path_problem("a..b/c"), None);
+        assert!(path_problem("/etc/passwd").is_some());
+        assert!(path_problem("C:\\x").is_some());
+        assert!(path_problem("\\\\server\\x").is_some());
+        assert!(path_problem("../x").is_some());
+        assert!(path_problem("a/../../x").is_some());
+        assert!(path_problem("a\\..\\x").is_some());
+    }
+}
