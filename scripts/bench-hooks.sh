@@ -42,6 +42,12 @@ header = ("impls", "trellis ns/call", "pluggy ns/call", "trellis ns/impl", "plug
 print("{:>5}  {:>15}  {:>14}  {:>15}  {:>14}  {:>7}  {:>5}".format(*header))
 for n, t, p, ti, pi, r, m in rows:
     print(f"{n:>5}  {t:>15.1f}  {p:>14.1f}  {ti:>15.2f}  {pi:>14.1f}  {r:>6.1f}x  {m:>5}")
+floor_path = os.path.join(crit_dir, "floor_closures_100", "new", "estimates.json")
+if os.path.exists(floor_path):
+    with open(floor_path) as f:
+        floor = json.load(f)["median"]["point_estimate"] / 100
+    print(f"floor (100 bare closures, no hook system): {floor:.2f} ns/impl -> at most "
+          f"{pluggy[100] / 100 / floor:.1f}x pluggy per impl for this workload on this machine")
 print("target met" if all_met else "target NOT met")
 sys.exit(0 if all_met else 1)
 PY

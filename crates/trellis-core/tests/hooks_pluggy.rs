@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use trellis_core::hooks::{
-    FailMode, HookError, HookImpl, HookSpec, PluginManager, PluginRegistration, RegistrationError, Teardown,
-    ValidationProblem,
+    FailMode, HookError, HookImpl, HookSpec, PluginManager, PluginRegistration, RegistrationError,
+    Teardown, ValidationProblem,
 };
 
 type Log = Arc<Mutex<Vec<String>>>;
@@ -47,7 +47,8 @@ fn wrapper(log: &Log, hook: &str, label: &str) -> HookImpl {
 }
 
 fn register(pm: &PluginManager, name: &str, imp: HookImpl) {
-    pm.register(PluginRegistration::new(name).with(imp)).unwrap();
+    pm.register(PluginRegistration::new(name).with(imp))
+        .unwrap();
 }
 
 fn values(pm: &PluginManager, hook: &str, args: Value) -> Vec<Value> {
@@ -68,7 +69,10 @@ fn plain_impls_run_newest_first() {
     for p in ["a", "b", "c"] {
         register(&pm, p, plain(&log, "h", p));
     }
-    assert_eq!(values(&pm, "h", json!({})), vec![json!("c"), json!("b"), json!("a")]);
+    assert_eq!(
+        values(&pm, "h", json!({})),
+        vec![json!("c"), json!("b"), json!("a")]
+    );
     assert_eq!(entries(&log), strs(&["c", "b", "a"]));
 }
 
@@ -111,11 +115,29 @@ fn mixed_order_matches_pluggy_in_registration_order() {
     assert_eq!(
         entries(&log),
         strs(&[
-            "p5:setup", "p2:setup", "p8:setup", "p3", "p6", "p1", "p4", "p7", "p8:teardown", "p2:teardown",
+            "p5:setup",
+            "p2:setup",
+            "p8:setup",
+            "p3",
+            "p6",
+            "p1",
+            "p4",
+            "p7",
+            "p8:teardown",
+            "p2:teardown",
             "p5:teardown"
         ])
     );
-    assert_eq!(out, vec![json!("p3"), json!("p6"), json!("p1"), json!("p4"), json!("p7")]);
+    assert_eq!(
+        out,
+        vec![
+            json!("p3"),
+            json!("p6"),
+            json!("p1"),
+            json!("p4"),
+            json!("p7")
+        ]
+    );
     let order: Vec<String> = pm
         .hook("h")
         .unwrap()
@@ -123,7 +145,10 @@ fn mixed_order_matches_pluggy_in_registration_order() {
         .iter()
         .map(|i| i.plugin_name().to_owned())
         .collect();
-    assert_eq!(order, strs(&["p5", "p2", "p8", "p3", "p6", "p1", "p4", "p7"]));
+    assert_eq!(
+        order,
+        strs(&["p5", "p2", "p8", "p3", "p6", "p1", "p4", "p7"])
+    );
 }
 
 #[test]
@@ -141,7 +166,16 @@ fn mixed_order_matches_pluggy_in_reverse_registration_order() {
     assert_eq!(
         entries(&log),
         strs(&[
-            "p5:setup", "p2:setup", "p8:setup", "p3", "p1", "p6", "p7", "p4", "p8:teardown", "p2:teardown",
+            "p5:setup",
+            "p2:setup",
+            "p8:setup",
+            "p3",
+            "p1",
+            "p6",
+            "p7",
+            "p4",
+            "p8:teardown",
+            "p2:teardown",
             "p5:teardown"
         ])
     );
@@ -184,7 +218,8 @@ fn null_json_value_is_a_result() {
 #[test]
 fn firstresult_stops_at_first_non_none() {
     let (pm, log) = (PluginManager::new(), new_log());
-    pm.add_hookspecs([HookSpec::new("h").firstresult()]).unwrap();
+    pm.add_hookspecs([HookSpec::new("h").firstresult()])
+        .unwrap();
     register(&pm, "a", plain(&log, "h", "a"));
     register(&pm, "b", plain(&log, "h", "b"));
     let log2 = Arc::clone(&log);
@@ -204,8 +239,11 @@ fn firstresult_stops_at_first_non_none() {
 #[test]
 fn firstresult_all_none_and_no_plugins() {
     let pm = PluginManager::new();
-    pm.add_hookspecs([HookSpec::new("h").firstresult(), HookSpec::new("empty").firstresult()])
-        .unwrap();
+    pm.add_hookspecs([
+        HookSpec::new("h").firstresult(),
+        HookSpec::new("empty").firstresult(),
+    ])
+    .unwrap();
     register(&pm, "a", HookImpl::new("h", |_| Ok(None)));
     assert_eq!(pm.call("h", &json!({})).unwrap().into_first(), None);
     assert_eq!(pm.call("empty", &json!({})).unwrap().into_first(), None);
@@ -217,7 +255,11 @@ fn impl_reads_its_arguments() {
     register(
         &pm,
         "a",
-        HookImpl::new("h", |c| Ok(Some(json!(c.arg("x").and_then(Value::as_i64).unwrap_or(0) * 10)))),
+        HookImpl::new("h", |c| {
+            Ok(Some(json!(
+                c.arg("x").and_then(Value::as_i64).unwrap_or(0) * 10
+            )))
+        }),
     );
     assert_eq!(values(&pm, "h", json!({"x": 4})), vec![json!(40)]);
 }
@@ -226,7 +268,11 @@ fn impl_reads_its_arguments() {
 fn missing_declared_argument_is_a_call_error() {
     // pluggy: HookCallError("hook call must provide argument 'f'")
     let pm = PluginManager::new();
-    register(&pm, "a", HookImpl::new("h", |_| Ok(Some(json!(1)))).argnames(["f"]));
+    register(
+        &pm,
+        "a",
+        HookImpl::new("h", |_| Ok(Some(json!(1)))).argnames(["f"]),
+    );
     let err = pm.call("h", &json!({"g": 1})).unwrap_err();
     assert_eq!(
         err,
@@ -263,14 +309,21 @@ fn wrapper_sees_and_replaces_result() {
             },
         ),
     );
-    assert_eq!(values(&pm, "h", json!({})), vec![json!(2), json!(1), json!(99)]);
+    assert_eq!(
+        values(&pm, "h", json!({})),
+        vec![json!(2), json!(1), json!(99)]
+    );
     assert_eq!(*seen.lock().unwrap(), vec![json!(2), json!(1)]);
 }
 
 #[test]
 fn wrapper_sees_error_and_recovers() {
     let pm = PluginManager::new();
-    register(&pm, "bad", HookImpl::new("h", |_| Err(HookError::msg("boom"))));
+    register(
+        &pm,
+        "bad",
+        HookImpl::new("h", |_| Err(HookError::msg("boom"))),
+    );
     let seen = Arc::new(Mutex::new(None));
     let seen2 = Arc::clone(&seen);
     register(
@@ -281,7 +334,9 @@ fn wrapper_sees_error_and_recovers() {
             Ok(Box::new(move |outcome: trellis_core::hooks::Outcome| {
                 let err = outcome.unwrap_err();
                 *seen.lock().unwrap() = Some(err);
-                Ok(trellis_core::hooks::HookResults::new(vec![json!("recovered")]))
+                Ok(trellis_core::hooks::HookResults::new(vec![json!(
+                    "recovered"
+                )]))
             }) as Teardown)
         }),
     );
@@ -301,7 +356,11 @@ fn wrapper_can_turn_result_into_error() {
         HookImpl::wrapper_with("h", |_| Ok(()), |(), _| Err(HookError::msg("vetoed"))),
     );
     let err = pm.call("h", &json!({})).unwrap_err();
-    assert_eq!(err.plugin(), Some("w"), "a new error is attributed to the wrapper: {err}");
+    assert_eq!(
+        err.plugin(),
+        Some("w"),
+        "a new error is attributed to the wrapper: {err}"
+    );
     assert!(err.to_string().contains("vetoed"));
 }
 
@@ -322,7 +381,11 @@ fn teardowns_run_in_reverse_order_of_setups() {
 fn wrapper_setup_error_skips_inner_and_outer_teardown_sees_it() {
     let (pm, log) = (PluginManager::new(), new_log());
     register(&pm, "f", plain(&log, "h", "f"));
-    register(&pm, "failing", HookImpl::wrapper("h", |_| Err(HookError::msg("setup failed"))));
+    register(
+        &pm,
+        "failing",
+        HookImpl::wrapper("h", |_| Err(HookError::msg("setup failed"))),
+    );
     let seen = Arc::new(Mutex::new(None));
     let seen2 = Arc::clone(&seen);
     register(
@@ -347,7 +410,8 @@ fn wrapper_setup_error_skips_inner_and_outer_teardown_sees_it() {
 #[test]
 fn wrapper_in_firstresult_can_force_result() {
     let pm = PluginManager::new();
-    pm.add_hookspecs([HookSpec::new("h").firstresult()]).unwrap();
+    pm.add_hookspecs([HookSpec::new("h").firstresult()])
+        .unwrap();
     register(&pm, "a", HookImpl::new("h", |_| Ok(Some(json!(1)))));
     register(
         &pm,
@@ -363,7 +427,10 @@ fn wrapper_in_firstresult_can_force_result() {
             },
         ),
     );
-    assert_eq!(pm.call("h", &json!({})).unwrap().into_first(), Some(json!(-1)));
+    assert_eq!(
+        pm.call("h", &json!({})).unwrap().into_first(),
+        Some(json!(-1))
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -374,20 +441,35 @@ fn wrapper_in_firstresult_can_force_result() {
 fn stop_mode_error_stops_the_call() {
     let (pm, log) = (PluginManager::new(), new_log());
     register(&pm, "a", plain(&log, "h", "a"));
-    register(&pm, "bad", HookImpl::new("h", |_| Err(HookError::msg("nope"))));
+    register(
+        &pm,
+        "bad",
+        HookImpl::new("h", |_| Err(HookError::msg("nope"))),
+    );
     register(&pm, "c", plain(&log, "h", "c"));
     let err = pm.call("h", &json!({})).unwrap_err();
-    assert_eq!(entries(&log), strs(&["c"]), "a runs after bad and must be skipped");
-    assert!(matches!(&err, HookError::ImplFailed { hook, plugin, .. } if hook == "h" && plugin == "bad"));
+    assert_eq!(
+        entries(&log),
+        strs(&["c"]),
+        "a runs after bad and must be skipped"
+    );
+    assert!(
+        matches!(&err, HookError::ImplFailed { hook, plugin, .. } if hook == "h" && plugin == "bad")
+    );
     assert!(err.to_string().contains("plugin `bad`"));
 }
 
 #[test]
 fn continue_mode_collects_errors_and_keeps_calling() {
     let (pm, log) = (PluginManager::new(), new_log());
-    pm.add_hookspecs([HookSpec::new("h").fail_mode(FailMode::Continue)]).unwrap();
+    pm.add_hookspecs([HookSpec::new("h").fail_mode(FailMode::Continue)])
+        .unwrap();
     register(&pm, "a", plain(&log, "h", "a"));
-    register(&pm, "bad", HookImpl::new("h", |_| Err(HookError::msg("nope"))));
+    register(
+        &pm,
+        "bad",
+        HookImpl::new("h", |_| Err(HookError::msg("nope"))),
+    );
     register(&pm, "panics", HookImpl::new("h", |_| panic!("kaboom")));
     register(&pm, "d", plain(&log, "h", "d"));
     let res = pm.call("h", &json!({})).unwrap();
@@ -402,7 +484,11 @@ fn continue_mode_collects_errors_and_keeps_calling() {
 fn panic_is_contained_and_names_plugin() {
     let pm = PluginManager::new();
     register(&pm, "ok", HookImpl::new("h", |_| Ok(Some(json!(1)))));
-    register(&pm, "crashy", HookImpl::new("h", |_| panic!("oh no {}", 42)));
+    register(
+        &pm,
+        "crashy",
+        HookImpl::new("h", |_| panic!("oh no {}", 42)),
+    );
     let err = pm.call("h", &json!({})).unwrap_err();
     assert_eq!(
         err,
@@ -435,7 +521,11 @@ fn panicking_wrapper_teardown_is_contained() {
 // ---------------------------------------------------------------------------------------------
 
 fn times(factor: i64) -> HookImpl {
-    HookImpl::new("he", move |c| Ok(Some(json!(c.arg("arg").and_then(Value::as_i64).unwrap_or(0) * factor))))
+    HookImpl::new("he", move |c| {
+        Ok(Some(json!(
+            c.arg("arg").and_then(Value::as_i64).unwrap_or(0) * factor
+        )))
+    })
 }
 
 #[test]
@@ -445,8 +535,11 @@ fn historic_call_is_replayed_to_late_registrants_with_callback() {
     let got = Arc::new(Mutex::new(Vec::new()));
     let got2 = Arc::clone(&got);
     let hook = pm.hook("he").unwrap();
-    hook.call_historic(json!({"arg": 1}), Some(move |v: &Value| got2.lock().unwrap().push(v.clone())))
-        .unwrap();
+    hook.call_historic(
+        json!({"arg": 1}),
+        Some(move |v: &Value| got2.lock().unwrap().push(v.clone())),
+    )
+    .unwrap();
     assert!(got.lock().unwrap().is_empty());
     register(&pm, "ten", times(10));
     assert_eq!(*got.lock().unwrap(), vec![json!(10)]);
@@ -455,7 +548,10 @@ fn historic_call_is_replayed_to_late_registrants_with_callback() {
     // A new historic call reaches both, and is itself remembered.
     let got3 = Arc::clone(&got);
     let res = hook
-        .call_historic(json!({"arg": 2}), Some(move |v: &Value| got3.lock().unwrap().push(v.clone())))
+        .call_historic(
+            json!({"arg": 2}),
+            Some(move |v: &Value| got3.lock().unwrap().push(v.clone())),
+        )
         .unwrap();
     assert_eq!(res.values, vec![json!(200), json!(20)]);
     assert_eq!(got.lock().unwrap().len(), 4);
@@ -465,13 +561,17 @@ fn historic_call_is_replayed_to_late_registrants_with_callback() {
 #[test]
 fn historic_history_is_bounded_oldest_dropped() {
     let pm = PluginManager::new();
-    pm.add_hookspecs([HookSpec::new("he").historic().history_limit(2)]).unwrap();
+    pm.add_hookspecs([HookSpec::new("he").historic().history_limit(2)])
+        .unwrap();
     let got = Arc::new(Mutex::new(Vec::new()));
     let hook = pm.hook("he").unwrap();
     for arg in 1..=3 {
         let g = Arc::clone(&got);
-        hook.call_historic(json!({"arg": arg}), Some(move |v: &Value| g.lock().unwrap().push(v.clone())))
-            .unwrap();
+        hook.call_historic(
+            json!({"arg": arg}),
+            Some(move |v: &Value| g.lock().unwrap().push(v.clone())),
+        )
+        .unwrap();
     }
     assert_eq!(hook.history_len(), 2);
     register(&pm, "ten", times(10));
@@ -482,9 +582,14 @@ fn historic_history_is_bounded_oldest_dropped() {
 fn historic_replay_errors_are_reported_not_fatal() {
     let pm = PluginManager::new();
     pm.add_hookspecs([HookSpec::new("he").historic()]).unwrap();
-    pm.hook("he").unwrap().call_historic(json!({}), None::<fn(&Value)>).unwrap();
+    pm.hook("he")
+        .unwrap()
+        .call_historic(json!({}), None::<fn(&Value)>)
+        .unwrap();
     let report = pm
-        .register(PluginRegistration::new("bad").with(HookImpl::new("he", |_| Err(HookError::msg("x")))))
+        .register(
+            PluginRegistration::new("bad").with(HookImpl::new("he", |_| Err(HookError::msg("x")))),
+        )
         .unwrap();
     assert_eq!(report.replay_errors.len(), 1);
     assert_eq!(report.replay_errors[0].plugin(), Some("bad"));
@@ -494,11 +599,20 @@ fn historic_replay_errors_are_reported_not_fatal() {
 #[test]
 fn calling_historic_hook_directly_is_an_error() {
     let pm = PluginManager::new();
-    pm.add_hookspecs([HookSpec::new("he").historic(), HookSpec::new("plain")]).unwrap();
-    assert_eq!(pm.call("he", &json!({})).unwrap_err(), HookError::HistoricCall { hook: "he".into() });
+    pm.add_hookspecs([HookSpec::new("he").historic(), HookSpec::new("plain")])
+        .unwrap();
     assert_eq!(
-        pm.hook("plain").unwrap().call_historic(json!({}), None::<fn(&Value)>).unwrap_err(),
-        HookError::NotHistoric { hook: "plain".into() }
+        pm.call("he", &json!({})).unwrap_err(),
+        HookError::HistoricCall { hook: "he".into() }
+    );
+    assert_eq!(
+        pm.hook("plain")
+            .unwrap()
+            .call_historic(json!({}), None::<fn(&Value)>)
+            .unwrap_err(),
+        HookError::NotHistoric {
+            hook: "plain".into()
+        }
     );
 }
 
@@ -516,14 +630,22 @@ fn historic_with_wrapper_is_a_validation_error() {
             hook: "he".into()
         }]
     );
-    assert!(err.to_string().contains("historic incompatible with wrapper"));
+    assert!(
+        err.to_string()
+            .contains("historic incompatible with wrapper")
+    );
 }
 
 #[test]
 fn historic_firstresult_spec_is_refused() {
     let pm = PluginManager::new();
-    let err = pm.add_hookspecs([HookSpec::new("h").historic().firstresult()]).unwrap_err();
-    assert_eq!(err.problems(), &[ValidationProblem::HistoricFirstresult { hook: "h".into() }]);
+    let err = pm
+        .add_hookspecs([HookSpec::new("h").historic().firstresult()])
+        .unwrap_err();
+    assert_eq!(
+        err.problems(),
+        &[ValidationProblem::HistoricFirstresult { hook: "h".into() }]
+    );
     assert!(pm.get_spec("h").is_none());
 }
 
@@ -540,13 +662,27 @@ fn call_extra_places_extras_after_tryfirst_as_latest() {
     register(&pm, "Plugin3", plain(&log, "hello", "Plugin3"));
     register(&pm, "Plugin4", wrapper(&log, "hello", "Plugin4"));
     register(&pm, "Plugin5", plain(&log, "hello", "Plugin5").trylast());
-    let extra = vec![plain(&log, "hello", "extra1"), plain(&log, "hello", "extra2")];
-    let res = pm.hook("hello").unwrap().call_extra(extra, &json!({})).unwrap();
+    let extra = vec![
+        plain(&log, "hello", "extra1"),
+        plain(&log, "hello", "extra2"),
+    ];
+    let res = pm
+        .hook("hello")
+        .unwrap()
+        .call_extra(extra, &json!({}))
+        .unwrap();
     assert_eq!(
         res.values,
-        ["Plugin2", "extra2", "extra1", "Plugin3", "Plugin1", "Plugin5"].map(|s| json!(s)).to_vec()
+        [
+            "Plugin2", "extra2", "extra1", "Plugin3", "Plugin1", "Plugin5"
+        ]
+        .map(|s| json!(s))
+        .to_vec()
     );
-    assert_eq!(entries(&log).first().map(String::as_str), Some("Plugin4:setup"));
+    assert_eq!(
+        entries(&log).first().map(String::as_str),
+        Some("Plugin4:setup")
+    );
     // Extras are temporary.
     assert_eq!(values(&pm, "hello", json!({})).len(), 4);
 }
@@ -558,9 +694,13 @@ fn call_extra_places_extras_after_tryfirst_as_latest() {
 #[test]
 fn unknown_argnames_are_refused_pluggy_style() {
     let pm = PluginManager::new();
-    pm.add_hookspecs([HookSpec::new("h").argnames(["arg"])]).unwrap();
+    pm.add_hookspecs([HookSpec::new("h").argnames(["arg"])])
+        .unwrap();
     let err = pm
-        .register(PluginRegistration::new("p").with(HookImpl::new("h", |_| Ok(None)).argnames(["arg", "qlwkje"])))
+        .register(
+            PluginRegistration::new("p")
+                .with(HookImpl::new("h", |_| Ok(None)).argnames(["arg", "qlwkje"])),
+        )
         .unwrap_err();
     match &err {
         RegistrationError::InvalidPlugin { plugin, problems } => {
@@ -577,10 +717,9 @@ fn unknown_argnames_are_refused_pluggy_style() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert!(
-        err.to_string()
-            .contains("Argument(s) {'qlwkje'} are declared in the hookimpl but can not be found in the hookspec")
-    );
+    assert!(err.to_string().contains(
+        "Argument(s) {'qlwkje'} are declared in the hookimpl but can not be found in the hookspec"
+    ));
 }
 
 #[test]
@@ -592,11 +731,15 @@ fn argnames_are_derived_from_arg_schema() {
     }))])
     .unwrap();
     assert_eq!(pm.get_spec("h").unwrap().argnames, strs(&["x", "y"]));
-    pm.register(PluginRegistration::new("ok").with(HookImpl::new("h", |_| Ok(None)).argnames(["y"])))
-        .unwrap();
+    pm.register(
+        PluginRegistration::new("ok").with(HookImpl::new("h", |_| Ok(None)).argnames(["y"])),
+    )
+    .unwrap();
     assert!(
-        pm.register(PluginRegistration::new("bad").with(HookImpl::new("h", |_| Ok(None)).argnames(["z"])))
-            .is_err()
+        pm.register(
+            PluginRegistration::new("bad").with(HookImpl::new("h", |_| Ok(None)).argnames(["z"]))
+        )
+        .is_err()
     );
 }
 
@@ -604,7 +747,10 @@ fn argnames_are_derived_from_arg_schema() {
 fn tryfirst_and_trylast_together_are_refused() {
     let pm = PluginManager::new();
     let err = pm
-        .register(PluginRegistration::new("p").with(HookImpl::new("h", |_| Ok(None)).tryfirst().trylast()))
+        .register(
+            PluginRegistration::new("p")
+                .with(HookImpl::new("h", |_| Ok(None)).tryfirst().trylast()),
+        )
         .unwrap_err();
     assert_eq!(
         err.problems(),
@@ -618,8 +764,12 @@ fn tryfirst_and_trylast_together_are_refused() {
 #[test]
 fn registration_is_atomic_and_lists_every_problem() {
     let (pm, log) = (PluginManager::new(), new_log());
-    pm.add_hookspecs([HookSpec::new("good"), HookSpec::new("he").historic(), HookSpec::new("h2").argnames(["a"])])
-        .unwrap();
+    pm.add_hookspecs([
+        HookSpec::new("good"),
+        HookSpec::new("he").historic(),
+        HookSpec::new("h2").argnames(["a"]),
+    ])
+    .unwrap();
     let err = pm
         .register(
             PluginRegistration::new("p")
@@ -637,7 +787,10 @@ fn registration_is_atomic_and_lists_every_problem() {
     for hook in ["good", "he", "h2"] {
         assert!(pm.hook(hook).unwrap().get_hookimpls().is_empty(), "{hook}");
     }
-    assert!(pm.hook("undeclared").is_err(), "no trace of the undeclared hook either");
+    assert!(
+        pm.hook("undeclared").is_err(),
+        "no trace of the undeclared hook either"
+    );
     assert!(pm.check_pending().is_ok());
     assert!(values(&pm, "good", json!({})).is_empty());
     // The name is still free.
@@ -650,7 +803,10 @@ fn duplicate_registration_fails_clearly() {
     let pm = PluginManager::new();
     register(&pm, "p", HookImpl::new("h", |_| Ok(None)));
     let err = pm.register(PluginRegistration::new("p")).unwrap_err();
-    assert_eq!(err, RegistrationError::AlreadyRegistered { plugin: "p".into() });
+    assert_eq!(
+        err,
+        RegistrationError::AlreadyRegistered { plugin: "p".into() }
+    );
     assert!(err.to_string().contains("already registered"));
 }
 
@@ -695,16 +851,26 @@ fn unregister_removes_impls_and_returns_info() {
 fn check_pending_reports_unspecified_hooks_unless_optional() {
     let pm = PluginManager::new();
     register(&pm, "p", HookImpl::new("typo_hook", |_| Ok(None)));
-    register(&pm, "q", HookImpl::new("maybe_hook", |_| Ok(None)).optional());
+    register(
+        &pm,
+        "q",
+        HookImpl::new("maybe_hook", |_| Ok(None)).optional(),
+    );
     let err = pm.check_pending().unwrap_err();
     match &err {
         RegistrationError::Pending { pending } => {
             assert_eq!(pending.len(), 1);
-            assert_eq!((pending[0].hook.as_str(), pending[0].plugin.as_str()), ("typo_hook", "p"));
+            assert_eq!(
+                (pending[0].hook.as_str(), pending[0].plugin.as_str()),
+                ("typo_hook", "p")
+            );
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert!(err.to_string().contains("unknown hook `typo_hook` in plugin `p`"));
+    assert!(
+        err.to_string()
+            .contains("unknown hook `typo_hook` in plugin `p`")
+    );
     pm.add_hookspecs([HookSpec::new("typo_hook")]).unwrap();
     pm.check_pending().unwrap();
 }
@@ -712,14 +878,21 @@ fn check_pending_reports_unspecified_hooks_unless_optional() {
 #[test]
 fn add_hookspecs_validates_pending_impls_atomically() {
     let pm = PluginManager::new();
-    register(&pm, "p", HookImpl::new("h", |_| Ok(None)).argnames(["x", "y"]));
+    register(
+        &pm,
+        "p",
+        HookImpl::new("h", |_| Ok(None)).argnames(["x", "y"]),
+    );
     let err = pm
         .add_hookspecs([HookSpec::new("other"), HookSpec::new("h").argnames(["x"])])
         .unwrap_err();
-    assert!(matches!(&err.problems()[0], ValidationProblem::UnknownArgnames { plugin, .. } if plugin == "p"));
+    assert!(
+        matches!(&err.problems()[0], ValidationProblem::UnknownArgnames { plugin, .. } if plugin == "p")
+    );
     assert!(pm.get_spec("h").is_none());
     assert!(pm.get_spec("other").is_none(), "the whole batch is refused");
-    pm.add_hookspecs([HookSpec::new("h").argnames(["x", "y"])]).unwrap();
+    pm.add_hookspecs([HookSpec::new("h").argnames(["x", "y"])])
+        .unwrap();
 }
 
 #[test]
@@ -727,13 +900,21 @@ fn duplicate_spec_is_refused() {
     let pm = PluginManager::new();
     pm.add_hookspecs([HookSpec::new("h")]).unwrap();
     let err = pm.add_hookspecs([HookSpec::new("h")]).unwrap_err();
-    assert_eq!(err.problems(), &[ValidationProblem::DuplicateSpec { hook: "h".into() }]);
+    assert_eq!(
+        err.problems(),
+        &[ValidationProblem::DuplicateSpec { hook: "h".into() }]
+    );
 }
 
 #[test]
 fn unknown_hook_lookup_fails() {
     let pm = PluginManager::new();
-    assert_eq!(pm.hook("nope").unwrap_err(), HookError::UnknownHook { hook: "nope".into() });
+    assert_eq!(
+        pm.hook("nope").unwrap_err(),
+        HookError::UnknownHook {
+            hook: "nope".into()
+        }
+    );
 }
 
 #[test]
@@ -745,7 +926,10 @@ fn subset_hook_caller_excludes_plugins_and_stays_live() {
     let subset = pm.subset_hook_caller("h", &["p1", "p3"]).unwrap();
     assert_eq!(subset.call(&json!({})).unwrap().values, vec![json!("p2")]);
     register(&pm, "p4", plain(&log, "h", "p4"));
-    assert_eq!(subset.call(&json!({})).unwrap().values, vec![json!("p4"), json!("p2")]);
+    assert_eq!(
+        subset.call(&json!({})).unwrap().values,
+        vec![json!("p4"), json!("p2")]
+    );
     // The original caller is unaffected.
     assert_eq!(values(&pm, "h", json!({})).len(), 4);
 }
@@ -761,22 +945,34 @@ fn monitoring_sees_calls_and_can_be_undone() {
     let handle = pm.add_hookcall_monitoring(
         move |hook, impls, args| {
             let names = impls.iter().map(|i| i.plugin_name().to_owned()).collect();
-            s1.lock().unwrap().push((format!("before {hook}"), names, args.clone(), None));
+            s1.lock()
+                .unwrap()
+                .push((format!("before {hook}"), names, args.clone(), None));
         },
         move |outcome, hook, impls, args| {
             let names = impls.iter().map(|i| i.plugin_name().to_owned()).collect();
             let res = outcome.as_ref().ok().map(|r| r.values.clone());
-            s2.lock().unwrap().push((format!("after {hook}"), names, args.clone(), res));
+            s2.lock()
+                .unwrap()
+                .push((format!("after {hook}"), names, args.clone(), res));
         },
     );
     pm.call("h", &json!({"k": 1})).unwrap();
     {
         let seen = seen.lock().unwrap();
         assert_eq!(seen.len(), 2);
-        assert_eq!(seen[0], ("before h".into(), strs(&["b", "a"]), json!({"k": 1}), None));
+        assert_eq!(
+            seen[0],
+            ("before h".into(), strs(&["b", "a"]), json!({"k": 1}), None)
+        );
         assert_eq!(
             seen[1],
-            ("after h".into(), strs(&["b", "a"]), json!({"k": 1}), Some(vec![json!(2), json!(1)]))
+            (
+                "after h".into(),
+                strs(&["b", "a"]),
+                json!({"k": 1}),
+                Some(vec![json!(2), json!(1)])
+            )
         );
     }
     handle.undo();
@@ -799,7 +995,10 @@ fn monitors_nest_later_outside() {
     let first = mk("m1");
     let _second = mk("m2");
     pm.call("h", &json!({})).unwrap();
-    assert_eq!(entries(&log), strs(&["m2 before", "m1 before", "m1 after", "m2 after"]));
+    assert_eq!(
+        entries(&log),
+        strs(&["m2 before", "m1 before", "m1 after", "m2 after"])
+    );
     // Undo removes only that monitor.
     first.undo();
     log.lock().unwrap().clear();
@@ -811,7 +1010,10 @@ fn monitors_nest_later_outside() {
 fn historic_replay_goes_through_monitors() {
     let pm = PluginManager::new();
     pm.add_hookspecs([HookSpec::new("he").historic()]).unwrap();
-    pm.hook("he").unwrap().call_historic(json!({"arg": 1}), None::<fn(&Value)>).unwrap();
+    pm.hook("he")
+        .unwrap()
+        .call_historic(json!({"arg": 1}), None::<fn(&Value)>)
+        .unwrap();
     let count = Arc::new(AtomicUsize::new(0));
     let c = Arc::clone(&count);
     let _h = pm.add_hookcall_monitoring(
@@ -837,13 +1039,19 @@ fn tracing_emits_a_span_per_call() {
             true
         }
         fn new_span(&self, attrs: &Attributes<'_>) -> Id {
-            self.0.lock().unwrap().push(format!("span {}", attrs.metadata().name()));
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("span {}", attrs.metadata().name()));
             Id::from_u64(1)
         }
         fn record(&self, _: &Id, _: &Record<'_>) {}
         fn record_follows_from(&self, _: &Id, _: &Id) {}
         fn event(&self, e: &Event<'_>) {
-            self.0.lock().unwrap().push(format!("event {}", e.metadata().level()));
+            self.0
+                .lock()
+                .unwrap()
+                .push(format!("event {}", e.metadata().level()));
         }
         fn enter(&self, _: &Id) {}
         fn exit(&self, _: &Id) {}
@@ -889,7 +1097,11 @@ fn before_constraint_applies_to_plugins_registered_later() {
     register(&pm, "a", plain(&log, "h", "a").before(["z", "absent"]));
     register(&pm, "z", plain(&log, "h", "z").tryfirst());
     values(&pm, "h", json!({}));
-    assert_eq!(entries(&log), strs(&["a", "z"]), "before beats tryfirst; absent plugins ignored");
+    assert_eq!(
+        entries(&log),
+        strs(&["a", "z"]),
+        "before beats tryfirst; absent plugins ignored"
+    );
 }
 
 #[test]
@@ -958,7 +1170,10 @@ fn arg_schema_violations_are_typed_and_listed() {
         }
         other => panic!("unexpected {other:?}"),
     }
-    assert!(entries(&log).is_empty(), "no implementation runs on bad arguments");
+    assert!(
+        entries(&log).is_empty(),
+        "no implementation runs on bad arguments"
+    );
     pm.call("h", &json!({"n": 6, "name": "x"})).unwrap();
 }
 
@@ -968,7 +1183,13 @@ fn bad_schema_is_refused_at_add_hookspecs() {
     let err = pm
         .add_hookspecs([HookSpec::new("h").arg_schema(json!({"type": "no-such-type"}))])
         .unwrap_err();
-    assert!(matches!(&err.problems()[0], ValidationProblem::BadSchema { which: "arg_schema", .. }));
+    assert!(matches!(
+        &err.problems()[0],
+        ValidationProblem::BadSchema {
+            which: "arg_schema",
+            ..
+        }
+    ));
 }
 
 #[test]
@@ -983,16 +1204,21 @@ fn result_schema_violation_is_that_impls_error() {
     .unwrap();
     for hook in ["h", "c"] {
         pm.register(
-            PluginRegistration::new(format!("good-{hook}")).with(HookImpl::new(hook, |_| Ok(Some(json!(1))))),
+            PluginRegistration::new(format!("good-{hook}"))
+                .with(HookImpl::new(hook, |_| Ok(Some(json!(1))))),
         )
         .unwrap();
         pm.register(
-            PluginRegistration::new(format!("bad-{hook}")).with(HookImpl::new(hook, |_| Ok(Some(json!("one"))))),
+            PluginRegistration::new(format!("bad-{hook}"))
+                .with(HookImpl::new(hook, |_| Ok(Some(json!("one"))))),
         )
         .unwrap();
     }
     let err = pm.call("h", &json!({})).unwrap_err();
-    assert!(matches!(&err, HookError::InvalidResult { plugin, .. } if plugin == "bad-h"), "{err}");
+    assert!(
+        matches!(&err, HookError::InvalidResult { plugin, .. } if plugin == "bad-h"),
+        "{err}"
+    );
     let res = pm.call("c", &json!({})).unwrap();
     assert_eq!(res.values, vec![json!(1)]);
     assert_eq!(res.errors.len(), 1);
@@ -1026,14 +1252,21 @@ async fn async_and_sync_impls_run_in_order() {
     register(&pm, "a2", async_label(&log, "h", "a2"));
     register(&pm, "w", wrapper(&log, "h", "w"));
     let res = pm.hook("h").unwrap().call_async(&json!({})).await.unwrap();
-    assert_eq!(res.values, ["s2", "a2", "a1", "s1"].map(|s| json!(s)).to_vec());
-    assert_eq!(entries(&log), strs(&["w:setup", "s2", "a2", "a1", "s1", "w:teardown"]));
+    assert_eq!(
+        res.values,
+        ["s2", "a2", "a1", "s1"].map(|s| json!(s)).to_vec()
+    );
+    assert_eq!(
+        entries(&log),
+        strs(&["w:setup", "s2", "a2", "a1", "s1", "w:teardown"])
+    );
 }
 
 #[tokio::test]
 async fn async_firstresult_stops_early() {
     let (pm, log) = (PluginManager::new(), new_log());
-    pm.add_hookspecs([HookSpec::new("h").firstresult()]).unwrap();
+    pm.add_hookspecs([HookSpec::new("h").firstresult()])
+        .unwrap();
     register(&pm, "late", async_label(&log, "h", "late"));
     register(
         &pm,
@@ -1059,14 +1292,22 @@ fn sync_call_refuses_async_impls_naming_them() {
             plugins: vec!["slow".into()]
         }
     );
-    assert!(entries(&log).is_empty(), "nothing runs when the call is refused");
+    assert!(
+        entries(&log).is_empty(),
+        "nothing runs when the call is refused"
+    );
 }
 
 #[tokio::test]
 async fn async_panic_and_error_are_contained() {
     let pm = PluginManager::new();
-    pm.add_hookspecs([HookSpec::new("h").fail_mode(FailMode::Continue)]).unwrap();
-    register(&pm, "ok", HookImpl::from_async_fn("h", |_| async { Ok(Some(json!(1))) }));
+    pm.add_hookspecs([HookSpec::new("h").fail_mode(FailMode::Continue)])
+        .unwrap();
+    register(
+        &pm,
+        "ok",
+        HookImpl::from_async_fn("h", |_| async { Ok(Some(json!(1))) }),
+    );
     register(
         &pm,
         "err",
@@ -1089,7 +1330,11 @@ async fn async_panic_and_error_are_contained() {
 #[tokio::test]
 async fn async_call_future_is_send_and_runs_on_spawned_tasks() {
     let pm = Arc::new(PluginManager::new());
-    register(&pm, "a", HookImpl::from_async_fn("h", |args| async move { Ok(Some(args["x"].clone())) }));
+    register(
+        &pm,
+        "a",
+        HookImpl::from_async_fn("h", |args| async move { Ok(Some(args["x"].clone())) }),
+    );
     let pm2 = Arc::clone(&pm);
     let res = tokio::spawn(async move { pm2.call_async("h", &json!({"x": 7})).await })
         .await
@@ -1103,9 +1348,15 @@ fn async_impl_on_historic_hook_is_refused() {
     let pm = PluginManager::new();
     pm.add_hookspecs([HookSpec::new("he").historic()]).unwrap();
     let err = pm
-        .register(PluginRegistration::new("a").with(HookImpl::from_async_fn("he", |_| async { Ok(None) })))
+        .register(
+            PluginRegistration::new("a")
+                .with(HookImpl::from_async_fn("he", |_| async { Ok(None) })),
+        )
         .unwrap_err();
-    assert!(matches!(err.problems(), [ValidationProblem::HistoricAsync { .. }]));
+    assert!(matches!(
+        err.problems(),
+        [ValidationProblem::HistoricAsync { .. }]
+    ));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1136,7 +1387,11 @@ fn typed_call_and_typed_impl_round_trip() {
             }))
         }),
     );
-    register(&pm, "skip", HookImpl::typed("build", |_: Build| Ok::<Option<Artifact>, String>(None)));
+    register(
+        &pm,
+        "skip",
+        HookImpl::typed("build", |_: Build| Ok::<Option<Artifact>, String>(None)),
+    );
     let hook = pm.typed::<Build, Artifact>("build").unwrap();
     let out = hook
         .call(&Build {
@@ -1144,17 +1399,28 @@ fn typed_call_and_typed_impl_round_trip() {
             jobs: 4,
         })
         .unwrap();
-    assert_eq!(out.values, vec![Artifact { path: "x86-4".into() }]);
+    assert_eq!(
+        out.values,
+        vec![Artifact {
+            path: "x86-4".into()
+        }]
+    );
 }
 
 #[test]
 fn typed_errors_name_the_problem() {
     let pm = PluginManager::new();
-    register(&pm, "wrong", HookImpl::new("build", |_| Ok(Some(json!(42)))));
+    register(
+        &pm,
+        "wrong",
+        HookImpl::new("build", |_| Ok(Some(json!(42)))),
+    );
     register(
         &pm,
         "fails",
-        HookImpl::typed("other", |_: Build| Err::<Option<Artifact>, _>("no compiler")),
+        HookImpl::typed("other", |_: Build| {
+            Err::<Option<Artifact>, _>("no compiler")
+        }),
     );
     let err = pm
         .typed::<Build, Artifact>("build")
@@ -1164,12 +1430,20 @@ fn typed_errors_name_the_problem() {
             jobs: 1,
         })
         .unwrap_err();
-    assert!(matches!(err, HookError::DeserializeResult { index: 0, .. }), "{err}");
+    assert!(
+        matches!(err, HookError::DeserializeResult { index: 0, .. }),
+        "{err}"
+    );
     // Arguments that do not decode are the impl's error.
     let err = pm.call("other", &json!({"target": 1})).unwrap_err();
     assert_eq!(err.plugin(), Some("fails"));
-    assert!(err.to_string().contains("cannot decode the arguments"), "{err}");
-    let err = pm.call("other", &json!({"target": "t", "jobs": 1})).unwrap_err();
+    assert!(
+        err.to_string().contains("cannot decode the arguments"),
+        "{err}"
+    );
+    let err = pm
+        .call("other", &json!({"target": "t", "jobs": 1}))
+        .unwrap_err();
     assert_eq!(err.root(), &HookError::msg("no compiler"));
 }
 
@@ -1188,21 +1462,31 @@ fn impl_may_register_plugins_during_a_call() {
             if let Some(pm) = weak.upgrade()
                 && !pm.has_plugin("child")
             {
-                pm.register(PluginRegistration::new("child").with(HookImpl::new("h", |_| Ok(Some(json!("child"))))))
-                    .map_err(HookError::msg)?;
+                pm.register(
+                    PluginRegistration::new("child")
+                        .with(HookImpl::new("h", |_| Ok(Some(json!("child"))))),
+                )
+                .map_err(HookError::msg)?;
             }
             Ok(Some(json!("spawner")))
         }),
     );
     // The running call keeps its snapshot; the next call sees the child.
     assert_eq!(values(&pm, "h", json!({})), vec![json!("spawner")]);
-    assert_eq!(values(&pm, "h", json!({})), vec![json!("child"), json!("spawner")]);
+    assert_eq!(
+        values(&pm, "h", json!({})),
+        vec![json!("child"), json!("spawner")]
+    );
 }
 
 #[test]
 fn concurrent_calls_from_threads() {
     let pm = Arc::new(PluginManager::new());
-    register(&pm, "a", HookImpl::new("h", |c| Ok(Some(c.args()["x"].clone()))));
+    register(
+        &pm,
+        "a",
+        HookImpl::new("h", |c| Ok(Some(c.args()["x"].clone()))),
+    );
     let handles: Vec<_> = (0..4)
         .map(|t| {
             let pm = Arc::clone(&pm);
@@ -1217,4 +1501,22 @@ fn concurrent_calls_from_threads() {
     for h in handles {
         h.join().unwrap();
     }
+}
+
+#[test]
+fn held_caller_sees_later_registrations_and_unregistrations() {
+    let pm = PluginManager::new();
+    assert!(pm.hook("h").is_err());
+    register(&pm, "a", HookImpl::new("h", |_| Ok(Some(json!("a")))));
+    let held = pm.hook("h").unwrap();
+    let mut refreshed = held.clone();
+    register(&pm, "b", HookImpl::new("h", |_| Ok(Some(json!("b")))));
+    assert_eq!(
+        held.call(&json!({})).unwrap().values,
+        vec![json!("b"), json!("a")]
+    );
+    pm.unregister("a");
+    assert_eq!(held.call(&json!({})).unwrap().values, vec![json!("b")]);
+    refreshed.refresh();
+    assert_eq!(refreshed.call(&json!({})).unwrap().values, vec![json!("b")]);
 }

@@ -80,6 +80,9 @@ struct HistoryEntry {
 pub(crate) struct HookSlot {
     name: Arc<str>,
     snapshot: RwLock<Arc<Snapshot>>,
+    /// Bumped after every publish, so a [`HookCaller`] can tell with one atomic load whether
+    /// the snapshot it cached is still current.
+    generation: AtomicU64,
     history: Mutex<VecDeque<HistoryEntry>>,
 }
 
@@ -88,6 +91,17 @@ impl HookSlot {
     fn load(&self) -> Arc<Snapshot> {
         Arc::clone(&read(&self.snapshot))
     }
+
+    fn load_with_generation(&self) -> (Arc<Snapshot>, u64) {
+        let guard = read(&self.snapshot);
+        (Arc::clone(&guard), self.generation.load(Ordering::Acquire))
+    }
+
+    fn publish(&self, snap: Arc<Snapshot>) {
+        let mut guard = write(&self.snapshot);
+        *guard = snap;
+        self.generation.fetch_add(1, Ordering::Release);
+    }
 }
 
 struct HookState {
@@ -95,6 +109,21 @@ struct HookState {
     nonwrappers: Vec<Arc<RegisteredImpl>>,
     wrappers: Vec<Arc<RegisteredImpl>>,
     slot: Arc<HookSlot>,
+}
+
+/// A hook a registration changes: its pluggy lists with the new implementations inserted.
+struct Touched {
+    nonwrappers: Vec<Arc<RegisteredImpl>>,
+    wrappers: Vec<Arc<RegisteredImpl>>,
+    new_impls: Vec<Arc<RegisteredImpl>>,
+}
+
+/// History to replay to a registration's new implementations, once the lock is released.
+struct Replay {
+    slot: Arc<HookSlot>,
+    snap: Arc<Snapshot>,
+    new_impls: Vec<Arc<RegisteredImpl>>,
+    entries: Vec<HistoryEntry>,
 }
 
 struct PluginRecord {
@@ -407,6 +436,7 @@ impl PluginManager {
         let slot = Arc::new(HookSlot {
             name: Arc::from(name),
             snapshot: RwLock::new(Arc::new(Snapshot::empty())),
+            generation: AtomicU64::new(0),
             history: Mutex::new(VecDeque::new()),
         });
         write(&self.shared.slots).insert(name.to_owned(), Arc::clone(&slot));
@@ -464,12 +494,12 @@ impl PluginManager {
                     nonwrappers: Arc::clone(&old.nonwrappers),
                     wrapper_list: Arc::clone(&old.wrapper_list),
                 };
-                *write(&state.slot.snapshot) = Arc::new(snap);
+                state.slot.publish(Arc::new(snap));
             } else {
                 let slot = self.new_slot(&name);
                 let mut snap = Snapshot::empty();
                 snap.spec = Some(Arc::clone(&spec));
-                *write(&slot.snapshot) = Arc::new(snap);
+                slot.publish(Arc::new(snap));
                 reg.hooks.insert(
                     name,
                     HookState {
@@ -514,16 +544,7 @@ impl PluginManager {
         }
         let plugin_name: Arc<str> = Arc::from(name.as_str());
         let mut problems = Vec::new();
-        // hook -> (nonwrappers, wrappers, new impls), in first-mention order.
-        let mut touched: BTreeMap<
-            String,
-            (
-                usize,
-                Vec<Arc<RegisteredImpl>>,
-                Vec<Arc<RegisteredImpl>>,
-                Vec<Arc<RegisteredImpl>>,
-            ),
-        > = BTreeMap::new();
+        let mut touched: BTreeMap<String, Touched> = BTreeMap::new();
         let mut hook_order: Vec<String> = Vec::new();
         for imp in impls {
             let HookImpl { hook, opts, func } = imp;
@@ -552,18 +573,22 @@ impl PluginManager {
                 let (n, w) = existing.map_or((Vec::new(), Vec::new()), |h| {
                     (h.nonwrappers.clone(), h.wrappers.clone())
                 });
-                (hook_order.len(), n, w, Vec::new())
+                Touched {
+                    nonwrappers: n,
+                    wrappers: w,
+                    new_impls: Vec::new(),
+                }
             });
             if registered.is_wrapper() {
-                pluggy_insert(&mut entry.2, Arc::clone(&registered));
+                pluggy_insert(&mut entry.wrappers, Arc::clone(&registered));
             } else {
-                pluggy_insert(&mut entry.1, Arc::clone(&registered));
+                pluggy_insert(&mut entry.nonwrappers, Arc::clone(&registered));
             }
-            entry.3.push(registered);
+            entry.new_impls.push(registered);
         }
         let mut orders = HashMap::new();
-        for (hook, (_, n, w, _)) in &touched {
-            match call_order(n, w) {
+        for (hook, t) in &touched {
+            match call_order(&t.nonwrappers, &t.wrappers) {
                 Ok(o) => {
                     orders.insert(hook.clone(), o);
                 }
@@ -581,14 +606,14 @@ impl PluginManager {
         }
 
         // Commit. Nothing below can fail.
-        let mut replays: Vec<(
-            Arc<HookSlot>,
-            Arc<Snapshot>,
-            Vec<Arc<RegisteredImpl>>,
-            Vec<HistoryEntry>,
-        )> = Vec::new();
+        let mut replays: Vec<Replay> = Vec::new();
         for hook in &hook_order {
-            let Some((_, n, w, new_impls)) = touched.remove(hook) else {
+            let Some(Touched {
+                nonwrappers: n,
+                wrappers: w,
+                new_impls,
+            }) = touched.remove(hook)
+            else {
                 continue;
             };
             let (order, wcount) = orders
@@ -607,7 +632,7 @@ impl PluginManager {
                 // historic call reach the new implementations exactly once: either through the
                 // live call or through the replay.
                 let history = lock(&slot.history);
-                *write(&slot.snapshot) = Arc::clone(&snap);
+                slot.publish(Arc::clone(&snap));
                 let entries = history
                     .iter()
                     .map(|h| HistoryEntry {
@@ -617,10 +642,15 @@ impl PluginManager {
                     .collect::<Vec<_>>();
                 drop(history);
                 if !entries.is_empty() {
-                    replays.push((Arc::clone(&slot), Arc::clone(&snap), new_impls, entries));
+                    replays.push(Replay {
+                        slot: Arc::clone(&slot),
+                        snap: Arc::clone(&snap),
+                        new_impls,
+                        entries,
+                    });
                 }
             } else {
-                *write(&slot.snapshot) = snap;
+                slot.publish(snap);
             }
             reg.hooks.insert(
                 hook.clone(),
@@ -639,7 +669,13 @@ impl PluginManager {
         drop(reg);
 
         let mut replay_errors = Vec::new();
-        for (slot, snap, new_impls, entries) in replays {
+        for Replay {
+            slot,
+            snap,
+            new_impls,
+            entries,
+        } in replays
+        {
             let rules = Rules::from_spec(snap.spec.as_deref());
             for imp in &new_impls {
                 let one = std::slice::from_ref(imp);
@@ -683,7 +719,7 @@ impl PluginManager {
                     order,
                     wcount,
                 );
-                *write(&state.slot.snapshot) = Arc::new(snap);
+                state.slot.publish(Arc::new(snap));
             }
         }
         Some(PluginInfo {
@@ -771,11 +807,7 @@ impl PluginManager {
                 .ok_or_else(|| HookError::UnknownHook {
                     hook: name.to_owned(),
                 })?;
-        Ok(HookCaller {
-            shared: Arc::clone(&self.shared),
-            slot,
-            exclude: None,
-        })
+        Ok(HookCaller::new(Arc::clone(&self.shared), slot, None))
     }
 
     /// Shorthand for `hook(name)?.call(args)`.
@@ -895,11 +927,45 @@ impl PluginManager {
 }
 
 /// Calls one hook. Obtained from [`PluginManager::hook`]; always sees current registrations.
-#[derive(Clone)]
+///
+/// Keep one around for hot hooks: it caches the hook's snapshot and, while no registration has
+/// touched the hook since, a call costs one atomic load instead of a lock and two reference
+/// count updates. After a change it falls back to the shared snapshot until
+/// [`refresh`](Self::refresh)ed or re-obtained (a cached snapshot also keeps unregistered
+/// implementations alive until then).
 pub struct HookCaller {
     shared: Arc<Shared>,
     slot: Arc<HookSlot>,
     exclude: Option<Vec<String>>,
+    cached: Arc<Snapshot>,
+    cached_generation: u64,
+}
+
+impl Clone for HookCaller {
+    fn clone(&self) -> Self {
+        HookCaller::new(
+            Arc::clone(&self.shared),
+            Arc::clone(&self.slot),
+            self.exclude.clone(),
+        )
+    }
+}
+
+/// The snapshot a call uses: the caller's cached one when current, else the shared one.
+enum SnapRef<'a> {
+    Cached(&'a Snapshot),
+    Fresh(Arc<Snapshot>),
+}
+
+impl std::ops::Deref for SnapRef<'_> {
+    type Target = Snapshot;
+    #[inline]
+    fn deref(&self) -> &Snapshot {
+        match self {
+            SnapRef::Cached(s) => s,
+            SnapRef::Fresh(s) => s,
+        }
+    }
 }
 
 impl std::fmt::Debug for HookCaller {
@@ -927,6 +993,33 @@ impl Selected<'_> {
 }
 
 impl HookCaller {
+    fn new(shared: Arc<Shared>, slot: Arc<HookSlot>, exclude: Option<Vec<String>>) -> Self {
+        let (cached, cached_generation) = slot.load_with_generation();
+        HookCaller {
+            shared,
+            slot,
+            exclude,
+            cached,
+            cached_generation,
+        }
+    }
+
+    #[inline]
+    fn snapshot(&self) -> SnapRef<'_> {
+        if self.slot.generation.load(Ordering::Acquire) == self.cached_generation {
+            SnapRef::Cached(&self.cached)
+        } else {
+            SnapRef::Fresh(self.slot.load())
+        }
+    }
+
+    /// Re-cache the current snapshot (see the type's docs).
+    pub fn refresh(&mut self) {
+        let (cached, generation) = self.slot.load_with_generation();
+        self.cached = cached;
+        self.cached_generation = generation;
+    }
+
     /// The hook name.
     #[must_use]
     pub fn name(&self) -> &str {
@@ -1006,7 +1099,7 @@ impl HookCaller {
     /// [`HookError::HistoricCall`], [`HookError::InvalidArgs`], [`HookError::AsyncInSyncCall`],
     /// or the error that stopped the call (after the wrappers had their say).
     pub fn call(&self, args: &Value) -> Outcome {
-        let snap = self.slot.load();
+        let snap = self.snapshot();
         self.precheck(&snap, args)?;
         let selected = self.select(&snap);
         let (impls, wrappers) = selected.impls();
@@ -1024,7 +1117,7 @@ impl HookCaller {
     /// # Errors
     /// As [`call`](Self::call), minus the async refusal.
     pub async fn call_async(&self, args: &Value) -> Outcome {
-        let snap = self.slot.load();
+        let snap = self.snapshot();
         self.precheck(&snap, args)?;
         let selected = self.select(&snap);
         let (impls, wrappers) = selected.impls();
@@ -1041,7 +1134,7 @@ impl HookCaller {
     /// # Errors
     /// As [`call`](Self::call).
     pub fn call_extra(&self, extra: Vec<HookImpl>, args: &Value) -> Outcome {
-        let snap = self.slot.load();
+        let snap = self.snapshot();
         self.precheck(&snap, args)?;
         let (order, wcount) = self.extra_order(&snap, extra);
         let snap2 = Snapshot {
