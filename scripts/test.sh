@@ -10,4 +10,13 @@ echo "== embedding example"
 cargo run --quiet -p embed-host
 
 echo "== tests"
-cargo test --workspace --no-fail-fast 2>&1
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+status=0
+cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
+
+# One closing line for the whole run: cargo prints one summary per test binary, and the last
+# of those is often a crate without doc tests ("0 passed").
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($i ~ /^passed;?$/) p += $(i-1); if ($i ~ /^failed;?$/) f += $(i-1) } }
+     END { printf "\n%d passed, %d failed\n", p, f }' "$log"
+exit "$status"

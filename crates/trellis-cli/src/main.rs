@@ -377,7 +377,12 @@ fn tail(project: &Project, topic: Option<&str>, lines: usize, follow: bool, out:
     }
 }
 
+/// A path as the user would type it for `install`: relative paths get a `./` so they can never
+/// be mistaken for a plugin name.
 fn shell_path(p: &Path) -> String {
-    let s = p.display().to_string();
+    let mut s = p.display().to_string();
+    if p.is_relative() && !s.starts_with('.') {
+        s = format!("./{s}");
+    }
     if s.contains(' ') { format!("'{s}'") } else { s }
 }

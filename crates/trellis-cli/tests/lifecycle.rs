@@ -71,6 +71,8 @@ fn init_validate_install_enable_list() {
     assert_eq!(plugins[0]["version"], "0.1.0");
     assert_eq!(plugins[0]["load_order"], 0);
     assert!(plugins[0]["checksum"].as_str().unwrap().starts_with("sha256:"));
+    let source = plugins[0]["source"].as_str().unwrap();
+    assert!(source.starts_with("path+file:///") && source.ends_with("/demo"), "{source}");
 
     // The scaffolded declarative command runs, with the configured greeting.
     let out = trellis(p).args(["hello", "team"]).assert().success().get_output().stdout.clone();

@@ -15,3 +15,8 @@ pub use hooks::{
     FailMode, HookCall, HookCaller, HookError, HookImpl, HookResults, HookSpec, Outcome, PluginManager,
     PluginRegistration, RegistrationError, TypedHook,
 };
+
+/// The examples in `docs/hooks.md`, run as doctests so the guide cannot drift from the code.
+#[doc = include_str!("../../../docs/hooks.md")]
+#[cfg(doctest)]
+pub struct HooksGuide;

@@ -398,7 +398,7 @@ impl Project {
             state: if state_after == LifecycleState::Failed { LifecycleState::Installed } else { state_after },
             reason: None,
             failed_from: None,
-            source: format!("path+file://{}", loaded.dir.display()),
+            source: format!("path+file://{}", fs::canonicalize(&loaded.dir).unwrap_or_else(|_| loaded.dir.clone()).display()),
             checksum: checksum.clone(),
             installed_at: now,
             changed_at: now,
