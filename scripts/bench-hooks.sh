@@ -37,7 +37,7 @@ for n in (1, 10, 100):
     all_met &= met
     rows.append((n, trellis, p, trellis / n, p / n, ratio, "yes" if met else "NO"))
 
-print(f"\nhook dispatch, trellis vs pluggy {pluggy_version} (ns; criterion median, pluggy best of 5)")
+print(f"\nhook dispatch, trellis vs pluggy {pluggy_version} (ns; median of both)")
 header = ("impls", "trellis ns/call", "pluggy ns/call", "trellis ns/impl", "pluggy ns/impl", "ratio", ">=20x")
 print("{:>5}  {:>15}  {:>14}  {:>15}  {:>14}  {:>7}  {:>5}".format(*header))
 for n, t, p, ti, pi, r, m in rows:

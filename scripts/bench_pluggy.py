@@ -3,8 +3,10 @@
 
 Same shape: one hook, 1/10/100 plain implementations, payload x=1, each returning x + 1.
 The hook caller is looked up once, as the Rust bench holds its HookCaller.
-Prints one line per size: "<impls> <ns per call>" (best of several timeit repeats).
+Prints one line per size: "<impls> <ns per call>", the median of several timeit repeats
+(the same statistic the Rust side reports from criterion).
 """
+import statistics
 import sys
 import timeit
 
@@ -38,8 +40,8 @@ def main() -> None:
         timer = timeit.Timer(lambda: hook(x=1))
         number, _ = timer.autorange()
         number = max(number, int(number * budget / 0.2))
-        best = min(timer.repeat(repeat=5, number=number)) / number
-        print(f"{n} {best * 1e9:.1f}", flush=True)
+        median = statistics.median(timer.repeat(repeat=7, number=number)) / number
+        print(f"{n} {median * 1e9:.1f}", flush=True)
 
 
 if __name__ == "__main__":
