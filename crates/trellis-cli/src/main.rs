@@ -3,6 +3,10 @@
 //! This crate only parses arguments, calls the library crates and renders their results and
 //! errors for people (or as JSON with `--json`). Behaviour lives in the libraries.
 
+// Failures carry library errors whole so they can be rendered with hints; they are built once,
+// on the way out.
+#![allow(clippy::result_large_err)]
+
 mod render;
 mod run;
 mod scaffold;
@@ -22,7 +26,11 @@ use trellis_project::{InstallOptions, Project, Transition};
 use render::{Failure, Output};
 
 #[derive(Parser)]
-#[command(name = "trellis", version, about = "Plugins for your project: install, enable, configure, run.")]
+#[command(
+    name = "trellis",
+    version,
+    about = "Plugins for your project: install, enable, configure, run."
+)]
 #[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     /// The project directory (default: the nearest directory upwards with a `.trellis/`, else
@@ -186,9 +194,11 @@ fn project(cli: &Cli) -> Result<Project, Failure> {
 fn dispatch(cli: &Cli, out: &Output) -> Result<(), Failure> {
     match &cli.command {
         Command::Plugin(cmd) => plugin(cli, cmd, out),
-        Command::Events(EventsCommand::Tail { topic, lines, follow }) => {
-            tail(&project(cli)?, topic.as_deref(), *lines, *follow, out)
-        }
+        Command::Events(EventsCommand::Tail {
+            topic,
+            lines,
+            follow,
+        }) => tail(&project(cli)?, topic.as_deref(), *lines, *follow, out),
         Command::External(args) => {
             let (name, rest) = args.split_first().context("no command given")?;
             run::run_command(&project(cli)?, name, rest, out)
@@ -205,7 +215,8 @@ fn plugin(cli: &Cli, cmd: &PluginCommand, out: &Output) -> Result<(), Failure> {
             out.value(
                 &json!({"plugin": name, "dir": created.dir, "files": created.files}),
                 || {
-                    let mut text = format!("Created plugin `{name}` in {}\n", created.dir.display());
+                    let mut text =
+                        format!("Created plugin `{name}` in {}\n", created.dir.display());
                     for f in &created.files {
                         text.push_str(&format!("  {}\n", f.display()));
                     }
@@ -247,15 +258,22 @@ fn plugin(cli: &Cli, cmd: &PluginCommand, out: &Output) -> Result<(), Failure> {
         PluginCommand::List => {
             let project = project(cli)?;
             let plugins = project.list()?;
-            out.value(&json!({"plugins": plugins}), || render::plugin_table(&plugins));
+            out.value(&json!({"plugins": plugins}), || {
+                render::plugin_table(&plugins)
+            });
             Ok(())
         }
         PluginCommand::Info { name } => {
             let info = project(cli)?.info(name)?;
-            out.value(&serde_json::to_value(&info).context("rendering")?, || render::plugin_info(&info));
+            out.value(&serde_json::to_value(&info).context("rendering")?, || {
+                render::plugin_info(&info)
+            });
             Ok(())
         }
-        PluginCommand::Enable { name, allow_conflicts } => {
+        PluginCommand::Enable {
+            name,
+            allow_conflicts,
+        } => {
             let t = project(cli)?.enable(name, *allow_conflicts)?;
             transition(out, name, t, "enabled");
             Ok(())
@@ -274,10 +292,17 @@ fn plugin(cli: &Cli, cmd: &PluginCommand, out: &Output) -> Result<(), Failure> {
         PluginCommand::Check => {
             let report = project(cli)?.load()?;
             let loaded: Vec<_> = report.loaded.iter().map(|p| p.name.clone()).collect();
-            let failed: Vec<_> =
-                report.failed.iter().map(|(n, r)| json!({"plugin": n, "reason": r})).collect();
+            let failed: Vec<_> = report
+                .failed
+                .iter()
+                .map(|(n, r)| json!({"plugin": n, "reason": r}))
+                .collect();
             out.value(&json!({"loaded": loaded, "failed": failed}), || {
-                let mut text = format!("Loaded {} plugin(s) in order: {}", loaded.len(), loaded.join(", "));
+                let mut text = format!(
+                    "Loaded {} plugin(s) in order: {}",
+                    loaded.len(),
+                    loaded.join(", ")
+                );
                 for (n, r) in &report.failed {
                     text.push_str(&format!("\nfailed: {n}: {r}"));
                 }
@@ -293,15 +318,22 @@ fn plugin(cli: &Cli, cmd: &PluginCommand, out: &Output) -> Result<(), Failure> {
 }
 
 fn transition(out: &Output, name: &str, t: Transition, verb: &str) {
-    out.value(&json!({"plugin": name, "state": verb, "changed": t == Transition::Changed}), || match t {
-        Transition::Changed => format!("{name} {verb}"),
-        Transition::Unchanged => format!("{name} was already {verb}; nothing changed"),
-    });
+    out.value(
+        &json!({"plugin": name, "state": verb, "changed": t == Transition::Changed}),
+        || match t {
+            Transition::Changed => format!("{name} {verb}"),
+            Transition::Unchanged => format!("{name} was already {verb}; nothing changed"),
+        },
+    );
 }
 
 fn config(project: &Project, args: &ConfigArgs, out: &Output) -> Result<(), Failure> {
     let name = &args.name;
-    match args.action.as_ref().unwrap_or(&ConfigAction::Get { key: None }) {
+    match args
+        .action
+        .as_ref()
+        .unwrap_or(&ConfigAction::Get { key: None })
+    {
         ConfigAction::Get { key } => {
             let value = project.config_get(name, key.as_deref())?;
             out.value(&value, || render::yaml(&value));
@@ -318,10 +350,13 @@ fn config(project: &Project, args: &ConfigArgs, out: &Output) -> Result<(), Fail
         }
         ConfigAction::Unset { key } => {
             let t = project.config_unset(name, key)?;
-            out.value(&json!({"plugin": name, "key": key, "changed": t == Transition::Changed}), || match t {
-                Transition::Changed => format!("{name}: {key} unset (its default applies)"),
-                Transition::Unchanged => format!("{name}: {key} was not set; nothing changed"),
-            });
+            out.value(
+                &json!({"plugin": name, "key": key, "changed": t == Transition::Changed}),
+                || match t {
+                    Transition::Changed => format!("{name}: {key} unset (its default applies)"),
+                    Transition::Unchanged => format!("{name}: {key} was not set; nothing changed"),
+                },
+            );
         }
         ConfigAction::Validate => {
             let report = project.config_validate(name)?;
@@ -331,10 +366,20 @@ fn config(project: &Project, args: &ConfigArgs, out: &Output) -> Result<(), Fail
                 }
                 let mut text = format!("{name}: configuration has problems");
                 for v in &report.violations {
-                    text.push_str(&format!("\n  - {}: {}", if v.field.is_empty() { "(root)" } else { &v.field }, v.message));
+                    text.push_str(&format!(
+                        "\n  - {}: {}",
+                        if v.field.is_empty() {
+                            "(root)"
+                        } else {
+                            &v.field
+                        },
+                        v.message
+                    ));
                 }
                 for var in &report.missing_env {
-                    text.push_str(&format!("\n  - ${{{var}}} is referenced but not set in this environment"));
+                    text.push_str(&format!(
+                        "\n  - ${{{var}}} is referenced but not set in this environment"
+                    ));
                 }
                 text
             });
@@ -346,7 +391,13 @@ fn config(project: &Project, args: &ConfigArgs, out: &Output) -> Result<(), Fail
     Ok(())
 }
 
-fn tail(project: &Project, topic: Option<&str>, lines: usize, follow: bool, out: &Output) -> Result<(), Failure> {
+fn tail(
+    project: &Project,
+    topic: Option<&str>,
+    lines: usize,
+    follow: bool,
+    out: &Output,
+) -> Result<(), Failure> {
     let pattern = topic.map(TopicPattern::parse).transpose()?;
     let log = trellis_core::EventLog::new(project.trellis_dir().join("events"));
     let events = log.read(pattern.as_ref())?;

@@ -55,7 +55,10 @@ impl Output {
     /// Prints `value` as JSON, or the text that `human` builds.
     pub fn value(&self, value: &Value, human: impl FnOnce() -> String) {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_owned()));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).unwrap_or_else(|_| "null".to_owned())
+            );
         } else {
             println!("{}", human());
         }
@@ -82,7 +85,10 @@ impl Output {
         }
         if self.json {
             let body = json!({"error": {"kind": kind, "message": message, "hint": hint, "diagnostics": diagnostics}});
-            println!("{}", serde_json::to_string_pretty(&body).unwrap_or_default());
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&body).unwrap_or_default()
+            );
             return;
         }
         eprintln!("error: {message}");
@@ -101,9 +107,10 @@ fn describe(failure: &Failure) -> (&'static str, String, Option<String>, Value) 
     match failure {
         Failure::Project(e) => {
             let diagnostics = match e {
-                ProjectError::InstalledManifest { source: ManifestError::Invalid { diagnostics, .. }, .. } => {
-                    serde_json::to_value(diagnostics).unwrap_or(Value::Null)
-                }
+                ProjectError::InstalledManifest {
+                    source: ManifestError::Invalid { diagnostics, .. },
+                    ..
+                } => serde_json::to_value(diagnostics).unwrap_or(Value::Null),
                 _ => Value::Null,
             };
             (e.kind(), e.to_string(), e.hint(), diagnostics)
@@ -167,7 +174,13 @@ pub fn plugin_table(plugins: &[PluginSummary]) -> String {
         .collect();
     let headers = ["NAME", "VERSION", "STATE", "RUNTIME", "DESCRIPTION"];
     let widths: Vec<usize> = (0..5)
-        .map(|i| rows.iter().map(|r| r[i].chars().count()).chain([headers[i].len()]).max().unwrap_or(0))
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].chars().count())
+                .chain([headers[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let line = |cells: &[String]| {
         cells
@@ -193,10 +206,13 @@ pub fn plugin_info(info: &PluginInfo) -> String {
     }
     out.push('\n');
     let mut field = |k: &str, v: String| out.push_str(&format!("{k:<13}{v}\n"));
-    field("State:", match &s.reason {
-        Some(r) => format!("{} ({r})", s.state),
-        None => s.state.to_string(),
-    });
+    field(
+        "State:",
+        match &s.reason {
+            Some(r) => format!("{} ({r})", s.state),
+            None => s.state.to_string(),
+        },
+    );
     field("Runtime:", s.runtime.to_owned());
     if let Some(a) = &m.metadata.author {
         field("Author:", a.clone());
@@ -225,13 +241,25 @@ pub fn plugin_info(info: &PluginInfo) -> String {
         out.push_str(&format!("  trellis {t}\n"));
     }
     for d in &r.plugins {
-        out.push_str(&format!("  plugin {} {}{}\n", d.name, d.version, if d.optional { " (optional)" } else { "" }));
+        out.push_str(&format!(
+            "  plugin {} {}{}\n",
+            d.name,
+            d.version,
+            if d.optional { " (optional)" } else { "" }
+        ));
     }
     if r.capabilities.is_empty() {
         out.push_str("  capabilities: none\n");
     }
     for c in &r.capabilities {
-        out.push_str(&format!("  capability {}{}\n", c.name, c.reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default()));
+        out.push_str(&format!(
+            "  capability {}{}\n",
+            c.name,
+            c.reason
+                .as_ref()
+                .map(|r| format!(": {r}"))
+                .unwrap_or_default()
+        ));
     }
     if !info.dependents.is_empty() {
         out.push_str(&format!("\nRequired by: {}\n", info.dependents.join(", ")));
@@ -246,5 +274,8 @@ pub fn plugin_info(info: &PluginInfo) -> String {
 }
 
 pub fn yaml(value: &Value) -> String {
-    serde_norway::to_string(value).unwrap_or_else(|_| value.to_string()).trim_end().to_owned()
+    serde_norway::to_string(value)
+        .unwrap_or_else(|_| value.to_string())
+        .trim_end()
+        .to_owned()
 }

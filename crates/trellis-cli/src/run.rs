@@ -9,7 +9,12 @@ use trellis_project::Project;
 
 use crate::render::{Failure, Output};
 
-pub fn run_command(project: &Project, name: &str, args: &[String], out: &Output) -> Result<(), Failure> {
+pub fn run_command(
+    project: &Project,
+    name: &str,
+    args: &[String],
+    out: &Output,
+) -> Result<(), Failure> {
     let (plugin_name, command) = project.resolve_command(name)?;
     let report = project.load()?;
     let plugin = match report.loaded.iter().find(|p| p.name == plugin_name) {
@@ -33,10 +38,14 @@ pub fn run_command(project: &Project, name: &str, args: &[String], out: &Output)
     let result = match plugin.manifest.runtime.kind {
         RuntimeKind::Declarative => {
             let template = command.template.as_deref().with_context(|| {
-                format!("command `{}` of `{plugin_name}` has no `template` to render", command.name)
+                format!(
+                    "command `{}` of `{plugin_name}` has no `template` to render",
+                    command.name
+                )
             })?;
             let path = plugin.dir.join(template);
-            let source = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let source = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
             let mut env = minijinja::Environment::new();
             env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
             env.add_template(template, &source)
@@ -63,13 +72,17 @@ pub fn run_command(project: &Project, name: &str, args: &[String], out: &Output)
     bus.emit("plugin.command.completed", completed)?;
     match result {
         Ok(text) => {
-            out.value(&json!({"plugin": plugin_name, "command": command.name, "output": text}), || {
-                text.trim_end().to_owned()
-            });
+            out.value(
+                &json!({"plugin": plugin_name, "command": command.name, "output": text}),
+                || text.trim_end().to_owned(),
+            );
             Ok(())
         }
         Err(e) => {
-            bus.emit("plugin.error", json!({"plugin": plugin_name, "error": e.to_string(), "context": "command"}))?;
+            bus.emit(
+                "plugin.error",
+                json!({"plugin": plugin_name, "error": e.to_string(), "context": "command"}),
+            )?;
             Err(e.into())
         }
     }
@@ -93,7 +106,9 @@ fn split_args(args: &[String]) -> (Vec<String>, Map<String, Value>) {
                 }
                 None => {
                     let value = match iter.peek() {
-                        Some(next) if !next.starts_with("--") => Value::String(iter.next().cloned().unwrap_or_default()),
+                        Some(next) if !next.starts_with("--") => {
+                            Value::String(iter.next().cloned().unwrap_or_default())
+                        }
                         _ => Value::Bool(true),
                     };
                     options.insert(opt.to_owned(), value);
@@ -112,7 +127,10 @@ mod tests {
 
     #[test]
     fn args_split_into_positional_and_options() {
-        let args: Vec<String> = ["a", "--x=1", "--flag", "--y", "2", "b", "--", "--z"].iter().map(|s| s.to_string()).collect();
+        let args: Vec<String> = ["a", "--x=1", "--flag", "--y", "2", "b", "--", "--z"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let (pos, opts) = split_args(&args);
         assert_eq!(pos, vec!["a", "b", "--z"]);
         assert_eq!(opts.get("x"), Some(&json!("1")));

@@ -16,7 +16,12 @@ pub fn init(name: &str, runtime: RuntimeKind, dir: &Path) -> Result<Scaffold> {
     if let Err(reason) = trellis_manifest::name::validate_plugin_name(name) {
         bail!("`{name}` is not a valid plugin name: {reason}");
     }
-    if dir.exists() && fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?.next().is_some() {
+    if dir.exists()
+        && fs::read_dir(dir)
+            .with_context(|| format!("reading {}", dir.display()))?
+            .next()
+            .is_some()
+    {
         bail!(
             "{} already exists and is not empty; choose another name or pass --dir to a new directory",
             dir.display()
@@ -25,7 +30,10 @@ pub fn init(name: &str, runtime: RuntimeKind, dir: &Path) -> Result<Scaffold> {
     let short = name.rsplit('/').next().unwrap_or(name);
     let crate_name = short.replace('-', "_");
     let mut files: Vec<(PathBuf, String)> = vec![
-        ("plugin.yaml".into(), manifest(name, short, runtime, &crate_name)),
+        (
+            "plugin.yaml".into(),
+            manifest(name, short, runtime, &crate_name),
+        ),
         ("README.md".into(), readme(name, short, runtime)),
         ("LICENSE".into(), MIT_LICENSE.to_owned()),
     ];
@@ -58,7 +66,10 @@ pub fn init(name: &str, runtime: RuntimeKind, dir: &Path) -> Result<Scaffold> {
         fs::set_permissions(&entry, fs::Permissions::from_mode(0o755))
             .with_context(|| format!("making {} executable", entry.display()))?;
     }
-    Ok(Scaffold { dir: dir.to_owned(), files: written })
+    Ok(Scaffold {
+        dir: dir.to_owned(),
+        files: written,
+    })
 }
 
 fn manifest(name: &str, short: &str, runtime: RuntimeKind, crate_name: &str) -> String {
@@ -76,7 +87,11 @@ fn manifest(name: &str, short: &str, runtime: RuntimeKind, crate_name: &str) -> 
             "  commands:\n    - name: hello\n      description: Greets the user, using the configured greeting\n      entrypoint: hello\n".to_owned(),
         ),
     };
-    let limits = if runtime == RuntimeKind::Declarative { "" } else { "limits:\n  memory: 64MiB\n  timeout: 5s\n" };
+    let limits = if runtime == RuntimeKind::Declarative {
+        ""
+    } else {
+        "limits:\n  memory: 64MiB\n  timeout: 5s\n"
+    };
     format!(
         "\
 # Trellis plugin manifest. Reference: docs/manifest.md
@@ -109,7 +124,9 @@ provides:
 
 fn readme(name: &str, short: &str, runtime: RuntimeKind) -> String {
     let build = match runtime {
-        RuntimeKind::Wasm => "\nBuild the component first:\n\n```sh\ncargo build --target wasm32-wasip2 --release\n```\n",
+        RuntimeKind::Wasm => {
+            "\nBuild the component first:\n\n```sh\ncargo build --target wasm32-wasip2 --release\n```\n"
+        }
         _ => "",
     };
     format!(

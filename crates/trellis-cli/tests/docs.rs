@@ -13,7 +13,10 @@ fn sessions(doc: &str) -> Vec<Vec<(String, Vec<String>)>> {
         if line.trim() != "<!-- session -->" {
             continue;
         }
-        assert!(lines.next().is_some_and(|l| l.starts_with("```")), "a session marker must precede a fence");
+        assert!(
+            lines.next().is_some_and(|l| l.starts_with("```")),
+            "a session marker must precede a fence"
+        );
         let mut steps: Vec<(String, Vec<String>)> = Vec::new();
         for l in lines.by_ref() {
             if l.starts_with("```") {
@@ -21,7 +24,11 @@ fn sessions(doc: &str) -> Vec<Vec<(String, Vec<String>)>> {
             }
             match l.strip_prefix("$ ") {
                 Some(cmd) => steps.push((cmd.to_owned(), Vec::new())),
-                None => steps.last_mut().expect("output before any command").1.push(l.to_owned()),
+                None => steps
+                    .last_mut()
+                    .expect("output before any command")
+                    .1
+                    .push(l.to_owned()),
             }
         }
         out.push(steps);
@@ -39,12 +46,27 @@ fn cli_doc_session_runs_as_written() {
         let dir = tempfile::tempdir().unwrap();
         for (line, expected) in steps {
             let words: Vec<&str> = line.split_whitespace().collect();
-            assert_eq!(words[0], "trellis", "only trellis commands run in sessions: {line}");
-            let output = Command::cargo_bin("trellis").unwrap().current_dir(dir.path()).args(&words[1..]).output().unwrap();
+            assert_eq!(
+                words[0], "trellis",
+                "only trellis commands run in sessions: {line}"
+            );
+            let output = Command::cargo_bin("trellis")
+                .unwrap()
+                .current_dir(dir.path())
+                .args(&words[1..])
+                .output()
+                .unwrap();
             let stdout = String::from_utf8_lossy(&output.stdout);
-            assert!(output.status.success(), "`{line}` failed:\n{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+            assert!(
+                output.status.success(),
+                "`{line}` failed:\n{stdout}\n{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
             for want in expected {
-                assert!(stdout.lines().any(|l| l.trim_end() == want.trim_end()), "`{line}`: expected the line\n  {want}\nin:\n{stdout}");
+                assert!(
+                    stdout.lines().any(|l| l.trim_end() == want.trim_end()),
+                    "`{line}`: expected the line\n  {want}\nin:\n{stdout}"
+                );
             }
         }
     }

@@ -50,11 +50,21 @@ pub enum EventError {
     )]
     InvalidPattern { pattern: String, reason: String },
     #[error("cannot write event log {path}: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot read event log {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path}:{line}: not an event record: {reason}")]
-    Corrupt { path: PathBuf, line: usize, reason: String },
+    Corrupt {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
 }
 
 fn valid_segment(segment: &str) -> bool {
@@ -66,13 +76,18 @@ fn valid_segment(segment: &str) -> bool {
 
 /// Checks a concrete topic (no wildcards).
 pub fn validate_topic(topic: &str) -> Result<(), EventError> {
-    let invalid = |reason: &str| EventError::InvalidTopic { topic: topic.to_owned(), reason: reason.to_owned() };
+    let invalid = |reason: &str| EventError::InvalidTopic {
+        topic: topic.to_owned(),
+        reason: reason.to_owned(),
+    };
     let segments: Vec<&str> = topic.split('.').collect();
     if segments.len() < 2 {
         return Err(invalid("it needs at least a domain and an action"));
     }
     if let Some(bad) = segments.iter().find(|s| !valid_segment(s)) {
-        return Err(invalid(&format!("segment `{bad}` is empty or has characters other than a-z, 0-9, `_`, `-`")));
+        return Err(invalid(&format!(
+            "segment `{bad}` is empty or has characters other than a-z, 0-9, `_`, `-`"
+        )));
     }
     Ok(())
 }
@@ -93,17 +108,27 @@ pub struct TopicPattern {
 
 impl TopicPattern {
     pub fn parse(pattern: &str) -> Result<Self, EventError> {
-        let invalid = |reason: String| EventError::InvalidPattern { pattern: pattern.to_owned(), reason };
+        let invalid = |reason: String| EventError::InvalidPattern {
+            pattern: pattern.to_owned(),
+            reason,
+        };
         let mut segments = Vec::new();
         for part in pattern.split('.') {
             segments.push(match part {
                 "*" => Segment::One,
                 "**" => Segment::Any,
                 literal if valid_segment(literal) => Segment::Literal(literal.to_owned()),
-                other => return Err(invalid(format!("segment `{other}` is not a name, `*` or `**`"))),
+                other => {
+                    return Err(invalid(format!(
+                        "segment `{other}` is not a name, `*` or `**`"
+                    )));
+                }
             });
         }
-        Ok(TopicPattern { text: pattern.to_owned(), segments })
+        Ok(TopicPattern {
+            text: pattern.to_owned(),
+            segments,
+        })
     }
 
     pub fn as_str(&self) -> &str {
@@ -119,7 +144,9 @@ impl TopicPattern {
 fn matches_from(pattern: &[Segment], topic: &[&str]) -> bool {
     match pattern.split_first() {
         None => topic.is_empty(),
-        Some((Segment::Any, rest)) => (0..=topic.len()).any(|skip| matches_from(rest, &topic[skip..])),
+        Some((Segment::Any, rest)) => {
+            (0..=topic.len()).any(|skip| matches_from(rest, &topic[skip..]))
+        }
         Some((segment, rest)) => match topic.split_first() {
             None => false,
             Some((first, topic_rest)) => {
@@ -184,7 +211,10 @@ impl EventBus {
 
     /// A bus that appends every event to the daily log files in `log`.
     pub fn with_log(log: EventLog) -> Self {
-        EventBus { log: Some(log), ..EventBus::new() }
+        EventBus {
+            log: Some(log),
+            ..EventBus::new()
+        }
     }
 
     pub fn log(&self) -> Option<&EventLog> {
@@ -200,7 +230,11 @@ impl EventBus {
         let id = SubscriptionId(self.next_id.fetch_add(1, Ordering::Relaxed));
         let mut guard = self.subscribers.write().unwrap_or_else(|p| p.into_inner());
         let mut next: Vec<Arc<Subscriber>> = guard.as_ref().clone();
-        next.push(Arc::new(Subscriber { id, pattern, handler: Arc::new(handler) }));
+        next.push(Arc::new(Subscriber {
+            id,
+            pattern,
+            handler: Arc::new(handler),
+        }));
         *guard = Arc::new(next);
         Ok(id)
     }
@@ -214,7 +248,10 @@ impl EventBus {
         let tx = Mutex::new(tx);
         let id = self.subscribe(pattern, move |event| {
             // A dropped receiver just means nobody listens any more.
-            let _ = tx.lock().unwrap_or_else(|p| p.into_inner()).send(event.clone());
+            let _ = tx
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .send(event.clone());
         })?;
         Ok((id, rx))
     }
@@ -236,7 +273,12 @@ impl EventBus {
 
     /// Emits an event on behalf of `source` (a plugin name). The event is written to the log
     /// before any subscriber runs, so that the log never misses what subscribers saw.
-    pub fn emit_from(&self, source: &str, topic: &str, payload: Value) -> Result<Delivery, EventError> {
+    pub fn emit_from(
+        &self,
+        source: &str,
+        topic: &str,
+        payload: Value,
+    ) -> Result<Delivery, EventError> {
         validate_topic(topic)?;
         let event = Event {
             id: self.next_ulid(),
@@ -265,7 +307,10 @@ impl EventBus {
         let subscribers = Arc::clone(&self.subscribers.read().unwrap_or_else(|p| p.into_inner()));
         let mut delivered = 0;
         let mut failures = Vec::new();
-        for subscriber in subscribers.iter().filter(|s| s.pattern.matches(&event.topic)) {
+        for subscriber in subscribers
+            .iter()
+            .filter(|s| s.pattern.matches(&event.topic))
+        {
             delivered += 1;
             if let Err(panic) = catch_unwind(AssertUnwindSafe(|| (subscriber.handler)(&event))) {
                 let message = panic_message(panic.as_ref());
@@ -273,7 +318,11 @@ impl EventBus {
                 failures.push((subscriber.id, message));
             }
         }
-        Delivery { event, delivered, failures }
+        Delivery {
+            event,
+            delivered,
+            failures,
+        }
     }
 }
 
@@ -296,7 +345,10 @@ pub struct EventLog {
 
 impl EventLog {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        EventLog { dir: dir.into(), write_lock: Arc::new(Mutex::new(())) }
+        EventLog {
+            dir: dir.into(),
+            write_lock: Arc::new(Mutex::new(())),
+        }
     }
 
     pub fn dir(&self) -> &Path {
@@ -304,7 +356,8 @@ impl EventLog {
     }
 
     pub fn file_for(&self, day: NaiveDate) -> PathBuf {
-        self.dir.join(format!("events-{}.jsonl", day.format("%Y-%m-%d")))
+        self.dir
+            .join(format!("events-{}.jsonl", day.format("%Y-%m-%d")))
     }
 
     /// Appends one event as one line. The line is written with a single `write_all` on a file
@@ -312,12 +365,20 @@ impl EventLog {
     /// within a line.
     pub fn append(&self, event: &Event) -> Result<(), EventError> {
         let path = self.file_for(event.timestamp.date_naive());
-        let write_err = |source| EventError::Write { path: path.clone(), source };
-        let mut line = serde_json::to_vec(event).map_err(|e| write_err(std::io::Error::other(e)))?;
+        let write_err = |source| EventError::Write {
+            path: path.clone(),
+            source,
+        };
+        let mut line =
+            serde_json::to_vec(event).map_err(|e| write_err(std::io::Error::other(e)))?;
         line.push(b'\n');
         let _guard = self.write_lock.lock().unwrap_or_else(|p| p.into_inner());
         fs::create_dir_all(&self.dir).map_err(write_err)?;
-        let mut file = OpenOptions::new().create(true).append(true).open(&path).map_err(write_err)?;
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(write_err)?;
         file.write_all(&line).map_err(write_err)?;
         Ok(())
     }
@@ -327,7 +388,12 @@ impl EventLog {
         let entries = match fs::read_dir(&self.dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(source) => return Err(EventError::Read { path: self.dir.clone(), source }),
+            Err(source) => {
+                return Err(EventError::Read {
+                    path: self.dir.clone(),
+                    source,
+                });
+            }
         };
         let mut files: Vec<PathBuf> = entries
             .filter_map(Result::ok)
@@ -364,9 +430,17 @@ impl EventLog {
     }
 }
 
-fn read_file(path: &Path, offset: u64, pattern: Option<&TopicPattern>, out: &mut Vec<Event>) -> Result<u64, EventError> {
+fn read_file(
+    path: &Path,
+    offset: u64,
+    pattern: Option<&TopicPattern>,
+    out: &mut Vec<Event>,
+) -> Result<u64, EventError> {
     use std::io::{Seek, SeekFrom};
-    let read_err = |source| EventError::Read { path: path.to_owned(), source };
+    let read_err = |source| EventError::Read {
+        path: path.to_owned(),
+        source,
+    };
     let mut file = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(offset),
@@ -406,7 +480,9 @@ mod tests {
     use serde_json::json;
 
     fn m(pattern: &str, topic: &str) -> bool {
-        TopicPattern::parse(pattern).expect("pattern").matches(topic)
+        TopicPattern::parse(pattern)
+            .expect("pattern")
+            .matches(topic)
     }
 
     #[test]
@@ -443,16 +519,28 @@ mod tests {
         let bus = EventBus::new();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s1 = Arc::clone(&seen);
-        let id1 = bus.subscribe("plugin.*", move |e| s1.lock().unwrap().push(format!("a:{}", e.topic))).unwrap();
+        let id1 = bus
+            .subscribe("plugin.*", move |e| {
+                s1.lock().unwrap().push(format!("a:{}", e.topic))
+            })
+            .unwrap();
         bus.subscribe("plugin.enabled", |_| panic!("boom")).unwrap();
         let s3 = Arc::clone(&seen);
-        bus.subscribe("**", move |e| s3.lock().unwrap().push(format!("c:{}", e.topic))).unwrap();
+        bus.subscribe("**", move |e| {
+            s3.lock().unwrap().push(format!("c:{}", e.topic))
+        })
+        .unwrap();
 
-        let delivery = bus.emit("plugin.enabled", json!({"plugin": "demo"})).unwrap();
+        let delivery = bus
+            .emit("plugin.enabled", json!({"plugin": "demo"}))
+            .unwrap();
         assert_eq!(delivery.delivered, 3);
         assert_eq!(delivery.failures.len(), 1);
         assert!(delivery.failures[0].1.contains("boom"));
-        assert_eq!(*seen.lock().unwrap(), vec!["a:plugin.enabled", "c:plugin.enabled"]);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec!["a:plugin.enabled", "c:plugin.enabled"]
+        );
 
         assert!(bus.unsubscribe(id1));
         assert!(!bus.unsubscribe(id1));
@@ -465,14 +553,20 @@ mod tests {
     fn log_round_trip_and_torn_tail() {
         let dir = tempfile::tempdir().unwrap();
         let bus = EventBus::with_log(EventLog::new(dir.path()));
-        let first = bus.emit("plugin.installed", json!({"plugin": "a"})).unwrap().event;
-        bus.emit_from("a", "workflow.implement.completed", json!({"n": 1})).unwrap();
+        let first = bus
+            .emit("plugin.installed", json!({"plugin": "a"}))
+            .unwrap()
+            .event;
+        bus.emit_from("a", "workflow.implement.completed", json!({"n": 1}))
+            .unwrap();
         let log = bus.log().unwrap();
         let all = log.read(None).unwrap();
         assert_eq!(all.len(), 2);
         assert_eq!(all[0], first);
         assert_eq!(all[1].source, "a");
-        let only = log.read(Some(&TopicPattern::parse("workflow.**").unwrap())).unwrap();
+        let only = log
+            .read(Some(&TopicPattern::parse("workflow.**").unwrap()))
+            .unwrap();
         assert_eq!(only.len(), 1);
 
         // A half-written line (another process mid-write) is not an error and not returned.
@@ -488,7 +582,8 @@ mod tests {
     fn channel_subscription() {
         let bus = EventBus::new();
         let (_, rx) = bus.subscribe_channel("backlog.task.*").unwrap();
-        bus.emit("backlog.task.created", json!({"id": "task-1"})).unwrap();
+        bus.emit("backlog.task.created", json!({"id": "task-1"}))
+            .unwrap();
         bus.emit("plugin.enabled", json!({})).unwrap();
         let got = rx.try_recv().unwrap();
         assert_eq!(got.topic, "backlog.task.created");

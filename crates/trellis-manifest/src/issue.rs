@@ -162,7 +162,7 @@ fn is_plain_key(key: &str) -> bool {
 }
 
 /// The closest candidate to `input`, if it is close enough to be a plausible typo.
-pub(crate) fn did_you_mean<'a>(
+pub fn did_you_mean<'a>(
     input: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {

@@ -33,6 +33,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 pub use error::{Diagnostic, ManifestError};
+pub use issue::did_you_mean;
 pub use model::*;
 pub use schema::manifest_json_schema;
 

@@ -11,8 +11,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::fsutil::write_atomic;
 use crate::ProjectError;
+use crate::fsutil::write_atomic;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ProjectConfig {
@@ -35,8 +35,15 @@ impl ProjectConfig {
     pub(crate) fn read(path: &Path) -> Result<Self, ProjectError> {
         let text = match fs::read_to_string(path) {
             Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ProjectConfig::default()),
-            Err(source) => return Err(ProjectError::Io { path: path.to_owned(), source }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(ProjectConfig::default());
+            }
+            Err(source) => {
+                return Err(ProjectError::Io {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
         };
         if text.trim().is_empty() {
             return Ok(ProjectConfig::default());
@@ -59,11 +66,16 @@ impl ProjectConfig {
 /// Splits `a.b.c` into segments, refusing empty ones.
 pub(crate) fn key_segments(key: &str) -> Option<Vec<&str>> {
     let parts: Vec<&str> = key.split('.').collect();
-    if parts.iter().any(|p| p.is_empty()) { None } else { Some(parts) }
+    if parts.iter().any(|p| p.is_empty()) {
+        None
+    } else {
+        Some(parts)
+    }
 }
 
 pub(crate) fn get_path<'v>(value: &'v Value, path: &[&str]) -> Option<&'v Value> {
-    path.iter().try_fold(value, |v, key| v.as_object()?.get(*key))
+    path.iter()
+        .try_fold(value, |v, key| v.as_object()?.get(*key))
 }
 
 /// Sets `path` inside `value`, creating intermediate objects. Fails if a non-object is in the
@@ -78,8 +90,12 @@ pub(crate) fn set_path(value: &mut Value, path: &[&str], new: Value) -> Result<(
         if !current.is_object() {
             return Err(format!("`{}` is not a mapping", path[..i].join(".")));
         }
-        let map = current.as_object_mut().ok_or_else(|| "not a mapping".to_owned())?;
-        current = map.entry((*key).to_owned()).or_insert_with(|| Value::Object(Map::new()));
+        let map = current
+            .as_object_mut()
+            .ok_or_else(|| "not a mapping".to_owned())?;
+        current = map
+            .entry((*key).to_owned())
+            .or_insert_with(|| Value::Object(Map::new()));
     }
     match current.as_object_mut() {
         Some(map) => {
@@ -92,12 +108,18 @@ pub(crate) fn set_path(value: &mut Value, path: &[&str], new: Value) -> Result<(
 
 /// Removes `path`; prunes objects left empty. Returns whether something was removed.
 pub(crate) fn unset_path(value: &mut Value, path: &[&str]) -> bool {
-    let Some((first, rest)) = path.split_first() else { return false };
-    let Some(map) = value.as_object_mut() else { return false };
+    let Some((first, rest)) = path.split_first() else {
+        return false;
+    };
+    let Some(map) = value.as_object_mut() else {
+        return false;
+    };
     if rest.is_empty() {
         return map.remove(*first).is_some();
     }
-    let Some(child) = map.get_mut(*first) else { return false };
+    let Some(child) = map.get_mut(*first) else {
+        return false;
+    };
     let removed = unset_path(child, rest);
     if removed && child.as_object().is_some_and(Map::is_empty) {
         map.remove(*first);
@@ -143,14 +165,15 @@ fn scan_refs(s: &str) -> Vec<(usize, usize, String)> {
             i += 2;
             continue;
         }
-        if bytes[i] == b'$' && bytes[i + 1] == b'{' {
-            if let Some(close) = s[i + 2..].find('}') {
-                let name = &s[i + 2..i + 2 + close];
-                if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                    out.push((i, i + 3 + close, name.to_owned()));
-                    i += 3 + close;
-                    continue;
-                }
+        if bytes[i] == b'$'
+            && bytes[i + 1] == b'{'
+            && let Some(close) = s[i + 2..].find('}')
+        {
+            let name = &s[i + 2..i + 2 + close];
+            if !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                out.push((i, i + 3 + close, name.to_owned()));
+                i += 3 + close;
+                continue;
             }
         }
         i += 1;
@@ -168,7 +191,11 @@ pub fn expand_env(value: &Value, lookup: &dyn Fn(&str) -> Option<String>) -> (Va
     (expanded, missing)
 }
 
-fn expand_inner(value: &Value, lookup: &dyn Fn(&str) -> Option<String>, missing: &mut Vec<String>) -> Value {
+fn expand_inner(
+    value: &Value,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    missing: &mut Vec<String>,
+) -> Value {
     match value {
         Value::String(s) => {
             let refs = scan_refs(s);
@@ -191,10 +218,17 @@ fn expand_inner(value: &Value, lookup: &dyn Fn(&str) -> Option<String>, missing:
             out.push_str(&s[last..].replace("$${", "${"));
             Value::String(out)
         }
-        Value::Array(items) => Value::Array(items.iter().map(|v| expand_inner(v, lookup, missing)).collect()),
-        Value::Object(map) => {
-            Value::Object(map.iter().map(|(k, v)| (k.clone(), expand_inner(v, lookup, missing))).collect())
-        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|v| expand_inner(v, lookup, missing))
+                .collect(),
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(k, v)| (k.clone(), expand_inner(v, lookup, missing)))
+                .collect(),
+        ),
         other => other.clone(),
     }
 }
@@ -232,9 +266,18 @@ mod tests {
     #[test]
     fn env_expansion() {
         let lookup = |name: &str| (name == "HOST").then(|| "example.com".to_owned());
-        let (v, missing) = expand_env(&json!({"url": "https://${HOST}/x", "t": "${TOKEN}", "lit": "$${HOST}"}), &lookup);
-        assert_eq!(v, json!({"url": "https://example.com/x", "t": "${TOKEN}", "lit": "${HOST}"}));
+        let (v, missing) = expand_env(
+            &json!({"url": "https://${HOST}/x", "t": "${TOKEN}", "lit": "$${HOST}"}),
+            &lookup,
+        );
+        assert_eq!(
+            v,
+            json!({"url": "https://example.com/x", "t": "${TOKEN}", "lit": "${HOST}"})
+        );
         assert_eq!(missing, vec!["TOKEN"]);
-        assert_eq!(env_references(&json!({"a": ["${A}", "${B} ${A}"]})), vec!["A", "B"]);
+        assert_eq!(
+            env_references(&json!({"a": ["${A}", "${B} ${A}"]})),
+            vec!["A", "B"]
+        );
     }
 }

@@ -39,15 +39,26 @@ pub(crate) fn find_cycle_from(graph: &Graph<'_>, start: &str) -> Option<Vec<Stri
 /// Topological order (dependencies first), ties broken by name so the order is stable across
 /// runs and machines. Returns the cycle if there is one.
 pub(crate) fn load_order(graph: &Graph<'_>) -> Result<Vec<String>, Vec<String>> {
-    let mut remaining: BTreeMap<&str, usize> =
-        graph.iter().map(|(node, deps)| (*node, deps.iter().filter(|d| graph.contains_key(*d)).count())).collect();
+    let mut remaining: BTreeMap<&str, usize> = graph
+        .iter()
+        .map(|(node, deps)| {
+            (
+                *node,
+                deps.iter().filter(|d| graph.contains_key(*d)).count(),
+            )
+        })
+        .collect();
     let mut dependents: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for (node, deps) in graph {
         for dep in deps.iter().filter(|d| graph.contains_key(*d)) {
             dependents.entry(dep).or_default().push(node);
         }
     }
-    let mut ready: BTreeSet<&str> = remaining.iter().filter(|(_, n)| **n == 0).map(|(k, _)| *k).collect();
+    let mut ready: BTreeSet<&str> = remaining
+        .iter()
+        .filter(|(_, n)| **n == 0)
+        .map(|(k, _)| *k)
+        .collect();
     let mut order = Vec::with_capacity(graph.len());
     while let Some(node) = ready.pop_first() {
         order.push(node.to_owned());
@@ -65,7 +76,8 @@ pub(crate) fn load_order(graph: &Graph<'_>) -> Result<Vec<String>, Vec<String>> 
         Ok(order)
     } else {
         let start = remaining.keys().next().copied().unwrap_or_default();
-        Err(find_cycle_from(graph, start).unwrap_or_else(|| remaining.keys().map(|s| s.to_string()).collect()))
+        Err(find_cycle_from(graph, start)
+            .unwrap_or_else(|| remaining.keys().map(|s| s.to_string()).collect()))
     }
 }
 
@@ -79,7 +91,12 @@ mod tests {
 
     #[test]
     fn order_is_dependencies_first_then_by_name() {
-        let g = graph(&[("app", &["base", "log"]), ("log", &["base"]), ("base", &[]), ("zeta", &[])]);
+        let g = graph(&[
+            ("app", &["base", "log"]),
+            ("log", &["base"]),
+            ("base", &[]),
+            ("zeta", &[]),
+        ]);
         assert_eq!(load_order(&g).unwrap(), vec!["base", "log", "app", "zeta"]);
     }
 

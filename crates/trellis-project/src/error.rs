@@ -20,13 +20,19 @@ pub struct Conflict {
 #[derive(Debug, thiserror::Error)]
 pub enum ProjectError {
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 
     #[error(transparent)]
     Manifest(#[from] ManifestError),
 
     #[error("the installed copy of `{plugin}` is broken: {source}")]
-    InstalledManifest { plugin: String, source: ManifestError },
+    InstalledManifest {
+        plugin: String,
+        source: ManifestError,
+    },
 
     #[error("{path} is damaged: {reason}")]
     CorruptState { path: PathBuf, reason: String },
@@ -34,37 +40,87 @@ pub enum ProjectError {
     #[error("{path} is not valid YAML: {reason}")]
     InvalidConfigFile { path: PathBuf, reason: String },
 
-    #[error("plugin `{name}` is not installed in this project{}", suggestion_text(suggestion))]
-    NotInstalled { name: String, suggestion: Option<String>, installed: Vec<String> },
+    #[error(
+        "plugin `{name}` is not installed in this project{}",
+        suggestion_text(suggestion)
+    )]
+    NotInstalled {
+        name: String,
+        suggestion: Option<String>,
+        installed: Vec<String>,
+    },
 
     #[error("plugin `{name}` {installed} is already installed (from {source_text})")]
-    AlreadyInstalled { name: String, installed: Version, source_text: String },
+    AlreadyInstalled {
+        name: String,
+        installed: Version,
+        source_text: String,
+    },
 
-    #[error("plugin `{plugin}` does not support trellis {running}: it requires {requirement} ({field} in {file})")]
-    IncompatibleTrellis { plugin: String, running: Version, requirement: String, field: &'static str, file: PathBuf },
+    #[error(
+        "plugin `{plugin}` does not support trellis {running}: it requires {requirement} ({field} in {file})"
+    )]
+    IncompatibleTrellis {
+        plugin: String,
+        running: Version,
+        requirement: String,
+        field: &'static str,
+        file: PathBuf,
+    },
 
     #[error("plugin `{plugin}` does not support this platform ({platform}); it supports {}", supported.join(", "))]
-    UnsupportedPlatform { plugin: String, platform: String, supported: Vec<String> },
+    UnsupportedPlatform {
+        plugin: String,
+        platform: String,
+        supported: Vec<String>,
+    },
 
     #[error("plugin `{plugin}` requires `{dependency}` {requirement}, which is not installed")]
-    MissingDependency { plugin: String, dependency: String, requirement: String },
+    MissingDependency {
+        plugin: String,
+        dependency: String,
+        requirement: String,
+    },
 
-    #[error("plugin `{plugin}` requires `{dependency}` {requirement}, but {installed} is installed")]
-    IncompatibleDependency { plugin: String, dependency: String, requirement: String, installed: Version },
+    #[error(
+        "plugin `{plugin}` requires `{dependency}` {requirement}, but {installed} is installed"
+    )]
+    IncompatibleDependency {
+        plugin: String,
+        dependency: String,
+        requirement: String,
+        installed: Version,
+    },
 
     #[error("plugin `{plugin}` requires `{dependency}`, which is not enabled (it is {state})")]
-    DependencyNotEnabled { plugin: String, dependency: String, state: LifecycleState },
+    DependencyNotEnabled {
+        plugin: String,
+        dependency: String,
+        state: LifecycleState,
+    },
 
     #[error("dependency cycle: {}", cycle.join(" -> "))]
     DependencyCycle { cycle: Vec<String> },
 
-    #[error("cannot {action} `{plugin}`: enabled plugin(s) {} depend on it", quote_list(dependents))]
-    HasDependents { plugin: String, action: &'static str, dependents: Vec<String> },
+    #[error(
+        "cannot {action} `{plugin}`: enabled plugin(s) {} depend on it",
+        quote_list(dependents)
+    )]
+    HasDependents {
+        plugin: String,
+        action: &'static str,
+        dependents: Vec<String>,
+    },
 
     #[error("cannot enable `{plugin}`: {}", conflict_text(plugin, conflicts))]
-    Conflicts { plugin: String, conflicts: Vec<Conflict> },
+    Conflicts {
+        plugin: String,
+        conflicts: Vec<Conflict>,
+    },
 
-    #[error("{path} is a symbolic link; plugin directories may contain only regular files and directories")]
+    #[error(
+        "{path} is a symbolic link; plugin directories may contain only regular files and directories"
+    )]
     SymlinkInPlugin { path: PathBuf },
 
     #[error("{path} is not a regular file or directory (device, socket or pipe)")]
@@ -74,36 +130,66 @@ pub enum ProjectError {
     NoConfigSchema { plugin: String },
 
     #[error("`{key}` is not a valid configuration key for `{plugin}`: {reason}")]
-    ConfigKey { plugin: String, key: String, reason: String },
+    ConfigKey {
+        plugin: String,
+        key: String,
+        reason: String,
+    },
 
     #[error(
         "configuration of `{plugin}` does not match its schema:{}",
         violations.iter().map(|v| format!("\n  - {}: {}", if v.field.is_empty() { "(root)" } else { &v.field }, v.message)).collect::<String>()
     )]
-    ConfigInvalid { plugin: String, violations: Vec<ConfigViolation> },
+    ConfigInvalid {
+        plugin: String,
+        violations: Vec<ConfigViolation>,
+    },
 
-    #[error("no enabled plugin provides the command `{name}`{}", suggestion_text(suggestion))]
-    UnknownCommand { name: String, suggestion: Option<String> },
+    #[error(
+        "no enabled plugin provides the command `{name}`{}",
+        suggestion_text(suggestion)
+    )]
+    UnknownCommand {
+        name: String,
+        suggestion: Option<String>,
+    },
 
-    #[error("the command `{name}` is provided by several plugins: {}", quote_list(qualified))]
-    AmbiguousCommand { name: String, qualified: Vec<String> },
+    #[error(
+        "the command `{name}` is provided by several plugins: {}",
+        quote_list(qualified)
+    )]
+    AmbiguousCommand {
+        name: String,
+        qualified: Vec<String>,
+    },
 
     #[error(transparent)]
     Event(#[from] trellis_core::EventError),
 }
 
 fn suggestion_text(s: &Option<String>) -> String {
-    s.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default()
+    s.as_ref()
+        .map(|s| format!(" (did you mean `{s}`?)"))
+        .unwrap_or_default()
 }
 
 fn quote_list(items: &[String]) -> String {
-    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn conflict_text(plugin: &str, conflicts: &[Conflict]) -> String {
     conflicts
         .iter()
-        .map(|c| format!("{} `{}` is provided by both `{}` and `{plugin}`", c.kind, c.name, c.other_plugin))
+        .map(|c| {
+            format!(
+                "{} `{}` is provided by both `{}` and `{plugin}`",
+                c.kind, c.name, c.other_plugin
+            )
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -115,37 +201,78 @@ impl ProjectError {
         Some(match self {
             Manifest(_) | InstalledManifest { .. } => return None,
             NotInstalled { installed, .. } if installed.is_empty() => {
-                "no plugins are installed here; install one with `trellis plugin install <dir>`".to_owned()
+                "no plugins are installed here; install one with `trellis plugin install <dir>`"
+                    .to_owned()
             }
-            NotInstalled { installed, .. } => format!("installed plugins: {}", installed.join(", ")),
+            NotInstalled { installed, .. } => {
+                format!("installed plugins: {}", installed.join(", "))
+            }
             AlreadyInstalled { name, .. } => {
-                format!("to replace it, run `trellis plugin install --force <dir>`; to remove it, `trellis plugin remove {name}`")
+                format!(
+                    "to replace it, run `trellis plugin install --force <dir>`; to remove it, `trellis plugin remove {name}`"
+                )
             }
-            IncompatibleTrellis { .. } => "install a version of the plugin built for this trellis, or upgrade trellis".to_owned(),
-            UnsupportedPlatform { .. } => "ask the author to support this platform, or use another plugin".to_owned(),
-            MissingDependency { dependency, .. } => format!("install `{dependency}` first: `trellis plugin install <dir of {dependency}>`"),
-            IncompatibleDependency { dependency, requirement, .. } => {
-                format!("install a version of `{dependency}` matching {requirement} (`trellis plugin install --force <dir>`)")
+            IncompatibleTrellis { .. } => {
+                "install a version of the plugin built for this trellis, or upgrade trellis"
+                    .to_owned()
             }
-            DependencyNotEnabled { dependency, .. } => format!("enable it first: `trellis plugin enable {dependency}`"),
-            DependencyCycle { .. } => "plugins cannot depend on each other in a circle; remove one of these requirements".to_owned(),
-            HasDependents { plugin, action, dependents } => format!(
+            UnsupportedPlatform { .. } => {
+                "ask the author to support this platform, or use another plugin".to_owned()
+            }
+            MissingDependency { dependency, .. } => format!(
+                "install `{dependency}` first: `trellis plugin install <dir of {dependency}>`"
+            ),
+            IncompatibleDependency {
+                dependency,
+                requirement,
+                ..
+            } => {
+                format!(
+                    "install a version of `{dependency}` matching {requirement} (`trellis plugin install --force <dir>`)"
+                )
+            }
+            DependencyNotEnabled { dependency, .. } => {
+                format!("enable it first: `trellis plugin enable {dependency}`")
+            }
+            DependencyCycle { .. } => {
+                "plugins cannot depend on each other in a circle; remove one of these requirements"
+                    .to_owned()
+            }
+            HasDependents {
+                plugin,
+                action,
+                dependents,
+            } => format!(
                 "{action} {} first, or run `trellis plugin {action} {plugin} --force` (they will be marked failed)",
                 dependents.join(", ")
             ),
             Conflicts { plugin, conflicts } => {
-                let other = conflicts.first().map(|c| c.other_plugin.as_str()).unwrap_or("the other plugin");
+                let other = conflicts
+                    .first()
+                    .map(|c| c.other_plugin.as_str())
+                    .unwrap_or("the other plugin");
                 format!(
                     "disable one (`trellis plugin disable {other}`), or keep both with `trellis plugin enable {plugin} --allow-conflicts` and call them as `<plugin>:<name>`"
                 )
             }
-            SymlinkInPlugin { .. } => "replace the link with the file or directory it points to".to_owned(),
-            NoConfigSchema { .. } => "add `config.schema` to the plugin's manifest to make it configurable".to_owned(),
-            ConfigInvalid { plugin, .. } => format!("fix the values with `trellis plugin config {plugin} set <key> <value>`"),
+            SymlinkInPlugin { .. } => {
+                "replace the link with the file or directory it points to".to_owned()
+            }
+            NoConfigSchema { .. } => {
+                "add `config.schema` to the plugin's manifest to make it configurable".to_owned()
+            }
+            ConfigInvalid { plugin, .. } => {
+                format!("fix the values with `trellis plugin config {plugin} set <key> <value>`")
+            }
             ConfigKey { plugin, .. } => format!("see the keys with `trellis plugin info {plugin}`"),
             AmbiguousCommand { .. } => "call it by its qualified name".to_owned(),
-            UnknownCommand { .. } => "see the commands of enabled plugins with `trellis plugin list`".to_owned(),
-            CorruptState { .. } => "restore the file from version control, or remove it and reinstall the plugins".to_owned(),
+            UnknownCommand { .. } => {
+                "see the commands of enabled plugins with `trellis plugin list`".to_owned()
+            }
+            CorruptState { .. } => {
+                "restore the file from version control, or remove it and reinstall the plugins"
+                    .to_owned()
+            }
             InvalidConfigFile { .. } => "fix the YAML syntax at the position shown".to_owned(),
             _ => return None,
         })

@@ -11,7 +11,10 @@ use sha2::{Digest, Sha256};
 use crate::ProjectError;
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ProjectError + '_ {
-    move |source| ProjectError::Io { path: path.to_owned(), source }
+    move |source| ProjectError::Io {
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// Atomically replaces `path` with `bytes`.
@@ -39,7 +42,12 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     match File::open(dir) {
         Ok(d) => match d.sync_all() {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::PermissionDenied || e.kind() == io::ErrorKind::InvalidInput => Ok(()),
+            Err(e)
+                if e.kind() == io::ErrorKind::PermissionDenied
+                    || e.kind() == io::ErrorKind::InvalidInput =>
+            {
+                Ok(())
+            }
             Err(e) => Err(e),
         },
         Err(_) => Ok(()),
@@ -48,30 +56,54 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Directories never copied into an installed plugin: version control, build trees (except the
 /// runtime entry, copied separately) and nested project state.
-const SKIPPED_DIRS: &[&str] = &[".git", ".hg", ".svn", "target", "node_modules", ".trellis", "__pycache__"];
+const SKIPPED_DIRS: &[&str] = &[
+    ".git",
+    ".hg",
+    ".svn",
+    "target",
+    "node_modules",
+    ".trellis",
+    "__pycache__",
+];
 
 /// Copies a plugin source directory into `dest` (which must not exist), fsyncing every file.
 /// `extra` lists relative paths inside skipped directories that must still be copied (the
 /// runtime entry, e.g. `target/wasm32-wasip2/release/x.wasm`). Symbolic links are refused: an
 /// installed plugin must not be able to point outside its own directory.
-pub(crate) fn copy_plugin_tree(src: &Path, dest: &Path, extra: &[&str]) -> Result<(), ProjectError> {
+pub(crate) fn copy_plugin_tree(
+    src: &Path,
+    dest: &Path,
+    extra: &[&str],
+) -> Result<(), ProjectError> {
     fs::create_dir_all(dest).map_err(io_err(dest))?;
-    let walker = walkdir::WalkDir::new(src).follow_links(false).sort_by_file_name().into_iter();
+    let walker = walkdir::WalkDir::new(src)
+        .follow_links(false)
+        .sort_by_file_name()
+        .into_iter();
     let walker = walker.filter_entry(|entry| {
         entry.depth() == 0
             || !(entry.file_type().is_dir()
-                && entry.file_name().to_str().is_some_and(|n| SKIPPED_DIRS.contains(&n)))
+                && entry
+                    .file_name()
+                    .to_str()
+                    .is_some_and(|n| SKIPPED_DIRS.contains(&n)))
     });
     for entry in walker {
         let entry = entry.map_err(|e| {
-            let path = e.path().map(Path::to_owned).unwrap_or_else(|| src.to_owned());
-            ProjectError::Io { path, source: e.into() }
+            let path = e
+                .path()
+                .map(Path::to_owned)
+                .unwrap_or_else(|| src.to_owned());
+            ProjectError::Io {
+                path,
+                source: e.into(),
+            }
         })?;
         let rel = entry.path().strip_prefix(src).unwrap_or(entry.path());
         if rel.as_os_str().is_empty() {
             continue;
         }
-        copy_entry(&entry.path().to_owned(), &dest.join(rel), entry.file_type())?;
+        copy_entry(entry.path(), &dest.join(rel), entry.file_type())?;
     }
     for rel in extra {
         let rel_path = Path::new(rel);
@@ -94,16 +126,22 @@ pub(crate) fn copy_plugin_tree(src: &Path, dest: &Path, extra: &[&str]) -> Resul
 
 fn copy_entry(from: &Path, to: &Path, file_type: fs::FileType) -> Result<(), ProjectError> {
     if file_type.is_symlink() {
-        return Err(ProjectError::SymlinkInPlugin { path: from.to_owned() });
+        return Err(ProjectError::SymlinkInPlugin {
+            path: from.to_owned(),
+        });
     }
     if file_type.is_dir() {
         return fs::create_dir_all(to).map_err(io_err(to));
     }
     if !file_type.is_file() {
-        return Err(ProjectError::SpecialFileInPlugin { path: from.to_owned() });
+        return Err(ProjectError::SpecialFileInPlugin {
+            path: from.to_owned(),
+        });
     }
     fs::copy(from, to).map_err(io_err(from))?;
-    File::open(to).and_then(|f| f.sync_all()).map_err(io_err(to))
+    File::open(to)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err(to))
 }
 
 /// A path with only normal components: no root, no `..`, no `.` tricks.
@@ -130,11 +168,21 @@ pub(crate) fn tree_checksum(root: &Path) -> Result<String, ProjectError> {
 /// Every regular file under `root`, as (`/`-separated relative path, absolute path).
 pub(crate) fn tree_files(root: &Path) -> Result<Vec<(String, PathBuf)>, ProjectError> {
     let mut out = Vec::new();
-    for entry in walkdir::WalkDir::new(root).follow_links(false).sort_by_file_name() {
-        let entry = entry.map_err(|e| ProjectError::Io { path: root.to_owned(), source: e.into() })?;
+    for entry in walkdir::WalkDir::new(root)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let entry = entry.map_err(|e| ProjectError::Io {
+            path: root.to_owned(),
+            source: e.into(),
+        })?;
         if entry.file_type().is_file() {
             let rel = entry.path().strip_prefix(root).unwrap_or(entry.path());
-            let rel = rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/");
+            let rel = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
             out.push((rel, entry.path().to_owned()));
         }
     }
@@ -160,6 +208,9 @@ pub(crate) fn remove_tree(path: &Path) -> Result<(), ProjectError> {
     match fs::remove_dir_all(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(ProjectError::Io { path: path.to_owned(), source: e }),
+        Err(e) => Err(ProjectError::Io {
+            path: path.to_owned(),
+            source: e,
+        }),
     }
 }

@@ -19,6 +19,11 @@
 //! This crate knows manifests and the event bus; it knows nothing of the CLI, registries,
 //! signatures or any runtime's internals.
 
+// Errors here carry the full context a person needs (plugin, versions, requirement, file) and
+// are only built on the way out of a refused step, so their size never costs anything that
+// matters; boxing every field would only make them harder to match on.
+#![allow(clippy::result_large_err)]
+
 mod config;
 mod deps;
 mod error;
@@ -36,7 +41,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use trellis_core::{EventBus, EventLog};
 use trellis_manifest::config_schema::{ConfigValidator, ConfigViolation, apply_defaults};
-use trellis_manifest::{LoadedManifest, Manifest};
+use trellis_manifest::{LoadedManifest, Manifest, did_you_mean};
 
 pub use config::{env_references, expand_env};
 pub use error::{Conflict, ProjectError};
@@ -157,8 +162,15 @@ impl Project {
         let root = root.into();
         let dir = root.join(TRELLIS_DIR);
         let bus = Arc::new(EventBus::with_log(EventLog::new(dir.join("events"))));
-        let trellis_version = Version::parse(TRELLIS_VERSION).unwrap_or_else(|_| Version::new(0, 0, 0));
-        Project { root, dir, trellis_version, bus, env: Arc::new(|name| std::env::var(name).ok()) }
+        let trellis_version =
+            Version::parse(TRELLIS_VERSION).unwrap_or_else(|_| Version::new(0, 0, 0));
+        Project {
+            root,
+            dir,
+            trellis_version,
+            bus,
+            env: Arc::new(|name| std::env::var(name).ok()),
+        }
     }
 
     /// Finds the project containing `start`: the nearest ancestor with a `.trellis/` directory,
@@ -176,7 +188,10 @@ impl Project {
     }
 
     /// Replaces how `${VAR}` references are looked up (default: the process environment).
-    pub fn with_env(mut self, lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static) -> Self {
+    pub fn with_env(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
         self.env = Arc::new(lookup);
         self
     }
@@ -219,7 +234,8 @@ impl Project {
     pub fn plugin_dir(&self, name: &str) -> PathBuf {
         // Scoped names nest like npm's node_modules/@scope/name; the name grammar forbids
         // anything else that could act as a path separator.
-        name.split('/').fold(self.plugins_dir(), |p, part| p.join(part))
+        name.split('/')
+            .fold(self.plugins_dir(), |p, part| p.join(part))
     }
 
     pub fn state(&self) -> Result<ProjectState, ProjectError> {
@@ -229,7 +245,12 @@ impl Project {
     fn lock(&self) -> Result<ProjectLock, ProjectError> {
         fs::create_dir_all(&self.dir).map_err(io_err(&self.dir))?;
         let path = self.dir.join(".lock");
-        let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err(&path))?;
         file.lock().map_err(io_err(&path))?;
         Ok(ProjectLock { _file: file })
     }
@@ -257,40 +278,56 @@ impl Project {
                 dependencies,
             });
         }
-        Lockfile { version: state::LOCK_FORMAT_VERSION, plugins }.write(&self.lock_path())
+        Lockfile {
+            version: state::LOCK_FORMAT_VERSION,
+            plugins,
+        }
+        .write(&self.lock_path())
     }
 
     fn read_manifest(&self, name: &str) -> Result<LoadedManifest, ProjectError> {
-        trellis_manifest::load_dir(&self.plugin_dir(name))
-            .map_err(|source| ProjectError::InstalledManifest { plugin: name.to_owned(), source })
+        trellis_manifest::load_dir(&self.plugin_dir(name)).map_err(|source| {
+            ProjectError::InstalledManifest {
+                plugin: name.to_owned(),
+                source,
+            }
+        })
     }
 
     fn not_installed(&self, name: &str, state: &ProjectState) -> ProjectError {
         let installed: Vec<String> = state.plugins.keys().cloned().collect();
-        let suggestion = installed
-            .iter()
-            .map(|n| (strsim_distance(name, n), n))
-            .filter(|(d, n)| *d <= 2.max(n.len() / 3))
-            .min()
-            .map(|(_, n)| n.clone());
-        ProjectError::NotInstalled { name: name.to_owned(), suggestion, installed }
+        let suggestion =
+            did_you_mean(name, installed.iter().map(String::as_str)).map(str::to_owned);
+        ProjectError::NotInstalled {
+            name: name.to_owned(),
+            suggestion,
+            installed,
+        }
     }
 
-    fn record<'s>(&self, state: &'s ProjectState, name: &str) -> Result<&'s PluginRecord, ProjectError> {
-        state.plugins.get(name).ok_or_else(|| self.not_installed(name, state))
+    fn record<'s>(
+        &self,
+        state: &'s ProjectState,
+        name: &str,
+    ) -> Result<&'s PluginRecord, ProjectError> {
+        state
+            .plugins
+            .get(name)
+            .ok_or_else(|| self.not_installed(name, state))
     }
 
     /// Checks the running trellis version and platform against a manifest.
     fn check_compatibility(&self, manifest: &Manifest, file: &Path) -> Result<(), ProjectError> {
         let plugin = &manifest.metadata.name;
         let running = &self.trellis_version;
-        let incompatible = |requirement: String, field: &'static str| ProjectError::IncompatibleTrellis {
-            plugin: plugin.clone(),
-            running: running.clone(),
-            requirement,
-            field,
-            file: file.to_owned(),
-        };
+        let incompatible =
+            |requirement: String, field: &'static str| ProjectError::IncompatibleTrellis {
+                plugin: plugin.clone(),
+                running: running.clone(),
+                requirement,
+                field,
+                file: file.to_owned(),
+            };
         if let Some(req) = &manifest.requires.trellis
             && !req.matches(running)
         {
@@ -300,12 +337,18 @@ impl Project {
             if let Some(min) = &compat.min
                 && running < min
             {
-                return Err(incompatible(format!("at least {min}"), "compatibility.trellis.min"));
+                return Err(incompatible(
+                    format!("at least {min}"),
+                    "compatibility.trellis.min",
+                ));
             }
             if let Some(max) = &compat.max
                 && running > max
             {
-                return Err(incompatible(format!("at most {max}"), "compatibility.trellis.max"));
+                return Err(incompatible(
+                    format!("at most {max}"),
+                    "compatibility.trellis.max",
+                ));
             }
         }
         let platform = current_platform();
@@ -324,7 +367,9 @@ impl Project {
     /// directories that no state entry claims.
     fn clean_orphans(&self, state: &ProjectState) -> Result<(), ProjectError> {
         let plugins_dir = self.plugins_dir();
-        let Ok(entries) = fs::read_dir(&plugins_dir) else { return Ok(()) };
+        let Ok(entries) = fs::read_dir(&plugins_dir) else {
+            return Ok(());
+        };
         for entry in entries.filter_map(Result::ok) {
             let name = entry.file_name().to_string_lossy().into_owned();
             let path = entry.path();
@@ -354,7 +399,11 @@ impl Project {
 
     /// Installs a plugin from a local directory. The plugin starts `installed` (not enabled);
     /// with `force`, an installed plugin of the same name is replaced and keeps its state.
-    pub fn install_dir(&self, src: &Path, options: &InstallOptions) -> Result<InstallReport, ProjectError> {
+    pub fn install_dir(
+        &self,
+        src: &Path,
+        options: &InstallOptions,
+    ) -> Result<InstallReport, ProjectError> {
         let loaded = trellis_manifest::load_dir(src)?;
         let manifest = &loaded.manifest;
         let name = manifest.metadata.name.clone();
@@ -392,13 +441,25 @@ impl Project {
         };
 
         let now = Utc::now();
-        let state_after = previous.as_ref().map(|p| p.state).unwrap_or(LifecycleState::Installed);
+        let state_after = previous
+            .as_ref()
+            .map(|p| p.state)
+            .unwrap_or(LifecycleState::Installed);
         let record = PluginRecord {
             version: manifest.metadata.version.clone(),
-            state: if state_after == LifecycleState::Failed { LifecycleState::Installed } else { state_after },
+            state: if state_after == LifecycleState::Failed {
+                LifecycleState::Installed
+            } else {
+                state_after
+            },
             reason: None,
             failed_from: None,
-            source: format!("path+file://{}", fs::canonicalize(&loaded.dir).unwrap_or_else(|_| loaded.dir.clone()).display()),
+            source: format!(
+                "path+file://{}",
+                fs::canonicalize(&loaded.dir)
+                    .unwrap_or_else(|_| loaded.dir.clone())
+                    .display()
+            ),
             checksum: checksum.clone(),
             installed_at: now,
             changed_at: now,
@@ -412,7 +473,9 @@ impl Project {
             let mut probe = state.clone();
             probe.plugins.insert(name.clone(), record.clone());
             let staged = trellis_manifest::load_dir(&staging)?;
-            if let Err(e) = self.check_enable(&probe, &name, &staged.manifest, record.allow_conflicts) {
+            if let Err(e) =
+                self.check_enable(&probe, &name, &staged.manifest, record.allow_conflicts)
+            {
                 let _ = remove_tree(&staging);
                 return Err(e);
             }
@@ -517,23 +580,31 @@ impl Project {
         if let Some(config) = &manifest.config
             && let Some(schema) = &config.schema
         {
-            let effective = self.effective_config(name, manifest, &ProjectConfig::read_or_default(self)?);
+            let effective =
+                self.effective_config(name, manifest, &ProjectConfig::read_or_default(self)?);
             let (expanded, _) = expand_env(&effective, &*self.env);
-            let validator = ConfigValidator::new(schema).map_err(|reason| ProjectError::ConfigKey {
-                plugin: name.to_owned(),
-                key: "config.schema".to_owned(),
-                reason,
-            })?;
+            let validator =
+                ConfigValidator::new(schema).map_err(|reason| ProjectError::ConfigKey {
+                    plugin: name.to_owned(),
+                    key: "config.schema".to_owned(),
+                    reason,
+                })?;
             let violations = validator.validate(&expanded);
             if !violations.is_empty() {
-                return Err(ProjectError::ConfigInvalid { plugin: name.to_owned(), violations });
+                return Err(ProjectError::ConfigInvalid {
+                    plugin: name.to_owned(),
+                    violations,
+                });
             }
         }
 
         if !allow_conflicts {
             let conflicts = self.conflicts_with_enabled(state, name, manifest)?;
             if !conflicts.is_empty() {
-                return Err(ProjectError::Conflicts { plugin: name.to_owned(), conflicts });
+                return Err(ProjectError::Conflicts {
+                    plugin: name.to_owned(),
+                    conflicts,
+                });
             }
         }
         Ok(())
@@ -578,12 +649,19 @@ impl Project {
             if other == name || record.state != LifecycleState::Enabled {
                 continue;
             }
-            let Ok(loaded) = self.read_manifest(other) else { continue };
+            let Ok(loaded) = self.read_manifest(other) else {
+                continue;
+            };
             let theirs = loaded.manifest.provided_names();
             for (kind, names) in &mine {
-                let their_names: BTreeSet<&str> = theirs.get(kind).into_iter().flatten().copied().collect();
+                let their_names: BTreeSet<&str> =
+                    theirs.get(kind).into_iter().flatten().copied().collect();
                 for n in names.iter().filter(|n| their_names.contains(*n)) {
-                    conflicts.push(Conflict { kind, name: (*n).to_owned(), other_plugin: other.clone() });
+                    conflicts.push(Conflict {
+                        kind,
+                        name: (*n).to_owned(),
+                        other_plugin: other.clone(),
+                    });
                 }
             }
         }
@@ -609,7 +687,10 @@ impl Project {
             }
         };
         self.check_enable(&state, name, &loaded.manifest, allow_conflicts)?;
-        let entry = state.plugins.get_mut(name).ok_or_else(|| self.not_installed(name, &ProjectState::default()))?;
+        let entry = state
+            .plugins
+            .get_mut(name)
+            .ok_or_else(|| self.not_installed(name, &ProjectState::default()))?;
         entry.state = LifecycleState::Enabled;
         entry.reason = None;
         entry.failed_from = None;
@@ -617,18 +698,31 @@ impl Project {
         entry.changed_at = Utc::now();
         let version = entry.version.to_string();
         self.commit(&state)?;
-        self.emit("plugin.enabled", json!({"plugin": name, "version": version}));
+        self.emit(
+            "plugin.enabled",
+            json!({"plugin": name, "version": version}),
+        );
         Ok(Transition::Changed)
     }
 
     /// Enabled plugins that require `name` (not optionally).
-    fn enabled_dependents(&self, state: &ProjectState, name: &str) -> Result<Vec<String>, ProjectError> {
+    fn enabled_dependents(
+        &self,
+        state: &ProjectState,
+        name: &str,
+    ) -> Result<Vec<String>, ProjectError> {
         Ok(self
             .installed_manifests(state, None)?
             .iter()
             .filter(|(other, m)| {
-                state.plugins.get(*other).is_some_and(|r| r.state == LifecycleState::Enabled)
-                    && m.requires.plugins.iter().any(|d| d.name == name && !d.optional)
+                state
+                    .plugins
+                    .get(*other)
+                    .is_some_and(|r| r.state == LifecycleState::Enabled)
+                    && m.requires
+                        .plugins
+                        .iter()
+                        .any(|d| d.name == name && !d.optional)
             })
             .map(|(other, _)| other.clone())
             .collect())
@@ -647,7 +741,11 @@ impl Project {
         }
         let dependents = self.enabled_dependents(&state, name)?;
         if !dependents.is_empty() && !force {
-            return Err(ProjectError::HasDependents { plugin: name.to_owned(), action: "disable", dependents });
+            return Err(ProjectError::HasDependents {
+                plugin: name.to_owned(),
+                action: "disable",
+                dependents,
+            });
         }
         if let Some(entry) = state.plugins.get_mut(name) {
             entry.state = LifecycleState::Disabled;
@@ -657,9 +755,15 @@ impl Project {
         }
         let failed = self.fail_dependents(&mut state, &dependents, name, "disabled");
         self.commit(&state)?;
-        self.emit("plugin.disabled", json!({"plugin": name, "version": record.version.to_string()}));
+        self.emit(
+            "plugin.disabled",
+            json!({"plugin": name, "version": record.version.to_string()}),
+        );
         for (dependent, reason) in failed {
-            self.emit("plugin.error", json!({"plugin": dependent, "error": reason, "context": "dependency"}));
+            self.emit(
+                "plugin.error",
+                json!({"plugin": dependent, "error": reason, "context": "dependency"}),
+            );
         }
         Ok(Transition::Changed)
     }
@@ -695,12 +799,18 @@ impl Project {
         let record = self.record(&state, name)?.clone();
         let dependents = self.enabled_dependents(&state, name)?;
         if !dependents.is_empty() && !force {
-            return Err(ProjectError::HasDependents { plugin: name.to_owned(), action: "remove", dependents });
+            return Err(ProjectError::HasDependents {
+                plugin: name.to_owned(),
+                action: "remove",
+                dependents,
+            });
         }
         // Move the files aside first so that a crash never leaves a half-deleted plugin under
         // its real name; the entry goes at the commit; the aside copy is cleaned afterwards.
         let target = self.plugin_dir(name);
-        let aside = self.plugins_dir().join(format!(".removed-{}", ulid::Ulid::generate()));
+        let aside = self
+            .plugins_dir()
+            .join(format!(".removed-{}", ulid::Ulid::generate()));
         if target.exists() {
             fs::rename(&target, &aside).map_err(io_err(&target))?;
         }
@@ -725,9 +835,15 @@ impl Project {
                 config.write(&self.config_path())?;
             }
         }
-        self.emit("plugin.removed", json!({"plugin": name, "version": record.version.to_string()}));
+        self.emit(
+            "plugin.removed",
+            json!({"plugin": name, "version": record.version.to_string()}),
+        );
         for (dependent, reason) in failed {
-            self.emit("plugin.error", json!({"plugin": dependent, "error": reason, "context": "dependency"}));
+            self.emit(
+                "plugin.error",
+                json!({"plugin": dependent, "error": reason, "context": "dependency"}),
+            );
         }
         Ok(Transition::Changed)
     }
@@ -742,8 +858,15 @@ impl Project {
         self.mark_failed_locked(&mut state, name, reason)
     }
 
-    fn mark_failed_locked(&self, state: &mut ProjectState, name: &str, reason: &str) -> Result<(), ProjectError> {
-        let Some(entry) = state.plugins.get_mut(name) else { return Ok(()) };
+    fn mark_failed_locked(
+        &self,
+        state: &mut ProjectState,
+        name: &str,
+        reason: &str,
+    ) -> Result<(), ProjectError> {
+        let Some(entry) = state.plugins.get_mut(name) else {
+            return Ok(());
+        };
         if entry.state != LifecycleState::Failed {
             entry.failed_from = Some(entry.state);
         }
@@ -751,7 +874,10 @@ impl Project {
         entry.reason = Some(reason.to_owned());
         entry.changed_at = Utc::now();
         self.commit(state)?;
-        self.emit("plugin.error", json!({"plugin": name, "error": reason, "context": "load"}));
+        self.emit(
+            "plugin.error",
+            json!({"plugin": name, "error": reason, "context": "load"}),
+        );
         Ok(())
     }
 
@@ -772,7 +898,14 @@ impl Project {
             .map(|n| {
                 let edges = manifests
                     .get(*n)
-                    .map(|m| m.requires.plugins.iter().map(|d| d.name.as_str()).filter(|d| enabled.contains(d)).collect())
+                    .map(|m| {
+                        m.requires
+                            .plugins
+                            .iter()
+                            .map(|d| d.name.as_str())
+                            .filter(|d| enabled.contains(d))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 (*n, edges)
             })
@@ -795,7 +928,9 @@ impl Project {
                 self.check_compatibility(&manifest, &self.plugin_dir(&name))?;
                 for dep in manifest.requires.plugins.iter().filter(|d| !d.optional) {
                     if let Some((_, why)) = failed.iter().find(|(f, _)| *f == dep.name) {
-                        return Err(format!("dependency `{}` failed to load: {why}", dep.name).into());
+                        return Err(
+                            format!("dependency `{}` failed to load: {why}", dep.name).into()
+                        );
                     }
                 }
                 let effective = self.effective_config(&name, &manifest, &config);
@@ -804,10 +939,19 @@ impl Project {
                     let validator = ConfigValidator::new(schema)?;
                     let violations = validator.validate(&expanded);
                     if !violations.is_empty() {
-                        return Err(ProjectError::ConfigInvalid { plugin: name.clone(), violations }.into());
+                        return Err(ProjectError::ConfigInvalid {
+                            plugin: name.clone(),
+                            violations,
+                        }
+                        .into());
                     }
                 }
-                Ok(LoadedPlugin { name: name.clone(), dir: self.plugin_dir(&name), manifest, config: expanded })
+                Ok(LoadedPlugin {
+                    name: name.clone(),
+                    dir: self.plugin_dir(&name),
+                    manifest,
+                    config: expanded,
+                })
             })()
             .map_err(|e| e.0);
             match outcome {
@@ -837,12 +981,21 @@ impl Project {
         Ok(out)
     }
 
-    fn summary(&self, name: &str, record: &PluginRecord, manifest: Option<&Manifest>, order: &[String]) -> PluginSummary {
+    fn summary(
+        &self,
+        name: &str,
+        record: &PluginRecord,
+        manifest: Option<&Manifest>,
+        order: &[String],
+    ) -> PluginSummary {
         let (description, runtime, capabilities, provides) = match manifest {
             Some(m) => (
                 m.metadata.description.clone(),
                 m.runtime.kind.as_str(),
-                m.capability_names().into_iter().map(str::to_owned).collect(),
+                m.capability_names()
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
                 provided_summary(m),
             ),
             None => (None, "unknown", Vec::new(), BTreeMap::new()),
@@ -868,7 +1021,11 @@ impl Project {
         let record = self.record(&state, name)?;
         let loaded = self.read_manifest(name)?;
         let order = self.load_order().unwrap_or_default();
-        let config = self.effective_config(name, &loaded.manifest, &ProjectConfig::read_or_default(self)?);
+        let config = self.effective_config(
+            name,
+            &loaded.manifest,
+            &ProjectConfig::read_or_default(self)?,
+        );
         let dependents = self
             .installed_manifests(&state, None)?
             .iter()
@@ -886,12 +1043,20 @@ impl Project {
 
     /// Finds the enabled plugin that provides command `name` (`<plugin>:<command>` picks one
     /// explicitly). Returns the plugin name and the command.
-    pub fn resolve_command(&self, name: &str) -> Result<(String, trellis_manifest::Command), ProjectError> {
+    pub fn resolve_command(
+        &self,
+        name: &str,
+    ) -> Result<(String, trellis_manifest::Command), ProjectError> {
         let state = self.state()?;
         let enabled: Vec<(String, Manifest)> = self
             .installed_manifests(&state, None)?
             .into_iter()
-            .filter(|(n, _)| state.plugins.get(n).is_some_and(|r| r.state == LifecycleState::Enabled))
+            .filter(|(n, _)| {
+                state
+                    .plugins
+                    .get(n)
+                    .is_some_and(|r| r.state == LifecycleState::Enabled)
+            })
             .collect();
         if let Some((plugin, command)) = name.rsplit_once(':')
             && let Some((_, m)) = enabled.iter().find(|(n, _)| n == plugin)
@@ -901,7 +1066,13 @@ impl Project {
         }
         let owners: Vec<(&String, &trellis_manifest::Command)> = enabled
             .iter()
-            .flat_map(|(n, m)| m.provides.commands.iter().filter(|c| c.name == name).map(move |c| (n, c)))
+            .flat_map(|(n, m)| {
+                m.provides
+                    .commands
+                    .iter()
+                    .filter(|c| c.name == name)
+                    .map(move |c| (n, c))
+            })
             .collect();
         match owners.as_slice() {
             [(plugin, command)] => Ok(((*plugin).clone(), (*command).clone())),
@@ -910,28 +1081,41 @@ impl Project {
                     .iter()
                     .flat_map(|(_, m)| m.provides.commands.iter().map(|c| c.name.clone()))
                     .collect();
-                let suggestion = all
-                    .iter()
-                    .map(|c| (strsim_distance(name, c), c))
-                    .filter(|(d, c)| *d <= 2.max(c.len() / 3))
-                    .min()
-                    .map(|(_, c)| c.clone());
-                Err(ProjectError::UnknownCommand { name: name.to_owned(), suggestion })
+                let suggestion =
+                    did_you_mean(name, all.iter().map(String::as_str)).map(str::to_owned);
+                Err(ProjectError::UnknownCommand {
+                    name: name.to_owned(),
+                    suggestion,
+                })
             }
             many => Err(ProjectError::AmbiguousCommand {
                 name: name.to_owned(),
-                qualified: many.iter().map(|(p, c)| format!("{p}:{}", c.name)).collect(),
+                qualified: many
+                    .iter()
+                    .map(|(p, c)| format!("{p}:{}", c.name))
+                    .collect(),
             }),
         }
     }
 
     fn effective_config(&self, name: &str, manifest: &Manifest, config: &ProjectConfig) -> Value {
-        let defaults = manifest.config.as_ref().and_then(|c| c.defaults.clone()).unwrap_or_else(|| json!({}));
-        let user = config.plugins.get(name).cloned().unwrap_or_else(|| json!({}));
+        let defaults = manifest
+            .config
+            .as_ref()
+            .and_then(|c| c.defaults.clone())
+            .unwrap_or_else(|| json!({}));
+        let user = config
+            .plugins
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| json!({}));
         apply_defaults(&defaults, &user)
     }
 
-    fn config_context(&self, name: &str) -> Result<(Manifest, ConfigValidator, ProjectConfig), ProjectError> {
+    fn config_context(
+        &self,
+        name: &str,
+    ) -> Result<(Manifest, ConfigValidator, ProjectConfig), ProjectError> {
         let state = self.state()?;
         self.record(&state, name)?;
         let manifest = self.read_manifest(name)?.manifest;
@@ -939,12 +1123,15 @@ impl Project {
             .config
             .as_ref()
             .and_then(|c| c.schema.clone())
-            .ok_or_else(|| ProjectError::NoConfigSchema { plugin: name.to_owned() })?;
-        let validator = ConfigValidator::new(&schema).map_err(|reason| ProjectError::ConfigKey {
-            plugin: name.to_owned(),
-            key: "config.schema".to_owned(),
-            reason,
-        })?;
+            .ok_or_else(|| ProjectError::NoConfigSchema {
+                plugin: name.to_owned(),
+            })?;
+        let validator =
+            ConfigValidator::new(&schema).map_err(|reason| ProjectError::ConfigKey {
+                plugin: name.to_owned(),
+                key: "config.schema".to_owned(),
+                reason,
+            })?;
         Ok((manifest, validator, ProjectConfig::read_or_default(self)?))
     }
 
@@ -953,14 +1140,17 @@ impl Project {
         let state = self.state()?;
         self.record(&state, name)?;
         let manifest = self.read_manifest(name)?.manifest;
-        let effective = self.effective_config(name, &manifest, &ProjectConfig::read_or_default(self)?);
+        let effective =
+            self.effective_config(name, &manifest, &ProjectConfig::read_or_default(self)?);
         let Some(key) = key else { return Ok(effective) };
         let path = self.key_path(name, key)?;
-        config::get_path(&effective, &path).cloned().ok_or_else(|| ProjectError::ConfigKey {
-            plugin: name.to_owned(),
-            key: key.to_owned(),
-            reason: "it is not set and has no default".to_owned(),
-        })
+        config::get_path(&effective, &path)
+            .cloned()
+            .ok_or_else(|| ProjectError::ConfigKey {
+                plugin: name.to_owned(),
+                key: key.to_owned(),
+                reason: "it is not set and has no default".to_owned(),
+            })
     }
 
     fn key_path<'k>(&self, name: &str, key: &'k str) -> Result<Vec<&'k str>, ProjectError> {
@@ -974,14 +1164,33 @@ impl Project {
     /// Sets one key from a command-line value (parsed as YAML: `5`, `true`, `[a, b]`). The new
     /// configuration is validated against the plugin's schema (with `${VAR}`s expanded where
     /// set) before anything is written. Returns the `${VAR}`s that are not set now.
-    pub fn config_set(&self, name: &str, key: &str, raw: &str) -> Result<Vec<String>, ProjectError> {
+    pub fn config_set(
+        &self,
+        name: &str,
+        key: &str,
+        raw: &str,
+    ) -> Result<Vec<String>, ProjectError> {
         let path = self.key_path(name, key)?;
         let _lock = self.lock_if_installed(name)?;
         let (manifest, validator, mut config) = self.config_context(name)?;
-        check_known_key(name, key, &path, manifest.config.as_ref().and_then(|c| c.schema.as_ref()))?;
-        let mut user = config.plugins.get(name).cloned().unwrap_or_else(|| json!({}));
-        config::set_path(&mut user, &path, config::parse_cli_value(raw))
-            .map_err(|reason| ProjectError::ConfigKey { plugin: name.to_owned(), key: key.to_owned(), reason })?;
+        check_known_key(
+            name,
+            key,
+            &path,
+            manifest.config.as_ref().and_then(|c| c.schema.as_ref()),
+        )?;
+        let mut user = config
+            .plugins
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| json!({}));
+        config::set_path(&mut user, &path, config::parse_cli_value(raw)).map_err(|reason| {
+            ProjectError::ConfigKey {
+                plugin: name.to_owned(),
+                key: key.to_owned(),
+                reason,
+            }
+        })?;
         let missing = self.validate_user_config(name, &manifest, &validator, &user)?;
         config.plugins.insert(name.to_owned(), user);
         config.write(&self.config_path())?;
@@ -994,7 +1203,9 @@ impl Project {
         let path = self.key_path(name, key)?;
         let _lock = self.lock_if_installed(name)?;
         let (manifest, validator, mut config) = self.config_context(name)?;
-        let Some(mut user) = config.plugins.get(name).cloned() else { return Ok(Transition::Unchanged) };
+        let Some(mut user) = config.plugins.get(name).cloned() else {
+            return Ok(Transition::Unchanged);
+        };
         if !config::unset_path(&mut user, &path) {
             return Ok(Transition::Unchanged);
         }
@@ -1015,7 +1226,10 @@ impl Project {
         let (manifest, validator, config) = self.config_context(name)?;
         let effective = self.effective_config(name, &manifest, &config);
         let (expanded, missing_env) = expand_env(&effective, &*self.env);
-        Ok(ConfigReport { violations: validator.validate(&expanded), missing_env })
+        Ok(ConfigReport {
+            violations: validator.validate(&expanded),
+            missing_env,
+        })
     }
 
     fn validate_user_config(
@@ -1025,12 +1239,19 @@ impl Project {
         validator: &ConfigValidator,
         user: &Value,
     ) -> Result<Vec<String>, ProjectError> {
-        let defaults = manifest.config.as_ref().and_then(|c| c.defaults.clone()).unwrap_or_else(|| json!({}));
+        let defaults = manifest
+            .config
+            .as_ref()
+            .and_then(|c| c.defaults.clone())
+            .unwrap_or_else(|| json!({}));
         let effective = apply_defaults(&defaults, user);
         let (expanded, missing) = expand_env(&effective, &*self.env);
         let violations = validator.validate(&expanded);
         if !violations.is_empty() {
-            return Err(ProjectError::ConfigInvalid { plugin: name.to_owned(), violations });
+            return Err(ProjectError::ConfigInvalid {
+                plugin: name.to_owned(),
+                violations,
+            });
         }
         Ok(missing)
     }
@@ -1067,33 +1288,46 @@ use config::ProjectConfig;
 
 /// Refuses keys the schema does not know, when the schema lists its properties and does not
 /// allow others, so that `severty` gets a "did you mean" instead of being stored.
-fn check_known_key(plugin: &str, key: &str, path: &[&str], schema: Option<&Value>) -> Result<(), ProjectError> {
+fn check_known_key(
+    plugin: &str,
+    key: &str,
+    path: &[&str],
+    schema: Option<&Value>,
+) -> Result<(), ProjectError> {
     let mut node = schema;
     for segment in path {
         let Some(current) = node else { return Ok(()) };
-        let Some(props) = current.get("properties").and_then(Value::as_object) else { return Ok(()) };
+        let Some(props) = current.get("properties").and_then(Value::as_object) else {
+            return Ok(());
+        };
         if let Some(child) = props.get(*segment) {
             node = Some(child);
             continue;
         }
-        if current.get("additionalProperties").is_some_and(|a| a != &Value::Bool(false)) {
+        if current
+            .get("additionalProperties")
+            .is_some_and(|a| a != &Value::Bool(false))
+        {
             return Ok(());
         }
         let known: Vec<&String> = props.keys().collect();
-        let suggestion = known
-            .iter()
-            .map(|k| (strsim_distance(segment, k), *k))
-            .filter(|(d, k)| *d <= 2.max(k.len() / 3))
-            .min()
-            .map(|(_, k)| k.clone());
+        let suggestion = did_you_mean(segment, known.iter().map(|k| k.as_str()));
         let reason = match suggestion {
             Some(s) => format!("unknown key `{segment}` (did you mean `{s}`?)"),
             None => format!(
                 "unknown key `{segment}`; known keys: {}",
-                known.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", ")
+                known
+                    .iter()
+                    .map(|k| k.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
-        return Err(ProjectError::ConfigKey { plugin: plugin.to_owned(), key: key.to_owned(), reason });
+        return Err(ProjectError::ConfigKey {
+            plugin: plugin.to_owned(),
+            key: key.to_owned(),
+            reason,
+        });
     }
     Ok(())
 }
@@ -1106,17 +1340,47 @@ fn provided_summary(m: &Manifest) -> BTreeMap<&'static str, Vec<String>> {
             out.insert(kind, names);
         }
     };
-    put("commands", p.commands.iter().map(|c| c.name.clone()).collect());
+    put(
+        "commands",
+        p.commands.iter().map(|c| c.name.clone()).collect(),
+    );
     put("hooks", p.hooks.iter().map(|h| h.hook.clone()).collect());
-    put("workflows", p.workflows.iter().map(|w| format!("{} ({} {})", w.name, mode_str(w.mode), w.phase)).collect());
+    put(
+        "workflows",
+        p.workflows
+            .iter()
+            .map(|w| format!("{} ({} {})", w.name, mode_str(w.mode), w.phase))
+            .collect(),
+    );
     put("agents", p.agents.iter().map(|a| a.name.clone()).collect());
     put("stacks", p.stacks.iter().map(|s| s.name.clone()).collect());
-    put("templates", p.templates.iter().map(|t| t.name.clone()).collect());
-    put("integrations", p.integrations.iter().map(|i| i.name.clone()).collect());
-    put("guardrails", p.guardrails.iter().map(|g| g.name.clone()).collect());
-    put("outcome_types", p.outcome_types.iter().map(|o| o.name.clone()).collect());
-    put("step_types", p.step_types.iter().map(|s| s.name.clone()).collect());
-    put("schemas", p.schemas.iter().map(|s| format!("{}@{}", s.name, s.version)).collect());
+    put(
+        "templates",
+        p.templates.iter().map(|t| t.name.clone()).collect(),
+    );
+    put(
+        "integrations",
+        p.integrations.iter().map(|i| i.name.clone()).collect(),
+    );
+    put(
+        "guardrails",
+        p.guardrails.iter().map(|g| g.name.clone()).collect(),
+    );
+    put(
+        "outcome_types",
+        p.outcome_types.iter().map(|o| o.name.clone()).collect(),
+    );
+    put(
+        "step_types",
+        p.step_types.iter().map(|s| s.name.clone()).collect(),
+    );
+    put(
+        "schemas",
+        p.schemas
+            .iter()
+            .map(|s| format!("{}@{}", s.name, s.version))
+            .collect(),
+    );
     out
 }
 
@@ -1139,8 +1403,3 @@ pub fn current_platform() -> &'static str {
         other => other,
     }
 }
-
-fn strsim_distance(a: &str, b: &str) -> usize {
-    strsim::levenshtein(a, b)
-}
-

@@ -50,7 +50,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .map(|i| json!({"rule": "hardcoded-password", "line": i + 1}));
                 Ok::<_, String>(finding)
             }))
-            .with(HookImpl::new("choose_formatter", |_| Ok(Some(json!("sarif"))))),
+            .with(HookImpl::new("choose_formatter", |_| {
+                Ok(Some(json!("sarif")))
+            })),
     )?;
     manager.register(
         PluginRegistration::new("todos")
@@ -72,7 +74,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let seen = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&seen);
     bus.subscribe("review.**", move |event| {
-        sink.lock().unwrap_or_else(|p| p.into_inner()).push(event.topic.clone());
+        sink.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(event.topic.clone());
     })?;
 
     // 4. Call the hooks, typed on the way in and out.
@@ -88,9 +92,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("  line {}: {}", f.line, f.rule);
     }
     let formatter = manager.call("choose_formatter", &json!({}))?.into_first();
-    println!("formatter: {}", formatter.as_ref().and_then(|v| v.as_str()).unwrap_or("none"));
+    println!(
+        "formatter: {}",
+        formatter
+            .as_ref()
+            .and_then(|v| v.as_str())
+            .unwrap_or("none")
+    );
 
-    bus.emit("review.file.completed", json!({"path": args.path, "findings": findings.len()}))?;
+    bus.emit(
+        "review.file.completed",
+        json!({"path": args.path, "findings": findings.len()}),
+    )?;
     bus.emit("plugin.enabled", json!({"plugin": "not-a-review-event"}))?;
     let topics = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
     println!("events seen by the host: {topics:?}");
@@ -101,7 +114,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("bad arguments refused: {e}");
     }
 
-    let expected = vec![Finding { rule: "todo".into(), line: 3 }, Finding { rule: "hardcoded-password".into(), line: 2 }];
+    let expected = vec![
+        Finding {
+            rule: "todo".into(),
+            line: 3,
+        },
+        Finding {
+            rule: "hardcoded-password".into(),
+            line: 2,
+        },
+    ];
     let ok = findings == expected
         && formatter == Some(json!("text"))
         && topics == vec!["review.file.completed".to_owned()]
