@@ -6,6 +6,9 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 bash scripts/setup.sh
 
+echo "== WebAssembly plugins (examples/plugins)"
+bash scripts/build-plugins.sh
+
 echo "== embedding example"
 cargo run --quiet -p embed-host
 
@@ -14,6 +17,8 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
+echo "== guest SDK (sdk/rust)"
+cargo test --manifest-path sdk/rust/Cargo.toml 2>&1 | tee -a "$log" || status=$?
 
 # One closing line for the whole run: cargo prints one summary per test binary, and the last
 # of those is often a crate without doc tests ("0 passed").

@@ -130,6 +130,8 @@ enum PluginCommand {
     Config(ConfigArgs),
     /// Start the enabled plugins as a host would and report any that fail.
     Check,
+    /// Calls, errors, denials, durations and peak memory of code plugins, over every run.
+    Stats { name: Option<String> },
 }
 
 #[derive(Args)]
@@ -201,7 +203,7 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<(), Failure> {
         }) => tail(&project(cli)?, topic.as_deref(), *lines, *follow, out),
         Command::External(args) => {
             let (name, rest) = args.split_first().context("no command given")?;
-            run::run_command(&project(cli)?, name, rest, out)
+            run::run_command(project(cli)?, name, rest, out)
         }
     }
 }
@@ -289,6 +291,22 @@ fn plugin(cli: &Cli, cmd: &PluginCommand, out: &Output) -> Result<(), Failure> {
             Ok(())
         }
         PluginCommand::Config(args) => config(&project(cli)?, args, out),
+        PluginCommand::Stats { name } => {
+            let project = project(cli)?;
+            let all = trellis_host::stats::read(&trellis_host::stats_path(&project));
+            if let Some(n) = name
+                && !all.contains_key(n)
+            {
+                project.info(n)?;
+            }
+            let views: Vec<_> = all
+                .iter()
+                .filter(|(p, _)| name.as_ref().is_none_or(|n| n == *p))
+                .map(|(p, s)| s.view(p))
+                .collect();
+            out.value(&json!({"plugins": views}), || render::stats_table(&views));
+            Ok(())
+        }
         PluginCommand::Check => {
             let report = project(cli)?.load()?;
             let loaded: Vec<_> = report.loaded.iter().map(|p| p.name.clone()).collect();

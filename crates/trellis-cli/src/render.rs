@@ -31,6 +31,15 @@ impl From<ManifestError> for Failure {
     }
 }
 
+impl From<trellis_host::HostError> for Failure {
+    fn from(e: trellis_host::HostError) -> Self {
+        match e {
+            trellis_host::HostError::Project(p) => p.into(),
+            other => Failure::Other(anyhow::Error::new(other)),
+        }
+    }
+}
+
 impl From<EventError> for Failure {
     fn from(e: EventError) -> Self {
         Failure::Event(e)
@@ -278,4 +287,28 @@ pub fn yaml(value: &Value) -> String {
         .unwrap_or_else(|_| value.to_string())
         .trim_end()
         .to_owned()
+}
+
+pub fn stats_table(views: &[trellis_host::stats::StatsView]) -> String {
+    if views.is_empty() {
+        return "No plugin calls recorded yet.".to_owned();
+    }
+    let mut out = format!(
+        "{:<24} {:>7} {:>7} {:>8} {:>9} {:>9} {:>9} {:>12}",
+        "PLUGIN", "CALLS", "ERRORS", "DENIALS", "P50 ms", "P95 ms", "P99 ms", "PEAK MEMORY"
+    );
+    for v in views {
+        out.push_str(&format!(
+            "\n{:<24} {:>7} {:>7} {:>8} {:>9.2} {:>9.2} {:>9.2} {:>12}",
+            v.plugin,
+            v.calls,
+            v.errors,
+            v.denials,
+            v.p50_ms,
+            v.p95_ms,
+            v.p99_ms,
+            trellis_manifest::format_byte_size(v.peak_memory_bytes)
+        ));
+    }
+    out
 }

@@ -1,0 +1,105 @@
+//! The WebAssembly runtime through the CLI: the security-scanner example (use case UC-1) with
+//! and without `backlog.write`. Needs `bash scripts/build-plugins.sh` first (scripts/test.sh
+//! runs it).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn scanner_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plugins/security-scanner");
+    assert!(
+        dir.join("plugin.wasm").is_file(),
+        "examples/plugins/security-scanner/plugin.wasm is missing: run `bash scripts/build-plugins.sh`"
+    );
+    dir
+}
+
+fn trellis(project: &Path, cache: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("trellis").expect("binary built");
+    cmd.current_dir(project).env_remove("TRELLIS_PROJECT").env("TRELLIS_CACHE_DIR", cache);
+    cmd
+}
+
+fn json_lines(path: &Path) -> Vec<Value> {
+    fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+fn plant_secret(project: &Path) {
+    fs::create_dir_all(project.join("src")).unwrap();
+    fs::write(project.join("src/app.py"), "import os\npassword = \"hunter22secret\"\n").unwrap();
+}
+
+#[test]
+fn security_scan_files_a_task_and_an_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (p, cache) = (tmp.path().join("project"), tmp.path().join("cache"));
+    plant_secret(&p);
+    let scanner = scanner_dir();
+    trellis(&p, &cache).args(["plugin", "install", scanner.to_str().unwrap()]).assert().success();
+    trellis(&p, &cache).args(["plugin", "enable", "security-scanner"]).assert().success();
+    let out = trellis(&p, &cache).args(["--json", "security-scan"]).assert().success().get_output().stdout.clone();
+    let result: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(result["output"]["tasks_created"], 1, "{result}");
+    assert_eq!(result["output"]["findings"][0]["file"], "src/app.py");
+
+    let tasks: Vec<PathBuf> = fs::read_dir(p.join("backlog/tasks")).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(tasks.len(), 1);
+    let task = fs::read_to_string(&tasks[0]).unwrap();
+    assert!(task.starts_with("---\nid: task-1\n"), "{task}");
+    assert!(task.contains("status: To Do") && task.contains("plugin:security-scanner"), "{task}");
+    assert!(!task.contains("hunter22secret"), "the secret must not be copied into the task");
+
+    let day_files: Vec<PathBuf> = fs::read_dir(p.join(".trellis/events")).unwrap().map(|e| e.unwrap().path()).collect();
+    let events: Vec<Value> = day_files.iter().flat_map(|f| json_lines(f)).collect();
+    let scan = events.iter().find(|e| e["topic"] == "plugin.security.scan.completed").expect("scan event");
+    assert_eq!(scan["source"], "security-scanner");
+
+    // Statistics survive the process.
+    let out = trellis(&p, &cache).args(["plugin", "stats", "--json"]).assert().success().get_output().stdout.clone();
+    let stats: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(stats["plugins"][0]["plugin"], "security-scanner");
+    assert_eq!(stats["plugins"][0]["calls"], 1);
+}
+
+#[test]
+fn security_scan_without_backlog_write_is_denied_but_still_reports() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (p, cache) = (tmp.path().join("project"), tmp.path().join("cache"));
+    plant_secret(&p);
+    // The same plugin, with `backlog.write` taken out of its manifest.
+    let copy = tmp.path().join("scanner-no-backlog");
+    fs::create_dir_all(&copy).unwrap();
+    let src = scanner_dir();
+    for f in ["plugin.wasm", "README.md", "LICENSE"] {
+        fs::copy(src.join(f), copy.join(f)).unwrap();
+    }
+    let manifest = fs::read_to_string(src.join("plugin.yaml")).unwrap();
+    let without = manifest.replace("    - name: backlog.write\n      reason: create a task per finding\n", "");
+    assert_ne!(manifest, without, "the manifest layout changed; update this test");
+    fs::write(copy.join("plugin.yaml"), without).unwrap();
+
+    trellis(&p, &cache).args(["plugin", "install", copy.to_str().unwrap()]).assert().success();
+    trellis(&p, &cache).args(["plugin", "enable", "security-scanner"]).assert().success();
+    let out = trellis(&p, &cache).args(["--json", "security-scan"]).assert().success().get_output().stdout.clone();
+    let result: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(result["output"]["tasks_created"], 0, "{result}");
+    assert_eq!(result["output"]["findings"].as_array().unwrap().len(), 1);
+    assert!(result["output"]["warnings"].to_string().contains("backlog.write"), "{result}");
+    assert!(!p.join("backlog/tasks").exists() || fs::read_dir(p.join("backlog/tasks")).unwrap().next().is_none());
+
+    let audit = json_lines(&p.join(".trellis/audit.jsonl"));
+    let denial = audit.iter().find(|r| r["action"] == "capability.denied").expect("an audit record of the denial");
+    assert_eq!(denial["plugin"], "security-scanner");
+    assert_eq!(denial["capability"], "backlog.write");
+
+    let out = trellis(&p, &cache).args(["plugin", "stats", "security-scanner", "--json"]).assert().success().get_output().stdout.clone();
+    let stats: Value = serde_json::from_slice(&out).unwrap();
+    assert!(stats["plugins"][0]["denials"].as_u64().unwrap() >= 1);
+}

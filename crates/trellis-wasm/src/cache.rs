@@ -1,0 +1,127 @@
+//! The compiled-component cache: compile a `.wasm` once, reuse the native code in every later
+//! load, in this process or the next.
+//!
+//! File: `<cache_dir>/<sha256 of the .wasm>-<engine compatibility hash>.cwasm`. The first part
+//! changes whenever the plugin changes; the second whenever the engine would produce or accept
+//! different code (wasmtime version, target, the settings that affect code generation), so a
+//! stale entry is never even opened. An entry that still fails to deserialize is compiled again
+//! and overwritten.
+//!
+//! Loading a `.cwasm` runs native code produced earlier, without validation: the cache directory
+//! must be writable only by the user (it is under the project's `.trellis/` or the user's cache
+//! directory). Writes go through a temporary file and a rename, so concurrent processes never
+//! see a half-written entry.
+
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// How a component was obtained.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// Deserialized from the cache.
+    Hit,
+    /// Compiled, and stored in the cache.
+    Compiled,
+    /// Compiled; there is no cache directory, or writing to it failed.
+    Uncached,
+}
+
+/// Feeds `Hash` output into SHA-256, which (unlike `DefaultHasher`) is stable across Rust
+/// releases, so the key means the same in every trellis build.
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+    fn finish(&self) -> u64 {
+        0
+    }
+}
+
+/// Hex of the engine's compatibility hash (16 characters).
+pub fn engine_hash(engine: &Engine) -> String {
+    let mut h = Sha256Hasher(Sha256::new());
+    engine.precompile_compatibility_hash().hash(&mut h);
+    hex::encode(&h.0.finalize()[..8])
+}
+
+/// `<sha256 of wasm>-<engine hash>`.
+pub fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
+    format!(
+        "{}-{}",
+        hex::encode(Sha256::digest(wasm)),
+        engine_hash(engine)
+    )
+}
+
+pub fn cache_path(dir: &Path, engine: &Engine, wasm: &[u8]) -> PathBuf {
+    dir.join(format!("{}.cwasm", cache_key(engine, wasm)))
+}
+
+/// The component for `wasm`: from the cache when possible, else compiled (and cached). A
+/// compile error is returned as wasmtime's message.
+pub(crate) fn load(
+    engine: &Engine,
+    cache_dir: Option<&Path>,
+    wasm: &[u8],
+) -> Result<(Component, CacheStatus), String> {
+    let path = cache_dir.map(|d| cache_path(d, engine, wasm));
+    if let Some(path) = path.as_deref().filter(|p| p.is_file()) {
+        // Read into memory rather than `deserialize_file`: that one maps the file, and a file
+        // truncated under the mapping (by hand, or a tool that does not replace files
+        // atomically) would crash the process with SIGBUS.
+        let cached = std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|bytes| {
+                // SAFETY: the bytes were written by `Component::serialize` of an engine with the
+                // same compatibility hash, into a directory only the user can write (see the
+                // module docs); wasmtime checks the header and engine settings and refuses
+                // anything else.
+                unsafe { Component::deserialize(engine, &bytes) }.map_err(|e| error_text(&e))
+            });
+        match cached {
+            Ok(c) => return Ok((c, CacheStatus::Hit)),
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "ignoring an unusable cached component; compiling again");
+            }
+        }
+    }
+    let started = std::time::Instant::now();
+    let component = Component::new(engine, wasm).map_err(|e| error_text(&e))?;
+    tracing::debug!(
+        ms = started.elapsed().as_millis() as u64,
+        bytes = wasm.len(),
+        "compiled a component"
+    );
+    let Some(path) = path else {
+        return Ok((component, CacheStatus::Uncached));
+    };
+    let stored = component
+        .serialize()
+        .map_err(|e| std::io::Error::other(error_text(&e)))
+        .and_then(|bytes| crate::state::atomic_write(&path, &bytes));
+    match stored {
+        Ok(()) => Ok((component, CacheStatus::Compiled)),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot write the component cache");
+            Ok((component, CacheStatus::Uncached))
+        }
+    }
+}
+
+/// An error with its causes, `outer: inner: root`.
+pub(crate) fn error_text(e: &wasmtime::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}

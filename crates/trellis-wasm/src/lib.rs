@@ -1,0 +1,86 @@
+//! The Trellis host runtime for WebAssembly component plugins.
+//!
+//! A plugin is a component built against the `trellis:plugin` WIT world
+//! (`wit/v0.1.0/plugin.wit`). This crate compiles it (once: compiled components are cached),
+//! checks that it speaks a supported plugin API version, and runs its exports in a sandbox:
+//!
+//! - **Capabilities.** Every host import (`events`, `state`, `backlog`, `environment`,
+//!   `process`) is checked on every call against the plugin's grants. A call without the
+//!   capability returns the WIT `error.denied` to the guest, is written to the audit trail
+//!   ([`AuditSink`]) as `capability.denied` and counted in [`PluginMetrics::denials`].
+//! - **WASI** (p2, via `wasmtime-wasi`): no environment variables, no arguments, no network
+//!   (sockets and name lookup denied), empty stdin, stdout/stderr captured (bounded) and sent
+//!   to `tracing`. The project directory is preopened at `/project` only with
+//!   `filesystem.read` (read-only) or `filesystem.write` (read-write); escapes through `..`
+//!   or symlinks are refused by wasmtime-wasi's capability-based filesystem. `wasi:http` is
+//!   not provided: components importing it fail to load with a message naming the import.
+//! - **Limits** ([`EffectiveLimits`]): linear memory per store, wall time per call (epoch
+//!   interruption, a 10 ms tick: a runaway call stops within one tick of its timeout), an
+//!   optional fuel budget, and the size of a call's result. Sleeps through
+//!   `wasi:clocks/monotonic-clock` end at the call's deadline, and commands run for a plugin
+//!   are killed then, so no import lets a call outlive its timeout.
+//! - **Isolation of failures.** A trap (panic, stack overflow, limit) drops that plugin's
+//!   instance; the next call instantiates a fresh one from the pre-linked component. Other
+//!   plugins are never affected.
+//!
+//! # Design choices
+//!
+//! - *Fuel* metering is compiled only into plugins that have a fuel budget
+//!   ([`FuelMode::Auto`], the default): they run on a second engine, created on first need
+//!   (its compiled components are cached under a different key). Measured on a tight wasm
+//!   loop (`tests/fuel_cost.rs`, the worst case), metering made code about 50% slower, too
+//!   much to impose on every plugin for a budget most never set; the epoch timeout already
+//!   bounds every call. [`FuelMode::Always`] and [`FuelMode::Never`] are there for hosts that
+//!   want one or the other.
+//! - *Pooling* ([`EngineOptions::pooling`]) is off by default: a CLI instantiates each plugin
+//!   about once per run, and a fresh instance costs tens of microseconds either way (measured
+//!   with `instantiation_cost` in `tests/wat_guest.rs`: about 60 µs on demand, 30 µs pooled,
+//!   unoptimized build), while the pool reserves address space for every slot up front. A
+//!   long-running host that re-instantiates often can turn it on.
+//! - *Compiled components are cached* as `<cache_dir>/<sha256 of the .wasm>-<engine
+//!   hash>.cwasm` (see [`cache_key`]); a second load, in this process or the next,
+//!   deserializes instead of compiling. Instantiation is lazy (first call) from an
+//!   `InstancePre` linked at load.
+//! - *Calls are synchronous* and serialized per plugin. Call plugins from a plain thread (or
+//!   `spawn_blocking`), not from inside an async task: wasmtime-wasi blocks on its own runtime
+//!   for some I/O. The calling thread needs a native stack of at least 1 MiB (wasm may use
+//!   512 KiB of it, [`EngineOptions::max_wasm_stack`]); the main thread and default
+//!   `std::thread`s have more.
+//!
+//! # What this crate does not know
+//!
+//! Nothing of the `trellis` CLI, of registries or packages, of how plugins are installed,
+//! enabled or granted capabilities, or of the project lifecycle. The caller resolves all that
+//! into a [`PluginSpec`] (manifest, effective config, effective grants, effective limits) and
+//! gets back a [`WasmPlugin`] to call directly or to register with a
+//! [`trellis_core::PluginManager`] through [`WasmPlugin::registration`].
+
+mod audit;
+pub mod backlog;
+mod cache;
+mod caps;
+mod error;
+mod host;
+mod limiter;
+mod limits;
+mod metrics;
+mod plugin;
+pub mod process;
+mod runtime;
+pub mod state;
+mod stdio;
+
+pub use audit::{AuditRecord, AuditSink, JsonlAudit, MemoryAudit};
+pub use cache::{CacheStatus, cache_key, cache_path, engine_hash};
+pub use caps::glob_match;
+pub use error::{GuestErrorKind, Limit, WasmError};
+pub use host::GUEST_PROJECT_DIR;
+pub use limits::{
+    DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, EffectiveLimits,
+};
+pub use metrics::{PluginMetrics, RESERVOIR_SIZE, percentile};
+pub use plugin::WasmPlugin;
+pub use runtime::{
+    EngineOptions, FuelMode, PluginSpec, PoolingOptions, RuntimeOptions, SUPPORTED_API_VERSIONS,
+    WasmRuntime, detect_api_version,
+};

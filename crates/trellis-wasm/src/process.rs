@@ -1,0 +1,231 @@
+//! Running an external command for a plugin: no shell, cleared environment (only `PATH`), the
+//! project as working directory, a deadline, and bounded output.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Most bytes of stdout (and, separately, of stderr) kept.
+pub const MAX_STREAM_BYTES: usize = 1 << 20;
+/// Most arguments of one command.
+const MAX_ARGS: usize = 4096;
+/// Longest command line (program and arguments), in bytes.
+const MAX_COMMAND_LINE: usize = 256 << 10;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOutput {
+    /// The exit code; -1 when the command was ended by a signal.
+    pub status: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Runs `program args...` in `cwd`, killing it when `timeout` has passed.
+pub fn run(
+    program: &str,
+    args: &[String],
+    cwd: &Path,
+    timeout: Duration,
+) -> Result<RunOutput, RunError> {
+    if program.is_empty() {
+        return Err(RunError::InvalidInput("the program name is empty".into()));
+    }
+    if args.len() > MAX_ARGS
+        || program.len() + args.iter().map(|a| a.len() + 1).sum::<usize>() > MAX_COMMAND_LINE
+    {
+        return Err(RunError::InvalidInput(
+            "the command line is too long".into(),
+        ));
+    }
+    if program.contains('\0') || args.iter().any(|a| a.contains('\0')) {
+        return Err(RunError::InvalidInput(
+            "the command line contains a NUL character".into(),
+        ));
+    }
+    if timeout.is_zero() {
+        return Err(RunError::Failed(
+            "no time is left in this call to run a command".into(),
+        ));
+    }
+    let deadline = Instant::now() + timeout;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .current_dir(cwd)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(path) = std::env::var_os("PATH") {
+        cmd.env("PATH", path);
+    }
+    let mut child = cmd.spawn().map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            RunError::NotFound(format!("no program `{program}` on PATH"))
+        }
+        _ => RunError::Failed(format!("cannot run `{program}`: {e}")),
+    })?;
+
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    let stdout = Arc::new(Mutex::new(Vec::new()));
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    let mut readers = 0;
+    if let Some(pipe) = child.stdout.take() {
+        spawn_reader(pipe, Arc::clone(&stdout), done_tx.clone());
+        readers += 1;
+    }
+    if let Some(pipe) = child.stderr.take() {
+        spawn_reader(pipe, Arc::clone(&stderr), done_tx.clone());
+        readers += 1;
+    }
+    drop(done_tx);
+
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(e) => {
+                return Err(RunError::Failed(format!(
+                    "cannot wait for `{program}`: {e}"
+                )));
+            }
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(RunError::Failed(format!(
+                "`{program}` did not finish within the {} ms left in this call and was killed",
+                timeout.as_millis()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    // The pipes close when the command exits, unless it left a child holding them open: wait
+    // for the readers until the deadline (plus a little), then take what they have.
+    let grace = deadline.max(Instant::now()) + Duration::from_millis(50);
+    for _ in 0..readers {
+        let left = grace.saturating_duration_since(Instant::now());
+        if done_rx.recv_timeout(left).is_err() {
+            break;
+        }
+    }
+    let take = |buf: &Arc<Mutex<Vec<u8>>>| {
+        std::mem::take(&mut *buf.lock().unwrap_or_else(|p| p.into_inner()))
+    };
+    Ok(RunOutput {
+        status: status.code().unwrap_or(-1),
+        stdout: take(&stdout),
+        stderr: take(&stderr),
+    })
+}
+
+fn spawn_reader(
+    mut pipe: impl Read + Send + 'static,
+    out: Arc<Mutex<Vec<u8>>>,
+    done: mpsc::Sender<()>,
+) {
+    std::thread::spawn(move || {
+        let mut chunk = [0u8; 8192];
+        loop {
+            match pipe.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    let mut buf = out.lock().unwrap_or_else(|p| p.into_inner());
+                    let room = MAX_STREAM_BYTES.saturating_sub(buf.len());
+                    // Beyond the cap keep reading (so the command never blocks on a full
+                    // pipe) but drop the bytes.
+                    buf.extend_from_slice(&chunk[..n.min(room)]);
+                }
+            }
+        }
+        let _ = done.send(());
+    });
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| (*x).to_owned()).collect()
+    }
+
+    #[test]
+    fn runs_with_cleared_environment_in_cwd() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run(
+            "sh",
+            &s(&["-c", "pwd; env | sort; echo err >&2; exit 3"]),
+            dir.path(),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!(out.status, 3);
+        let text = String::from_utf8(out.stdout).unwrap();
+        let mut lines = text.lines();
+        let pwd = lines.next().unwrap();
+        assert_eq!(
+            std::fs::canonicalize(pwd).unwrap(),
+            std::fs::canonicalize(dir.path()).unwrap()
+        );
+        for line in lines {
+            let name = line.split('=').next().unwrap();
+            assert!(
+                matches!(name, "PATH" | "PWD" | "SHLVL" | "_" | "OLDPWD"),
+                "leaked {line}"
+            );
+        }
+        assert_eq!(out.stderr, b"err\n");
+    }
+
+    #[test]
+    fn output_is_capped() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run(
+            "sh",
+            &s(&["-c", "head -c 3000000 /dev/zero"]),
+            dir.path(),
+            Duration::from_secs(20),
+        )
+        .unwrap();
+        assert_eq!(out.status, 0);
+        assert_eq!(out.stdout.len(), MAX_STREAM_BYTES);
+    }
+
+    #[test]
+    fn timeout_kills() {
+        let dir = tempfile::tempdir().unwrap();
+        let start = Instant::now();
+        let err = run("sleep", &s(&["30"]), dir.path(), Duration::from_millis(200)).unwrap_err();
+        assert!(
+            matches!(err, RunError::Failed(ref m) if m.contains("killed")),
+            "{err}"
+        );
+        assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn missing_program() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = run(
+            "definitely-not-a-program-xyz",
+            &[],
+            dir.path(),
+            Duration::from_secs(1),
+        )
+        .unwrap_err();
+        assert!(matches!(err, RunError::NotFound(_)), "{err}");
+    }
+}

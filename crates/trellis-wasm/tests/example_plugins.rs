@@ -1,0 +1,578 @@
+//! The runtime against the example plugins built with the Rust SDK
+//! (`examples/plugins/{hostile,security-scanner}/plugin.wasm`, built by
+//! `scripts/build-plugins.sh`). When a component has not been built, its tests print a notice
+//! and pass without checking anything.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+use trellis_manifest::CapabilityRequest;
+use trellis_wasm::{EffectiveLimits, Limit, WasmError, WasmPlugin};
+
+fn example(name: &str) -> Option<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/plugins")
+        .join(name);
+    if dir.join("plugin.wasm").is_file() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: {}/plugin.wasm is not built; run `bash scripts/build-plugins.sh`",
+            dir.display()
+        );
+        None
+    }
+}
+
+fn load_example(
+    env: &TestEnv,
+    dir: &Path,
+    name: &str,
+    grants: Vec<CapabilityRequest>,
+    limits: EffectiveLimits,
+) -> Arc<WasmPlugin> {
+    env.runtime
+        .load(spec(name, dir, grants, limits))
+        .unwrap_or_else(|e| panic!("loading {name}: {e}"))
+}
+
+fn ok(p: &WasmPlugin) {
+    assert_eq!(
+        p.run_command("ok", &[], &json!({}))
+            .unwrap_or_else(|e| panic!("`ok` after a failure: {e}")),
+        json!({"ok": true})
+    );
+}
+
+/// A hostile plugin with `grants` and `limits` beside a well-behaved one; runs `command`, hands
+/// the error to `check`, then checks that both plugins still work.
+fn hostile(
+    grants: Vec<CapabilityRequest>,
+    limits: EffectiveLimits,
+    command: &str,
+    input: Value,
+    check: impl FnOnce(&TestEnv, WasmError, Duration),
+) {
+    let Some(dir) = example("hostile") else {
+        return;
+    };
+    let env = TestEnv::new();
+    let victim = load_example(&env, &dir, "hostile", grants, limits);
+    let bystander = load_example(&env, &dir, "bystander", vec![], EffectiveLimits::default());
+    ok(&bystander);
+    let started = Instant::now();
+    let err = match victim.run_command(command, &[], &input) {
+        Ok(v) => panic!("`{command}` succeeded: {v}"),
+        Err(e) => e,
+    };
+    let took = started.elapsed();
+    eprintln!("{command} after {took:?}: {err}");
+    check(&env, err, took);
+    ok(&victim);
+    ok(&bystander);
+    ok(&victim);
+}
+
+fn assert_denied_and_audited(env: &TestEnv, err: &WasmError, capability: &str) {
+    match err {
+        WasmError::Denied {
+            plugin,
+            capability: c,
+            ..
+        } => {
+            assert_eq!(plugin, "hostile");
+            assert_eq!(c, capability);
+        }
+        other => panic!("expected a denial of {capability}: {other:?}"),
+    }
+    let records = env.audit.records();
+    assert!(
+        records.iter().any(|r| r.plugin == "hostile"
+            && r.action == "capability.denied"
+            && r.capability.as_deref() == Some(capability)),
+        "no audit record for {capability}: {records:?}"
+    );
+}
+
+#[test]
+fn hostile_loop_is_stopped_by_the_timeout() {
+    hostile(vec![], limits_ms(500), "loop", json!({}), |_, err, took| {
+        assert!(
+            matches!(
+                err,
+                WasmError::LimitExceeded {
+                    limit: Limit::Time { .. },
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(
+            took < Duration::from_millis(1000),
+            "within 2x the timeout: {took:?}"
+        );
+    });
+}
+
+#[test]
+fn hostile_alloc_hits_the_memory_limit() {
+    let limits = EffectiveLimits {
+        memory_bytes: 16 << 20,
+        ..EffectiveLimits::default()
+    };
+    hostile(vec![], limits, "alloc", json!({}), |_, err, _| {
+        assert!(
+            matches!(err, WasmError::LimitExceeded { limit: Limit::Memory { bytes }, .. } if bytes == 16 << 20),
+            "{err:?}"
+        );
+    });
+}
+
+#[test]
+fn hostile_recursion_is_a_stack_overflow() {
+    hostile(
+        vec![],
+        EffectiveLimits::default(),
+        "recurse",
+        json!({}),
+        |_, err, _| {
+            assert!(
+                matches!(&err, WasmError::Trap { message, .. } if message.starts_with("stack overflow")),
+                "{err:?}"
+            );
+        },
+    );
+}
+
+#[test]
+fn hostile_panic_is_a_trap_with_the_message() {
+    hostile(
+        vec![],
+        EffectiveLimits::default(),
+        "panic",
+        json!({}),
+        |_, err, _| match &err {
+            WasmError::Trap { message, call, .. } => {
+                assert!(message.starts_with("the plugin panicked"), "{message}");
+                assert!(
+                    message.contains("hostile plugin panics on purpose"),
+                    "{message}"
+                );
+                assert_eq!(call, "command panic");
+            }
+            other => panic!("{other:?}"),
+        },
+    );
+}
+
+#[test]
+fn hostile_big_output_hits_the_output_limit() {
+    let limits = EffectiveLimits {
+        max_output_bytes: 1 << 20,
+        ..EffectiveLimits::default()
+    };
+    hostile(
+        vec![],
+        limits,
+        "big-output",
+        json!({"bytes": 2 << 20}),
+        |_, err, _| {
+            assert!(
+                matches!(err, WasmError::LimitExceeded { limit: Limit::Output { max, .. }, .. } if max == 1 << 20),
+                "{err:?}"
+            );
+        },
+    );
+}
+
+#[test]
+fn hostile_default_big_output_cannot_even_be_allocated() {
+    // 256 MiB of output in 64 MiB of memory: the plugin fails before the host sees anything.
+    hostile(
+        vec![],
+        EffectiveLimits::default(),
+        "big-output",
+        json!({}),
+        |_, err, _| {
+            assert!(
+                matches!(
+                    err,
+                    WasmError::Guest { .. }
+                        | WasmError::LimitExceeded {
+                            limit: Limit::Memory { .. },
+                            ..
+                        }
+                ),
+                "{err:?}"
+            );
+        },
+    );
+}
+
+#[test]
+fn hostile_cannot_read_without_filesystem_read() {
+    hostile(
+        vec![],
+        EffectiveLimits::default(),
+        "read-outside",
+        json!({}),
+        |_, err, _| {
+            assert!(
+                matches!(&err, WasmError::Denied { capability, .. } if capability == "filesystem.read"),
+                "{err:?}"
+            );
+        },
+    );
+}
+
+#[cfg(unix)]
+#[test]
+fn hostile_cannot_read_outside_the_project_even_with_filesystem_read() {
+    let Some(dir) = example("hostile") else {
+        return;
+    };
+    let env = TestEnv::new();
+    let outside = env.tmp.path().join("outside-secret.txt");
+    std::fs::write(&outside, "outside").unwrap();
+    std::fs::write(env.project.join("inside.txt"), "inside").unwrap();
+    std::os::unix::fs::symlink(&outside, env.project.join("link")).unwrap();
+    std::os::unix::fs::symlink("..", env.project.join("up")).unwrap();
+    let p = load_example(
+        &env,
+        &dir,
+        "hostile",
+        vec![cap("filesystem.read")],
+        EffectiveLimits::default(),
+    );
+    for path in [
+        "/project/link",
+        "/project/up/outside-secret.txt",
+        "/project/../outside-secret.txt",
+    ] {
+        let err = p
+            .run_command("read-outside", &[], &json!({ "path": path }))
+            .expect_err(path);
+        assert!(matches!(err, WasmError::Denied { .. }), "{path}: {err:?}");
+    }
+    // Reading inside works, and only that is reported as read.
+    let out = p
+        .run_command("read-outside", &[], &json!({"path": "/project/inside.txt"}))
+        .unwrap();
+    assert_eq!(out["read"], json!(["/project/inside.txt"]));
+    ok(&p);
+}
+
+#[test]
+fn hostile_cannot_write_with_read_only_access() {
+    let Some(dir) = example("hostile") else {
+        return;
+    };
+    let env = TestEnv::new();
+    let p = load_example(
+        &env,
+        &dir,
+        "hostile",
+        vec![cap("filesystem.read")],
+        EffectiveLimits::default(),
+    );
+    let err = p.run_command("write", &[], &json!({})).unwrap_err();
+    assert!(
+        matches!(err, WasmError::Denied { .. } | WasmError::Guest { .. }),
+        "{err:?}"
+    );
+    assert!(!env.project.join("hostile.txt").exists());
+    ok(&p);
+
+    let w = load_example(
+        &env,
+        &dir,
+        "writer",
+        vec![cap("filesystem.write")],
+        EffectiveLimits::default(),
+    );
+    w.run_command("write", &[], &json!({})).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(env.project.join("hostile.txt")).unwrap(),
+        "hostile was here\n"
+    );
+    let err = w
+        .run_command("write", &[], &json!({"path": "../escaped.txt"}))
+        .unwrap_err();
+    assert!(
+        matches!(err, WasmError::Denied { .. } | WasmError::Guest { .. }),
+        "{err:?}"
+    );
+    assert!(!env.tmp.path().join("escaped.txt").exists());
+}
+
+#[test]
+fn hostile_env_without_grant_is_denied_and_audited() {
+    hostile(
+        vec![],
+        EffectiveLimits::default(),
+        "env",
+        json!({}),
+        |env, err, _| {
+            assert_denied_and_audited(env, &err, "environment");
+            assert!(
+                err.to_string().contains("read environment variable HOME"),
+                "{err}"
+            );
+        },
+    );
+}
+
+#[test]
+fn hostile_exec_without_grant_is_denied_and_audited() {
+    hostile(
+        vec![],
+        EffectiveLimits::default(),
+        "exec",
+        json!({}),
+        |env, err, _| {
+            assert_denied_and_audited(env, &err, "subprocess");
+        },
+    );
+}
+
+#[test]
+fn hostile_exec_outside_the_patterns_is_denied() {
+    let mut sub = cap("subprocess");
+    sub.commands = vec!["echo *".into()];
+    hostile(
+        vec![sub],
+        EffectiveLimits::default(),
+        "exec",
+        json!({}),
+        |env, err, _| {
+            assert_denied_and_audited(env, &err, "subprocess");
+            assert!(err.to_string().contains("sh -c echo hi"), "{err}");
+        },
+    );
+}
+
+#[test]
+fn hostile_backlog_state_emit_without_grants_are_denied_and_audited() {
+    for (command, capability) in [
+        ("backlog", "backlog.write"),
+        ("state", "state"),
+        ("emit", "events.emit"),
+    ] {
+        hostile(
+            vec![],
+            EffectiveLimits::default(),
+            command,
+            json!({}),
+            |env, err, _| {
+                assert_denied_and_audited(env, &err, capability);
+                assert!(!env.project.join("backlog").exists());
+                assert!(!env.state.exists());
+            },
+        );
+    }
+}
+
+#[test]
+fn hostile_with_grants_does_its_thing() {
+    let Some(dir) = example("hostile") else {
+        return;
+    };
+    let env = TestEnv::new();
+    let mut sub = cap("subprocess");
+    sub.commands = vec!["sh -c echo hi".into()];
+    let mut vars = cap("environment");
+    // Cargo sets this for test processes; reading an existing variable avoids `set_var` in a
+    // multi-threaded test binary.
+    vars.variables = vec!["CARGO_PKG_NAME".into()];
+    let p = load_example(
+        &env,
+        &dir,
+        "hostile",
+        vec![
+            sub,
+            vars,
+            cap("state"),
+            cap("events.emit"),
+            cap("backlog.write"),
+        ],
+        EffectiveLimits::default(),
+    );
+    let (_, rx) = env.events.subscribe_channel("**").unwrap();
+    assert_eq!(
+        p.run_command("exec", &[], &json!({})).unwrap()["stdout"],
+        json!("hi\n")
+    );
+    assert_eq!(
+        p.run_command("env", &[], &json!({"name": "CARGO_PKG_NAME"}))
+            .unwrap()["value"],
+        json!(std::env::var("CARGO_PKG_NAME").ok())
+    );
+    assert_eq!(
+        p.run_command("state", &[], &json!({})).unwrap()["value"],
+        json!("was here")
+    );
+    p.run_command("emit", &[], &json!({})).unwrap();
+    let e = rx.try_recv().unwrap();
+    assert_eq!(
+        (e.topic.as_str(), e.source.as_str()),
+        ("plugin.hostile.emitted", "hostile")
+    );
+    let task = p.run_command("backlog", &[], &json!({})).unwrap();
+    assert_eq!(task["id"], json!("task-1"));
+    assert!(
+        env.project
+            .join("backlog/tasks/task-1 - hostile-task.md")
+            .is_file()
+    );
+    assert_eq!(p.metrics().denials, 0);
+}
+
+fn scanner_project(env: &TestEnv) {
+    std::fs::create_dir_all(env.project.join("app")).unwrap();
+    std::fs::write(
+        env.project.join("app/config.py"),
+        "import os\n\nAWS_ACCESS_KEY_ID = \"AKIAABCDEFGHIJKLMNOP\"\n",
+    )
+    .unwrap();
+    std::fs::write(env.project.join("README.md"), "# clean\n").unwrap();
+}
+
+#[test]
+fn security_scan_files_a_task_and_emits() {
+    let Some(dir) = example("security-scanner") else {
+        return;
+    };
+    let env = TestEnv::new();
+    scanner_project(&env);
+    let (_, rx) = env.events.subscribe_channel("**").unwrap();
+    let p = load_example(
+        &env,
+        &dir,
+        "security-scanner",
+        vec![
+            cap("filesystem.read"),
+            cap("backlog.write"),
+            cap("events.emit"),
+        ],
+        EffectiveLimits::default(),
+    );
+    let report = p.run_command("security-scan", &[], &json!({})).unwrap();
+    assert_eq!(
+        report["findings"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    assert_eq!(report["findings"][0]["file"], json!("app/config.py"));
+    assert_eq!(report["findings"][0]["line"], json!(3));
+    assert_eq!(report["findings"][0]["rule"], json!("aws-access-key-id"));
+    assert_eq!(report["tasks_created"], json!(1), "{report}");
+
+    let tasks: Vec<PathBuf> = std::fs::read_dir(env.project.join("backlog/tasks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(tasks.len(), 1);
+    let name = tasks[0].file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(
+        name.starts_with("task-1 - Hard-coded-secret-in-app") && name.ends_with(".md"),
+        "{name}"
+    );
+    let text = std::fs::read_to_string(&tasks[0]).unwrap();
+    let task = trellis_wasm::backlog::parse_task(&text).expect("front matter");
+    assert_eq!(task.id, "task-1");
+    assert_eq!(task.status, "To Do");
+    assert_eq!(task.labels, vec!["plugin:security-scanner", "security"]);
+    assert!(task.title.contains("app/config.py:3"), "{}", task.title);
+    assert!(
+        text.contains("assignee: []")
+            && text.contains("dependencies: []")
+            && text.contains("created_date: '")
+    );
+    assert!(
+        !text.contains("AKIAABCDEFGHIJKLMNOP"),
+        "the secret is not repeated"
+    );
+
+    let events: Vec<_> = rx.try_iter().collect();
+    let topics: Vec<&str> = events.iter().map(|e| e.topic.as_str()).collect();
+    assert_eq!(
+        topics,
+        vec!["backlog.task.created", "plugin.security.scan.completed"]
+    );
+    assert!(events.iter().all(|e| e.source == "security-scanner"));
+    assert_eq!(events[1].payload["findings"], json!(1));
+    let audit = env.audit.records();
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].action, "backlog.task.created");
+    assert_eq!(p.metrics().denials, 0);
+}
+
+#[test]
+fn security_scan_without_backlog_write_still_reports() {
+    let Some(dir) = example("security-scanner") else {
+        return;
+    };
+    let env = TestEnv::new();
+    scanner_project(&env);
+    let p = load_example(
+        &env,
+        &dir,
+        "security-scanner",
+        vec![cap("filesystem.read"), cap("events.emit")],
+        EffectiveLimits::default(),
+    );
+    let report = p.run_command("security-scan", &[], &json!({})).unwrap();
+    assert_eq!(
+        report["findings"].as_array().map(Vec::len),
+        Some(1),
+        "{report}"
+    );
+    assert_eq!(report["tasks_created"], json!(0));
+    let warnings = report["warnings"].to_string();
+    assert!(warnings.contains("backlog.write"), "{warnings}");
+    assert!(!env.project.join("backlog").exists());
+    let audit = env.audit.records();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(audit[0].action, "capability.denied");
+    assert_eq!(audit[0].capability.as_deref(), Some("backlog.write"));
+    assert_eq!(audit[0].plugin, "security-scanner");
+    assert_eq!(p.metrics().denials, 1);
+}
+
+#[test]
+fn example_components_load_from_the_cache_the_second_time() {
+    let Some(dir) = example("security-scanner") else {
+        return;
+    };
+    let env = TestEnv::new();
+    let started = Instant::now();
+    let first = load_example(
+        &env,
+        &dir,
+        "security-scanner",
+        vec![],
+        EffectiveLimits::default(),
+    );
+    let compile = started.elapsed();
+    let started = Instant::now();
+    let second = load_example(
+        &env,
+        &dir,
+        "security-scanner",
+        vec![],
+        EffectiveLimits::default(),
+    );
+    let cached = started.elapsed();
+    assert_eq!(first.cache_status(), trellis_wasm::CacheStatus::Compiled);
+    assert_eq!(second.cache_status(), trellis_wasm::CacheStatus::Hit);
+    eprintln!("security-scanner: compile {compile:?}, from cache {cached:?}");
+    assert!(
+        cached < compile,
+        "compile {compile:?}, from cache {cached:?}"
+    );
+}
