@@ -137,8 +137,34 @@ fn readme(name: &str, short: &str, runtime: RuntimeKind) -> String {
 
 fn wasm_cargo_toml(crate_name: &str) -> String {
     format!(
-        "[package]\nname = \"{crate_name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n[lib]\ncrate-type = [\"cdylib\"]\n\n[dependencies]\n"
+        "[package]\nname = \"{crate_name}\"\nversion = \"0.1.0\"\nedition = \"2024\"\npublish = false\n\n\
+         [lib]\ncrate-type = [\"cdylib\"]\n\n\
+         [dependencies]\n{}\nserde_json = \"1\"\n\n\
+         # A plugin is its own workspace, so it builds the same inside or outside another project.\n\
+         [workspace]\n\n\
+         [profile.release]\nopt-level = \"s\"\nlto = true\nstrip = true\n",
+        sdk_dependency()
     )
+}
+
+/// Where the guest SDK comes from: `TRELLIS_SDK_PATH` when set, else the SDK of the source tree
+/// this trellis was built from when it is still there, else the published crate.
+fn sdk_dependency() -> String {
+    let from_env = std::env::var_os("TRELLIS_SDK_PATH").map(PathBuf::from);
+    let from_build = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/rust");
+    let local = from_env.or_else(|| {
+        from_build
+            .join("Cargo.toml")
+            .is_file()
+            .then_some(from_build)
+    });
+    match local.and_then(|p| p.canonicalize().ok()) {
+        Some(path) => format!(
+            "trellis-plugin-sdk = {{ path = {:?} }}",
+            path.display().to_string()
+        ),
+        None => "trellis-plugin-sdk = \"0.1\"".to_owned(),
+    }
 }
 
 const HELLO_TEMPLATE: &str = "\
@@ -179,11 +205,29 @@ for line in sys.stdin:
     print(json.dumps(reply), flush=True)
 "#;
 
-const WASM_LIB: &str = "\
-//! A Trellis WebAssembly plugin. Build with `cargo build --target wasm32-wasip2 --release`.
-//!
-//! The command and hook exports are written with the Trellis guest SDK; see docs/wasm.md.
-";
+const WASM_LIB: &str = r#"//! A Trellis WebAssembly plugin. Build it with
+//! `cargo build --target wasm32-wasip2 --release`; the guest SDK is documented in docs/wasm.md.
+
+use serde_json::{Value, json};
+use trellis_plugin_sdk::{Error, Plugin, config, export_plugin};
+
+struct Hello;
+
+impl Plugin for Hello {
+    fn run_command(name: &str, args: Vec<String>, _input: Value) -> Result<Value, Error> {
+        match name {
+            "hello" => {
+                let greeting = config::get()["greeting"].as_str().unwrap_or("Hello").to_owned();
+                let who = if args.is_empty() { "world".to_owned() } else { args.join(" ") };
+                Ok(json!({ "text": format!("{greeting}, {who}!") }))
+            }
+            other => Err(Error::not_found(format!("command `{other}`"))),
+        }
+    }
+}
+
+export_plugin!(Hello);
+"#;
 
 const MIT_LICENSE: &str = "\
 MIT License

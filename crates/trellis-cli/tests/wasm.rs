@@ -19,7 +19,9 @@ fn scanner_dir() -> PathBuf {
 
 fn trellis(project: &Path, cache: &Path) -> Command {
     let mut cmd = Command::cargo_bin("trellis").expect("binary built");
-    cmd.current_dir(project).env_remove("TRELLIS_PROJECT").env("TRELLIS_CACHE_DIR", cache);
+    cmd.current_dir(project)
+        .env_remove("TRELLIS_PROJECT")
+        .env("TRELLIS_CACHE_DIR", cache);
     cmd
 }
 
@@ -33,7 +35,11 @@ fn json_lines(path: &Path) -> Vec<Value> {
 
 fn plant_secret(project: &Path) {
     fs::create_dir_all(project.join("src")).unwrap();
-    fs::write(project.join("src/app.py"), "import os\npassword = \"hunter22secret\"\n").unwrap();
+    fs::write(
+        project.join("src/app.py"),
+        "import os\npassword = \"hunter22secret\"\n",
+    )
+    .unwrap();
 }
 
 #[test]
@@ -42,27 +48,60 @@ fn security_scan_files_a_task_and_an_event() {
     let (p, cache) = (tmp.path().join("project"), tmp.path().join("cache"));
     plant_secret(&p);
     let scanner = scanner_dir();
-    trellis(&p, &cache).args(["plugin", "install", scanner.to_str().unwrap()]).assert().success();
-    trellis(&p, &cache).args(["plugin", "enable", "security-scanner"]).assert().success();
-    let out = trellis(&p, &cache).args(["--json", "security-scan"]).assert().success().get_output().stdout.clone();
+    trellis(&p, &cache)
+        .args(["plugin", "install", scanner.to_str().unwrap()])
+        .assert()
+        .success();
+    trellis(&p, &cache)
+        .args(["plugin", "enable", "security-scanner"])
+        .assert()
+        .success();
+    let out = trellis(&p, &cache)
+        .args(["--json", "security-scan"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let result: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(result["output"]["tasks_created"], 1, "{result}");
     assert_eq!(result["output"]["findings"][0]["file"], "src/app.py");
 
-    let tasks: Vec<PathBuf> = fs::read_dir(p.join("backlog/tasks")).unwrap().map(|e| e.unwrap().path()).collect();
+    let tasks: Vec<PathBuf> = fs::read_dir(p.join("backlog/tasks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     assert_eq!(tasks.len(), 1);
     let task = fs::read_to_string(&tasks[0]).unwrap();
     assert!(task.starts_with("---\nid: task-1\n"), "{task}");
-    assert!(task.contains("status: To Do") && task.contains("plugin:security-scanner"), "{task}");
-    assert!(!task.contains("hunter22secret"), "the secret must not be copied into the task");
+    assert!(
+        task.contains("status: To Do") && task.contains("plugin:security-scanner"),
+        "{task}"
+    );
+    assert!(
+        !task.contains("hunter22secret"),
+        "the secret must not be copied into the task"
+    );
 
-    let day_files: Vec<PathBuf> = fs::read_dir(p.join(".trellis/events")).unwrap().map(|e| e.unwrap().path()).collect();
+    let day_files: Vec<PathBuf> = fs::read_dir(p.join(".trellis/events"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
     let events: Vec<Value> = day_files.iter().flat_map(|f| json_lines(f)).collect();
-    let scan = events.iter().find(|e| e["topic"] == "plugin.security.scan.completed").expect("scan event");
+    let scan = events
+        .iter()
+        .find(|e| e["topic"] == "plugin.security.scan.completed")
+        .expect("scan event");
     assert_eq!(scan["source"], "security-scanner");
 
     // Statistics survive the process.
-    let out = trellis(&p, &cache).args(["plugin", "stats", "--json"]).assert().success().get_output().stdout.clone();
+    let out = trellis(&p, &cache)
+        .args(["plugin", "stats", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let stats: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(stats["plugins"][0]["plugin"], "security-scanner");
     assert_eq!(stats["plugins"][0]["calls"], 1);
@@ -81,25 +120,121 @@ fn security_scan_without_backlog_write_is_denied_but_still_reports() {
         fs::copy(src.join(f), copy.join(f)).unwrap();
     }
     let manifest = fs::read_to_string(src.join("plugin.yaml")).unwrap();
-    let without = manifest.replace("    - name: backlog.write\n      reason: create a task per finding\n", "");
-    assert_ne!(manifest, without, "the manifest layout changed; update this test");
+    let without = manifest.replace(
+        "    - name: backlog.write\n      reason: create a task per finding\n",
+        "",
+    );
+    assert_ne!(
+        manifest, without,
+        "the manifest layout changed; update this test"
+    );
     fs::write(copy.join("plugin.yaml"), without).unwrap();
 
-    trellis(&p, &cache).args(["plugin", "install", copy.to_str().unwrap()]).assert().success();
-    trellis(&p, &cache).args(["plugin", "enable", "security-scanner"]).assert().success();
-    let out = trellis(&p, &cache).args(["--json", "security-scan"]).assert().success().get_output().stdout.clone();
+    trellis(&p, &cache)
+        .args(["plugin", "install", copy.to_str().unwrap()])
+        .assert()
+        .success();
+    trellis(&p, &cache)
+        .args(["plugin", "enable", "security-scanner"])
+        .assert()
+        .success();
+    let out = trellis(&p, &cache)
+        .args(["--json", "security-scan"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let result: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(result["output"]["tasks_created"], 0, "{result}");
     assert_eq!(result["output"]["findings"].as_array().unwrap().len(), 1);
-    assert!(result["output"]["warnings"].to_string().contains("backlog.write"), "{result}");
-    assert!(!p.join("backlog/tasks").exists() || fs::read_dir(p.join("backlog/tasks")).unwrap().next().is_none());
+    assert!(
+        result["output"]["warnings"]
+            .to_string()
+            .contains("backlog.write"),
+        "{result}"
+    );
+    assert!(
+        !p.join("backlog/tasks").exists()
+            || fs::read_dir(p.join("backlog/tasks"))
+                .unwrap()
+                .next()
+                .is_none()
+    );
 
     let audit = json_lines(&p.join(".trellis/audit.jsonl"));
-    let denial = audit.iter().find(|r| r["action"] == "capability.denied").expect("an audit record of the denial");
+    let denial = audit
+        .iter()
+        .find(|r| r["action"] == "capability.denied")
+        .expect("an audit record of the denial");
     assert_eq!(denial["plugin"], "security-scanner");
     assert_eq!(denial["capability"], "backlog.write");
 
-    let out = trellis(&p, &cache).args(["plugin", "stats", "security-scanner", "--json"]).assert().success().get_output().stdout.clone();
+    let out = trellis(&p, &cache)
+        .args(["plugin", "stats", "security-scanner", "--json"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     let stats: Value = serde_json::from_slice(&out).unwrap();
     assert!(stats["plugins"][0]["denials"].as_u64().unwrap() >= 1);
+}
+
+/// `trellis plugin init --runtime wasm` gives a crate that builds for wasm32-wasip2 with the
+/// guest SDK, validates, installs and runs.
+#[test]
+fn wasm_scaffold_builds_validates_and_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (p, cache) = (tmp.path().join("project"), tmp.path().join("cache"));
+    fs::create_dir_all(&p).unwrap();
+    trellis(&p, &cache)
+        .args(["plugin", "init", "greeter", "--runtime", "wasm"])
+        .assert()
+        .success();
+    let dir = p.join("greeter");
+    // Its own target directory: the manifest's entry points into it.
+    let build = std::process::Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--offline",
+            "--quiet",
+        ])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "cargo build failed:\n{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    trellis(&p, &cache)
+        .args(["plugin", "validate", "greeter"])
+        .assert()
+        .success();
+    trellis(&p, &cache)
+        .args(["plugin", "install", "./greeter"])
+        .assert()
+        .success();
+    trellis(&p, &cache)
+        .args(["plugin", "enable", "greeter"])
+        .assert()
+        .success();
+    trellis(&p, &cache)
+        .args(["plugin", "config", "greeter", "set", "greeting", "Ahoy"])
+        .assert()
+        .success();
+    let out = trellis(&p, &cache)
+        .args(["--json", "hello", "crew"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let result: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(result["output"]["text"], "Ahoy, crew!", "{result}");
 }

@@ -9,6 +9,9 @@
 //!
 //! It knows nothing of the CLI's argument parsing or rendering.
 
+// Errors carry the project error whole (with its hint) and are built once, on the way out.
+#![allow(clippy::result_large_err)]
+
 pub mod stats;
 
 use std::collections::BTreeMap;
@@ -19,7 +22,9 @@ use serde_json::{Map, Value, json};
 use trellis_core::PluginManager;
 use trellis_manifest::{Command, RuntimeKind};
 use trellis_project::{LoadedPlugin, Project, ProjectError};
-use trellis_wasm::{EffectiveLimits, JsonlAudit, PluginSpec, RuntimeOptions, WasmError, WasmPlugin, WasmRuntime};
+use trellis_wasm::{
+    EffectiveLimits, JsonlAudit, PluginSpec, RuntimeOptions, WasmError, WasmPlugin, WasmRuntime,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -39,7 +44,7 @@ pub enum HostError {
 
 /// A started plugin.
 enum Running {
-    Declarative(LoadedPlugin),
+    Declarative(Box<LoadedPlugin>),
     Wasm(Arc<WasmPlugin>),
 }
 
@@ -71,7 +76,7 @@ impl Host {
         for plugin in report.loaded {
             let name = plugin.name.clone();
             let started = match plugin.manifest.runtime.kind {
-                RuntimeKind::Declarative => Ok(Running::Declarative(plugin)),
+                RuntimeKind::Declarative => Ok(Running::Declarative(Box::new(plugin))),
                 RuntimeKind::Wasm => {
                     let rt = match &runtime {
                         Some(rt) => rt.clone(),
@@ -81,9 +86,13 @@ impl Host {
                             rt
                         }
                     };
-                    rt.load(plugin_spec(&plugin)).map(Running::Wasm).map_err(|e| e.to_string())
+                    rt.load(plugin_spec(&plugin))
+                        .map(Running::Wasm)
+                        .map_err(|e| e.to_string())
                 }
-                RuntimeKind::Process => Err("the process runtime is not available in this build of trellis".to_owned()),
+                RuntimeKind::Process => {
+                    Err("the process runtime is not available in this build of trellis".to_owned())
+                }
             };
             let running = match started {
                 Ok(r) => r,
@@ -103,7 +112,12 @@ impl Host {
             }
             plugins.insert(name, running);
         }
-        Ok(Host { project, plugins, hooks, failed })
+        Ok(Host {
+            project,
+            plugins,
+            hooks,
+            failed,
+        })
     }
 
     pub fn project(&self) -> &Project {
@@ -123,7 +137,10 @@ impl Host {
 
     /// Adds the metrics of this process's calls to `.trellis/stats.json`.
     pub fn persist_stats(&self) -> std::io::Result<()> {
-        let metrics: Vec<_> = self.wasm_plugins().map(|w| (w.name().to_owned(), w.metrics())).collect();
+        let metrics: Vec<_> = self
+            .wasm_plugins()
+            .map(|w| (w.name().to_owned(), w.metrics()))
+            .collect();
         stats::merge_into(&stats_path(&self.project), &metrics)
     }
 
@@ -137,28 +154,39 @@ impl Host {
     /// Runs a command by name (`<plugin>:<command>` to pick one of several providers).
     pub fn run_command(&self, name: &str, args: &[String]) -> Result<CommandOutput, HostError> {
         let (plugin_name, command) = self.project.resolve_command(name)?;
-        let running = self.plugins.get(&plugin_name).ok_or_else(|| HostError::NotLoaded {
-            plugin: plugin_name.clone(),
-            reason: self
-                .failed
-                .iter()
-                .find(|(n, _)| *n == plugin_name)
-                .map(|(_, r)| r.clone())
-                .unwrap_or_else(|| "it is not enabled".to_owned()),
-        })?;
+        let running = self
+            .plugins
+            .get(&plugin_name)
+            .ok_or_else(|| HostError::NotLoaded {
+                plugin: plugin_name.clone(),
+                reason: self
+                    .failed
+                    .iter()
+                    .find(|(n, _)| *n == plugin_name)
+                    .map(|(_, r)| r.clone())
+                    .unwrap_or_else(|| "it is not enabled".to_owned()),
+            })?;
         let (positional, options) = split_args(args);
         let bus = self.project.events();
-        bus.emit("plugin.command.invoked", json!({"plugin": plugin_name, "command": command.name, "args": args}))?;
+        bus.emit(
+            "plugin.command.invoked",
+            json!({"plugin": plugin_name, "command": command.name, "args": args}),
+        )?;
         let started = Instant::now();
         let result = match running {
-            Running::Declarative(p) => render_template(&self.project, p, &command, &positional, &options),
+            Running::Declarative(p) => {
+                render_template(&self.project, p, &command, &positional, &options)
+            }
             Running::Wasm(w) => {
                 // Options become the command's JSON input; `--dry-run` arrives as `dry_run` so
                 // that it is a valid identifier in every guest language.
-                let input: Map<String, Value> =
-                    options.iter().map(|(k, v)| (k.replace('-', "_"), v.clone())).collect();
+                let input: Map<String, Value> = options
+                    .iter()
+                    .map(|(k, v)| (k.replace('-', "_"), v.clone()))
+                    .collect();
                 let input = Value::Object(input);
-                w.run_command(&command.name, &positional, &input).map_err(HostError::from)
+                w.run_command(&command.name, &positional, &input)
+                    .map_err(HostError::from)
             }
         };
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
@@ -167,9 +195,17 @@ impl Host {
             json!({"plugin": plugin_name, "command": command.name, "success": result.is_ok(), "duration_ms": duration_ms}),
         )?;
         match result {
-            Ok(output) => Ok(CommandOutput { plugin: plugin_name, command: command.name, output, duration_ms }),
+            Ok(output) => Ok(CommandOutput {
+                plugin: plugin_name,
+                command: command.name,
+                output,
+                duration_ms,
+            }),
             Err(e) => {
-                bus.emit("plugin.error", json!({"plugin": plugin_name, "error": e.to_string(), "context": "command"}))?;
+                bus.emit(
+                    "plugin.error",
+                    json!({"plugin": plugin_name, "error": e.to_string(), "context": "command"}),
+                )?;
                 Err(e)
             }
         }
@@ -226,13 +262,20 @@ fn render_template(
     let template = command
         .template
         .as_deref()
-        .ok_or_else(|| HostError::NoTemplate { plugin: plugin.name.clone(), command: command.name.clone() })?;
+        .ok_or_else(|| HostError::NoTemplate {
+            plugin: plugin.name.clone(),
+            command: command.name.clone(),
+        })?;
     let path = plugin.dir.join(template);
-    let template_err = |reason: String| HostError::Template { path: path.display().to_string(), reason };
+    let template_err = |reason: String| HostError::Template {
+        path: path.display().to_string(),
+        reason,
+    };
     let source = std::fs::read_to_string(&path).map_err(|e| template_err(e.to_string()))?;
     let mut env = minijinja::Environment::new();
     env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.add_template(template, &source).map_err(|e| template_err(format!("template error: {e}")))?;
+    env.add_template(template, &source)
+        .map_err(|e| template_err(format!("template error: {e}")))?;
     let context = json!({
         "args": positional,
         "options": options,
@@ -267,7 +310,9 @@ pub fn split_args(args: &[String]) -> (Vec<String>, Map<String, Value>) {
             }
             None => {
                 let value = match iter.peek() {
-                    Some(next) if !next.starts_with("--") => Value::String(iter.next().cloned().unwrap_or_default()),
+                    Some(next) if !next.starts_with("--") => {
+                        Value::String(iter.next().cloned().unwrap_or_default())
+                    }
                     _ => Value::Bool(true),
                 };
                 options.insert(opt.to_owned(), value);
@@ -283,8 +328,10 @@ mod tests {
 
     #[test]
     fn args_split_into_positional_and_options() {
-        let args: Vec<String> =
-            ["a", "--x=1", "--flag", "--y", "2", "b", "--", "--z"].iter().map(|s| s.to_string()).collect();
+        let args: Vec<String> = ["a", "--x=1", "--flag", "--y", "2", "b", "--", "--z"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         let (pos, opts) = split_args(&args);
         assert_eq!(pos, vec!["a", "b", "--z"]);
         assert_eq!(opts.get("x"), Some(&json!("1")));

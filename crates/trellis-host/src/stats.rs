@@ -65,7 +65,10 @@ impl StoredStats {
 pub fn read(path: &Path) -> BTreeMap<String, StoredStats> {
     // Statistics are advisory: a damaged file starts the counts afresh rather than failing a
     // command.
-    std::fs::read(path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
 }
 
 /// Adds this process's metrics to the file (temp file + rename, so a crash keeps the old one).
