@@ -113,8 +113,8 @@ fn hostile_loop_is_stopped_by_the_timeout() {
             "{err:?}"
         );
         assert!(
-            took < Duration::from_millis(1000),
-            "within 2x the timeout: {took:?}"
+            took < Duration::from_millis(1250),
+            "within about 2x the timeout (with slack for a busy machine): {took:?}"
         );
     });
 }

@@ -126,8 +126,8 @@ fn endless_loop_hits_the_timeout() {
         );
         assert!(took >= Duration::from_millis(500), "{took:?}");
         assert!(
-            took < Duration::from_millis(1000),
-            "stopped within 2x the timeout: {took:?}"
+            took < Duration::from_millis(1250),
+            "stopped within about 2x the timeout (with slack for a busy machine): {took:?}"
         );
         let text = err.to_string();
         assert!(text.contains("time limit of 500ms exceeded"), "{text}");
