@@ -102,12 +102,21 @@ impl Host {
                     continue;
                 }
             };
+            // Entries that name an event topic or pattern (`workflow.implement.completed`,
+            // `backlog.task.*`) also receive those events through `on-event`.
             if let Running::Wasm(w) = &running
-                && let Err(e) = hooks.register(w.registration())
+                && let Err(e) = hooks
+                    .register(w.registration())
+                    .map(drop)
+                    .map_err(|e| e.to_string())
+                    .and_then(|()| {
+                        w.subscribe_events(project.events())
+                            .map(drop)
+                            .map_err(|e| e.to_string())
+                    })
             {
-                let reason = e.to_string();
-                project.mark_failed(&name, &reason)?;
-                failed.push((name, reason));
+                project.mark_failed(&name, &e)?;
+                failed.push((name, e));
                 continue;
             }
             plugins.insert(name, running);

@@ -576,3 +576,53 @@ fn example_components_load_from_the_cache_the_second_time() {
         "compile {compile:?}, from cache {cached:?}"
     );
 }
+
+/// The scanner wraps the `implement` phase: through the host's hook dispatch (the same path
+/// native plugins use) and through the phase export, before (report only) and after (tasks).
+#[test]
+fn security_scanner_wraps_the_implement_phase() {
+    let Some(dir) = example("security-scanner") else {
+        return;
+    };
+    let env = TestEnv::new();
+    scanner_project(&env);
+    // The real manifest, so that its `provides.hooks` entry is what gets registered.
+    let manifest = trellis_manifest::load_dir(&dir).unwrap().manifest;
+    let mut plugin_spec = spec(
+        "security-scanner",
+        &dir,
+        manifest.requires.capabilities.clone(),
+        EffectiveLimits::default(),
+    );
+    plugin_spec.manifest = manifest;
+    plugin_spec.config = json!({});
+    let p = env.runtime.load(plugin_spec).unwrap();
+    let hooks = trellis_core::PluginManager::new();
+    hooks
+        .add_hookspecs([trellis_core::HookSpec::new("workflow.phase.implement")])
+        .unwrap();
+    hooks.register(p.registration()).unwrap();
+    let results = hooks
+        .call("workflow.phase.implement", &json!({"dry_run": true}))
+        .unwrap();
+    assert_eq!(results.values.len(), 1);
+    assert_eq!(
+        results.values[0]["findings"].as_array().map(Vec::len),
+        Some(1)
+    );
+    assert_eq!(results.values[0]["tasks_created"], json!(0));
+
+    let before = p.run_phase("implement", "before", &json!({})).unwrap();
+    assert_eq!(
+        (before["stage"].clone(), before["tasks_created"].clone()),
+        (json!("before"), json!(0))
+    );
+    let after = p.run_phase("implement", "after", &json!({})).unwrap();
+    assert_eq!(
+        (after["clean"].clone(), after["tasks_created"].clone()),
+        (json!(false), json!(1))
+    );
+    let err = p.run_phase("implement", "around", &json!({})).unwrap_err();
+    assert!(err.to_string().contains("around"), "{err}");
+    assert!(p.run_phase("deploy", "before", &json!({})).is_err());
+}
