@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the example WebAssembly plugins (examples/plugins: security-scanner, hostile) as
+# Builds the example WebAssembly plugins (every crate in examples/plugins: security-scanner,
+# hostile, bench-echo) as
 # components for wasm32-wasip2, in release, and copies each to
 # examples/plugins/<crate>/plugin.wasm, where its plugin.yaml's `runtime.entry` points.
 # Idempotent: cargo rebuilds only what changed and an unchanged plugin.wasm is not rewritten.

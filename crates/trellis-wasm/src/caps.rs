@@ -34,6 +34,87 @@ impl Grants {
             .filter(|g| g.name == "subprocess")
             .any(|g| g.commands.iter().any(|p| glob_match(p, command_line)))
     }
+
+    /// Whether an outgoing HTTP request to `host` on `port` is covered by a pattern of a
+    /// granted `network` capability; `default_port` is the port of the request's scheme (80
+    /// for `http`, 443 for `https`). See [`host_pattern_matches`] for the rules. An empty list
+    /// allows nothing.
+    pub(crate) fn allows_host(&self, host: &str, port: u16, default_port: u16) -> bool {
+        self.grants.iter().filter(|g| g.name == "network").any(|g| {
+            g.hosts
+                .iter()
+                .any(|p| host_pattern_matches(p, host, port, default_port))
+        })
+    }
+}
+
+/// Whether `host:port` matches one `network` host pattern:
+///
+/// - `api.example.com` matches that host only, on the scheme's default port only (80 for
+///   `http`, 443 for `https`);
+/// - `api.example.com:8080` matches that host on port 8080 only (any scheme);
+/// - `*.example.com` (with or without a port, as above) matches every name that ends in
+///   `.example.com` with at least one more label before it (`a.example.com`,
+///   `a.b.example.com`), but not `example.com` itself;
+/// - IP addresses match literally (`127.0.0.1:8080`, `[::1]:8080`); no name is resolved, so
+///   `localhost` does not match `127.0.0.1`.
+///
+/// Names compare case-insensitively, a trailing dot is ignored. `*` anywhere but as the whole
+/// first label makes the pattern match nothing, and so does an empty pattern.
+pub(crate) fn host_pattern_matches(
+    pattern: &str,
+    host: &str,
+    port: u16,
+    default_port: u16,
+) -> bool {
+    let pattern = pattern.trim();
+    let (pattern_host, pattern_port) = split_host_port(pattern);
+    let wanted_port = match pattern_port {
+        Some(Some(p)) => p,
+        Some(None) => return false, // a port that is not a number
+        None => default_port,
+    };
+    if port != wanted_port {
+        return false;
+    }
+    let normalize = |h: &str| h.strip_suffix('.').unwrap_or(h).to_ascii_lowercase();
+    let pattern_host = normalize(pattern_host);
+    let host = normalize(host);
+    if pattern_host.is_empty() || host.is_empty() {
+        return false;
+    }
+    if let Some(suffix) = pattern_host.strip_prefix("*.") {
+        if suffix.is_empty() || suffix.contains('*') {
+            return false;
+        }
+        return host
+            .strip_suffix(suffix)
+            .and_then(|rest| rest.strip_suffix('.'))
+            .is_some_and(|labels| !labels.is_empty() && !labels.ends_with('.'));
+    }
+    !pattern_host.contains('*') && pattern_host == host
+}
+
+/// `host[:port]` or `[v6][:port]` → the host and, when there is a port, `Some(port)` (`None`
+/// inside when it is not a valid port number).
+fn split_host_port(s: &str) -> (&str, Option<Option<u16>>) {
+    if s.starts_with('[') {
+        return match s.find(']') {
+            Some(end) => {
+                let host = &s[..=end];
+                match s[end + 1..].strip_prefix(':') {
+                    Some(port) => (host, Some(port.parse().ok())),
+                    None if end + 1 == s.len() => (host, None),
+                    None => (host, Some(None)),
+                }
+            }
+            None => (s, Some(None)),
+        };
+    }
+    match s.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port.parse().ok())),
+        None => (s, None),
+    }
 }
 
 /// Matches `text` against `pattern`, where `*` stands for any run of characters (spaces
@@ -119,5 +200,52 @@ mod tests {
             !bare.allows_command("git status"),
             "an empty list allows nothing"
         );
+        assert!(
+            !bare.allows_host("example.com", 443, 443),
+            "an empty list allows nothing"
+        );
+    }
+
+    #[test]
+    fn network_hosts() {
+        let mut net = cap("network");
+        net.hosts = vec![
+            "api.example.com".into(),
+            "*.example.org".into(),
+            "127.0.0.1:8080".into(),
+            "[::1]:9000".into(),
+            "*.internal:8443".into(),
+        ];
+        let g = Grants::new(vec![net]);
+        // A name without a port: the scheme's default port only.
+        assert!(g.allows_host("api.example.com", 443, 443));
+        assert!(g.allows_host("API.Example.com.", 80, 80));
+        assert!(!g.allows_host("api.example.com", 8443, 443));
+        assert!(!g.allows_host("api.example.com", 80, 443));
+        assert!(!g.allows_host("example.com", 443, 443));
+        assert!(!g.allows_host("api.example.com.evil.net", 443, 443));
+        // Wildcards: one or more labels, not the bare domain.
+        assert!(g.allows_host("a.example.org", 443, 443));
+        assert!(g.allows_host("a.b.example.org", 443, 443));
+        assert!(!g.allows_host("example.org", 443, 443));
+        assert!(!g.allows_host("evilexample.org", 443, 443));
+        assert!(!g.allows_host(".example.org", 443, 443));
+        assert!(g.allows_host("db.internal", 8443, 443));
+        assert!(!g.allows_host("db.internal", 443, 443));
+        // Explicit ports, IP literals.
+        assert!(g.allows_host("127.0.0.1", 8080, 80));
+        assert!(!g.allows_host("127.0.0.1", 8081, 80));
+        assert!(!g.allows_host("127.0.0.1", 80, 80));
+        assert!(!g.allows_host("localhost", 8080, 80));
+        assert!(g.allows_host("[::1]", 9000, 80));
+        assert!(!g.allows_host("[::1]", 80, 80));
+
+        for bad in ["*", "", "*.", "a.*.com", "api.example.com:http", "[::1"] {
+            assert!(
+                !host_pattern_matches(bad, "api.example.com", 443, 443),
+                "{bad}"
+            );
+            assert!(!host_pattern_matches(bad, "a.com", 443, 443), "{bad}");
+        }
     }
 }

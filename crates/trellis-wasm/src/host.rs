@@ -16,6 +16,7 @@ use crate::audit::{AuditRecord, AuditSink};
 use crate::backlog;
 use crate::caps::Grants;
 use crate::limiter::MemoryLimiter;
+use crate::net::CallScope;
 use crate::process;
 use crate::state::{StateError, StateStore};
 use crate::stdio::CapturePipe;
@@ -53,7 +54,7 @@ pub(crate) struct PluginShared {
 
 impl PluginShared {
     /// Records a denial (metrics, audit trail, log) and returns the WIT error for the guest.
-    fn deny(&self, audited: &mut u32, capability: &str, attempted: String) -> WitError {
+    pub(crate) fn deny(&self, audited: &mut u32, capability: &str, attempted: String) -> WitError {
         self.denials.fetch_add(1, Ordering::Relaxed);
         let attempted = truncate_chars(&attempted, MAX_ATTEMPTED_CHARS);
         *audited += 1;
@@ -120,9 +121,10 @@ pub(crate) struct HostState {
     pub stdout: CapturePipe,
     pub stderr: CapturePipe,
     clock_origin: Instant,
-    /// When the current call must end; host imports that block (process, sleeps) stop then.
-    pub deadline: Instant,
-    denials_this_call: u32,
+    /// `wasi:http` state; the requests themselves go through `call` (the hooks).
+    http: wasmtime_wasi_http::WasiHttpCtx,
+    /// The deadline and denials of the current call.
+    call: CallScope,
 }
 
 /// Where the project is mounted inside the guest.
@@ -168,6 +170,12 @@ impl HostState {
                 })?;
         }
         Ok(HostState {
+            call: CallScope {
+                shared: Arc::clone(&shared),
+                deadline: Instant::now(),
+                denials: 0,
+            },
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
             shared,
             wasi: builder.build(),
             table: ResourceTable::new(),
@@ -175,27 +183,24 @@ impl HostState {
             stdout,
             stderr,
             clock_origin,
-            deadline: Instant::now(),
-            denials_this_call: 0,
         })
     }
 
     /// Resets what is counted per call.
     pub(crate) fn begin_call(&mut self, timeout: Duration) {
-        self.deadline = Instant::now() + timeout;
-        self.denials_this_call = 0;
+        self.call.deadline = Instant::now() + timeout;
+        self.call.denials = 0;
         self.limiter.begin_call();
         self.stdout.clear();
         self.stderr.clear();
     }
 
     fn deny(&mut self, capability: &str, attempted: String) -> WitError {
-        self.shared
-            .deny(&mut self.denials_this_call, capability, attempted)
+        self.call.deny(capability, attempted)
     }
 
     fn remaining(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now())
+        self.call.remaining()
     }
 
     /// A pollable that becomes ready after `duration`, but never later than shortly after the
@@ -228,12 +233,24 @@ impl WasiView for HostState {
     }
 }
 
-/// Adds WASI p2 (without wasi:http) and the trellis imports to `linker`, and replaces the
-/// monotonic clock's sleeps with ones bounded by the call deadline.
+impl wasmtime_wasi_http::WasiHttpView for HostState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.call,
+        }
+    }
+}
+
+/// Adds WASI p2, `wasi:http` (outgoing requests, checked against the `network` grant by
+/// [`CallScope`]) and the trellis imports to `linker`, and replaces the monotonic clock's
+/// sleeps with ones bounded by the call deadline.
 pub(crate) fn add_to_linker(
     linker: &mut wasmtime::component::Linker<HostState>,
 ) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_sync(linker)?;
+    wasmtime_wasi_http::p2::add_only_http_to_linker_sync(linker)?;
     Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)?;
     linker.allow_shadowing(true);
     let mut clock = linker.instance("wasi:clocks/monotonic-clock@0.2.12")?;

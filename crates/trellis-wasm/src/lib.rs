@@ -12,8 +12,12 @@
 //!   (sockets and name lookup denied), empty stdin, stdout/stderr captured (bounded) and sent
 //!   to `tracing`. The project directory is preopened at `/project` only with
 //!   `filesystem.read` (read-only) or `filesystem.write` (read-write); escapes through `..`
-//!   or symlinks are refused by wasmtime-wasi's capability-based filesystem. `wasi:http` is
-//!   not provided: components importing it fail to load with a message naming the import.
+//!   or symlinks are refused by wasmtime-wasi's capability-based filesystem.
+//! - **Outgoing HTTP** (`wasi:http` 0.2, via `wasmtime-wasi-http`): every request is checked
+//!   against the hosts of the `network` grant (see `docs/wasm.md` for the patterns); a denied
+//!   one opens no connection, returns `error-code.HTTP-request-denied` to the guest and is
+//!   audited and counted like any denial. A request ends at the call's deadline, and a
+//!   response body is capped at [`MAX_RESPONSE_BODY_BYTES`].
 //! - **Limits** ([`EffectiveLimits`]): linear memory per store, wall time per call (epoch
 //!   interruption, a 10 ms tick: a runaway call stops within one tick of its timeout), an
 //!   optional fuel budget, and the size of a call's result. Sleeps through
@@ -64,6 +68,7 @@ mod host;
 mod limiter;
 mod limits;
 mod metrics;
+mod net;
 mod plugin;
 pub mod process;
 mod runtime;
@@ -79,6 +84,7 @@ pub use limits::{
     DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, EffectiveLimits,
 };
 pub use metrics::{PluginMetrics, RESERVOIR_SIZE, percentile};
+pub use net::MAX_RESPONSE_BODY_BYTES;
 pub use plugin::WasmPlugin;
 pub use runtime::{
     EngineOptions, FuelMode, PluginSpec, PoolingOptions, RuntimeOptions, SUPPORTED_API_VERSIONS,

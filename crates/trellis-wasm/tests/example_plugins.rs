@@ -626,3 +626,217 @@ fn security_scanner_wraps_the_implement_phase() {
     assert!(err.to_string().contains("around"), "{err}");
     assert!(p.run_phase("deploy", "before", &json!({})).is_err());
 }
+
+/// A tiny HTTP/1.1 server on `127.0.0.1:0`, answering every request with `200` and `body`
+/// (or, when `body` is `None`, reading the request and never answering). The thread lives
+/// until the test binary exits.
+struct TinyServer {
+    port: u16,
+    /// The request lines received, e.g. `GET /hello HTTP/1.1`.
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+fn tiny_server(body: Option<&'static str>) -> TinyServer {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = Arc::clone(&seen);
+    std::thread::spawn(move || {
+        let mut silent = Vec::new();
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let line = String::from_utf8_lossy(&request)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .to_owned();
+            log.lock().unwrap().push(line);
+            match body {
+                Some(body) => {
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = stream.write_all(response.as_bytes());
+                }
+                None => silent.push(stream),
+            }
+        }
+    });
+    TinyServer { port, seen }
+}
+
+fn network(hosts: &[String]) -> CapabilityRequest {
+    let mut net = cap("network");
+    net.hosts = hosts.to_vec();
+    net
+}
+
+fn assert_network_denied(env: &TestEnv, err: &WasmError, attempted: &str) {
+    assert_denied_and_audited(env, err, "network");
+    assert!(err.to_string().contains(attempted), "{err}");
+    let records = env.audit.records();
+    assert!(
+        records
+            .iter()
+            .any(|r| r.capability.as_deref() == Some("network") && r.attempted == attempted),
+        "no audit record with `{attempted}`: {records:?}"
+    );
+}
+
+#[test]
+fn hostile_http_to_a_granted_host_gets_the_body() {
+    let Some(dir) = example("hostile") else {
+        return;
+    };
+    let server = tiny_server(Some("hello from the test"));
+    let env = TestEnv::new();
+    let p = load_example(
+        &env,
+        &dir,
+        "hostile",
+        vec![network(&[format!("127.0.0.1:{}", server.port)])],
+        EffectiveLimits::default(),
+    );
+    let url = format!("http://127.0.0.1:{}/hello?x=1", server.port);
+    let out = p
+        .run_command("http", &[], &json!({ "url": url }))
+        .unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    assert_eq!(out, json!({"status": 200, "body": "hello from the test"}));
+    assert_eq!(
+        server.seen.lock().unwrap().as_slice(),
+        ["GET /hello?x=1 HTTP/1.1"]
+    );
+    assert_eq!(p.metrics().denials, 0);
+    assert!(env.audit.records().is_empty());
+    ok(&p);
+    // Twice on the same instance.
+    p.run_command("http", &[], &json!({ "url": url })).unwrap();
+    ok(&p);
+}
+
+#[test]
+fn hostile_http_without_network_is_denied_and_audited() {
+    let server = tiny_server(Some("nobody should see this"));
+    let port = server.port;
+    hostile(
+        vec![],
+        EffectiveLimits::default(),
+        "http",
+        json!({ "url": format!("http://127.0.0.1:{port}/secret?token=abc") }),
+        |env, err, _| {
+            // The query is left out of the audit trail.
+            assert_network_denied(env, &err, &format!("GET http://127.0.0.1:{port}/secret"));
+            assert!(
+                !env.audit
+                    .records()
+                    .iter()
+                    .any(|r| r.attempted.contains("token")),
+                "the query reached the audit trail"
+            );
+        },
+    );
+    assert!(
+        server.seen.lock().unwrap().is_empty(),
+        "a denied request connected"
+    );
+}
+
+#[test]
+fn hostile_http_to_hosts_outside_the_list_is_denied_and_audited() {
+    let Some(dir) = example("hostile") else {
+        return;
+    };
+    let granted = tiny_server(Some("granted"));
+    let other = tiny_server(Some("other"));
+    let env = TestEnv::new();
+    let p = load_example(
+        &env,
+        &dir,
+        "hostile",
+        vec![network(&[format!("127.0.0.1:{}", granted.port)])],
+        EffectiveLimits::default(),
+    );
+    let cases = [
+        // Another port of the same host.
+        (
+            format!("http://127.0.0.1:{}/", other.port),
+            format!("GET http://127.0.0.1:{}/", other.port),
+        ),
+        // Another loopback address on the granted port (never reached: denied first).
+        (
+            format!("http://127.0.0.2:{}/x", granted.port),
+            format!("GET http://127.0.0.2:{}/x", granted.port),
+        ),
+        // A name that resolves to the granted address is still another host.
+        (
+            format!("http://localhost:{}/", granted.port),
+            format!("GET http://localhost:{}/", granted.port),
+        ),
+        // A pattern with a port allows only that port, not the scheme's default one.
+        (
+            "http://127.0.0.1/".to_owned(),
+            "GET http://127.0.0.1:80/".to_owned(),
+        ),
+    ];
+    for (i, (url, attempted)) in cases.iter().enumerate() {
+        let err = p
+            .run_command("http", &[], &json!({ "url": url }))
+            .expect_err(url);
+        assert_network_denied(&env, &err, attempted);
+        assert_eq!(p.metrics().denials, i as u64 + 1);
+        ok(&p);
+    }
+    assert!(
+        other.seen.lock().unwrap().is_empty(),
+        "a denied request connected"
+    );
+    assert!(
+        granted.seen.lock().unwrap().is_empty(),
+        "a denied request connected"
+    );
+    // The granted one still works.
+    let out = p
+        .run_command(
+            "http",
+            &[],
+            &json!({ "url": format!("http://127.0.0.1:{}/", granted.port) }),
+        )
+        .unwrap();
+    assert_eq!(out["body"], json!("granted"));
+}
+
+#[test]
+fn hostile_http_ends_at_the_call_deadline() {
+    let server = tiny_server(None);
+    let port = server.port;
+    hostile(
+        vec![network(&[format!("127.0.0.1:{port}")])],
+        limits_ms(500),
+        "http",
+        json!({ "url": format!("http://127.0.0.1:{port}/slow") }),
+        |_, err, took| {
+            assert!(took < Duration::from_secs(3), "took {took:?}: {err}");
+            match &err {
+                WasmError::Guest { message, .. } => {
+                    assert!(message.contains("timed out"), "{err}")
+                }
+                WasmError::LimitExceeded {
+                    limit: Limit::Time { .. },
+                    ..
+                } => {}
+                other => panic!("expected a timeout: {other:?}"),
+            }
+        },
+    );
+}

@@ -530,19 +530,38 @@ fn broken_files_are_invalid_components() {
         }
     }
     // A component importing something the host does not provide.
-    let wants_http = r#"(component
-      (import "wasi:http/outgoing-handler@0.2.0" (instance (export "handle" (func))))
+    let wants_keyvalue = r#"(component
+      (import "wasi:keyvalue/store@0.2.0-draft" (instance (export "open" (func))))
       (core module $m (func (export "f")))
       (core instance $i (instantiate $m))
       (func $f (canon lift (core func $i "f")))
       (instance $g (export "init" (func $f)))
       (export "trellis:plugin/guest@0.1.0" (instance $g)))"#;
-    match load_err(&env, wants_http.as_bytes()) {
+    match load_err(&env, wants_keyvalue.as_bytes()) {
         WasmError::InvalidComponent { reason, .. } => {
-            assert!(reason.contains("wasi:http/outgoing-handler"), "{reason}")
+            assert!(reason.contains("wasi:keyvalue/store"), "{reason}")
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn components_importing_wasi_http_load() {
+    let env = TestEnv::new();
+    // The test guest, plus an import of wasi:http it does not use.
+    let wants_http = GUEST_WAT.replacen(
+        "(component",
+        r#"(component
+  (import "wasi:http/types@0.2.0" (instance (export "fields" (type (sub resource)))))"#,
+        1,
+    );
+    assert_ne!(wants_http, GUEST_WAT);
+    let dir = env.plugin_dir("http", wants_http.as_bytes());
+    env.runtime
+        .load(spec("http", &dir, vec![], EffectiveLimits::default()))
+        .unwrap_or_else(|e| panic!("a component importing wasi:http must load: {e}"))
+        .run_command("ok", &[], &json!({}))
+        .unwrap();
 }
 
 #[test]

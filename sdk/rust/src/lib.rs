@@ -4,7 +4,7 @@
 //! (`wit/v0.1.0/plugin.wit` in the Trellis repository). This crate hides the component-model
 //! plumbing: implement the plain-Rust [`Plugin`] trait, register it with [`export_plugin!`],
 //! and call the host through typed modules — [`log`], [`config`], [`events`], [`state`],
-//! [`backlog`], [`env`](mod@env), [`process`] — and project files through [`fs`] (or plain `std::fs`
+//! [`backlog`], [`env`](mod@env), [`process`], [`http`] — and project files through [`fs`] (or plain `std::fs`
 //! under [`PROJECT_DIR`]). JSON crossing the boundary is parsed and serialized for you;
 //! malformed JSON from the host becomes [`Error::InvalidInput`].
 //!
@@ -81,8 +81,9 @@
 //! The host caps memory, wall time (and optionally fuel and output size) per the manifest's
 //! `limits` and the user's policy. A panic, running out of memory or time, traps the call;
 //! the host reports it as a failure of that call. The component sees no environment
-//! variables, arguments, network or clock beyond what WASI gives every component; host data
-//! comes only through the modules above.
+//! variables, arguments, sockets or clock beyond what WASI gives every component; host data
+//! comes only through the modules above, and the network only through [`http`], to the hosts
+//! the `network` capability lists.
 
 #![warn(missing_docs)]
 
@@ -105,6 +106,7 @@ pub mod env;
 mod error;
 pub mod events;
 pub mod fs;
+pub mod http;
 mod json;
 pub mod log;
 mod plugin;

@@ -20,12 +20,13 @@
 //! | `backlog` | creates a task titled `hostile task` | `{"title": "..."}` |
 //! | `state` | sets key `hostile` to `was here`, reads it back | `{"key": "...", "value": "..."}` |
 //! | `emit` | emits `plugin.hostile.emitted` | `{"topic": "..."}` |
+//! | `http` | GETs `url` (needs `network` for its host); returns `{"status": N, "body": "..."}` | `{"url": "http://..."}` |
 
 use std::hint::black_box;
 
 use trellis_plugin_sdk::backlog::{self, NewTask};
 use trellis_plugin_sdk::{
-    Error, Plugin, Value, env, events, export_plugin, fs, json, process, state,
+    Error, Plugin, Value, env, events, export_plugin, fs, http, json, process, state,
 };
 
 struct Hostile;
@@ -87,6 +88,12 @@ impl Plugin for Hostile {
                 let topic = str_field(&input, "topic").unwrap_or("plugin.hostile.emitted");
                 events::emit(topic, &json!({"hostile": true}))?;
                 Ok(json!({"emitted": topic}))
+            }
+            "http" => {
+                let url = str_field(&input, "url")
+                    .ok_or_else(|| Error::invalid_input("`url` is required"))?;
+                let response = http::get(url)?;
+                Ok(json!({"status": response.status, "body": response.text()}))
             }
             other => Err(Error::not_found(format!("command `{other}`"))),
         }
