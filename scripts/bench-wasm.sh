@@ -34,6 +34,10 @@ if [[ -z "$toolchain" ]]; then
     rustc_minor=$(rustc --version | sed -E 's/^rustc 1\.([0-9]+).*/\1/')
     if (( rustc_minor < 96 )); then toolchain=nightly; fi  # wasmtime 49 needs rustc 1.96
 fi
+if [[ -n "$toolchain" ]] && ! rustup toolchain list | grep -q "^$toolchain"; then
+    echo "bench-wasm: installing the $toolchain toolchain for the Extism host" >&2
+    rustup toolchain install "$toolchain" --profile minimal >&2
+fi
 CARGO_TARGET_DIR="$extism_target" cargo ${toolchain:++$toolchain} build --quiet --release \
     --manifest-path benches/extism-compare/Cargo.toml
 
