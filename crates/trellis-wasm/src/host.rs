@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use trellis_audit::{AuditEvent, AuditSink};
 use trellis_core::EventBus;
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::audit::{AuditRecord, AuditSink};
 use crate::backlog;
 use crate::caps::Grants;
 use crate::limiter::MemoryLimiter;
@@ -60,13 +60,12 @@ impl PluginShared {
         *audited += 1;
         if *audited <= MAX_AUDITED_DENIALS_PER_CALL {
             tracing::warn!(plugin = %self.name, capability, attempted = %attempted, "capability denied");
-            self.audit.record(AuditRecord::now(
-                &self.name,
-                "capability.denied",
-                Some(capability),
-                attempted.clone(),
-                "denied",
-            ));
+            self.audit.record(
+                AuditEvent::new("capability.denied", "denied")
+                    .plugin(&self.name)
+                    .capability(capability)
+                    .attempted(attempted.clone()),
+            );
         } else if *audited == MAX_AUDITED_DENIALS_PER_CALL + 1 {
             tracing::warn!(plugin = %self.name, "more than {MAX_AUDITED_DENIALS_PER_CALL} denials in one call; further ones are counted but not audited");
         }
@@ -419,17 +418,18 @@ impl wit_backlog::Host for HostState {
             .to_string_lossy()
             .into_owned();
         tracing::info!(plugin = %shared.name, id = %created.task.id, file = %file, "backlog task created");
-        shared.audit.record(AuditRecord::now(
-            &shared.name,
-            "backlog.task.created",
-            Some("backlog.write"),
-            format!(
-                "create task {} `{}` in {file}",
-                created.task.id,
-                truncate_chars(&created.task.title, 128)
-            ),
-            "created",
-        ));
+        shared.audit.record(
+            AuditEvent::new("backlog.task.created", "created")
+                .plugin(&shared.name)
+                .capability("backlog.write")
+                .attempted(format!(
+                    "create task {} `{}` in {file}",
+                    created.task.id,
+                    truncate_chars(&created.task.title, 128)
+                ))
+                .detail("task", created.task.id.clone())
+                .detail("file", file.clone()),
+        );
         let payload = json!({
             "id": created.task.id,
             "title": created.task.title,
@@ -503,7 +503,7 @@ impl trellis::plugin::process::Host for HostState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::audit::MemoryAudit;
+    use trellis_audit::MemoryAudit;
     use trellis_manifest::CapabilityRequest;
 
     struct Fixture {
@@ -594,9 +594,9 @@ mod tests {
         assert_eq!(h.shared.denials.load(Ordering::Relaxed), 9);
         let records = f.audit.records();
         assert_eq!(records.len(), 9);
-        assert!(records.iter().all(|r| r.action == "capability.denied"
-            && r.outcome == "denied"
-            && r.plugin == "nobody"));
+        assert!(records.iter().all(|r| r.event.action == "capability.denied"
+            && r.event.outcome == "denied"
+            && r.event.plugin.as_deref() == Some("nobody")));
         // Nothing happened on disk.
         assert!(!f.root.join("backlog").exists());
         assert!(!f.root.join(".trellis").exists());
@@ -715,9 +715,15 @@ mod tests {
         );
         let records = f.audit.records();
         assert_eq!(records.len(), 1);
-        assert_eq!(records[0].action, "backlog.task.created");
-        assert_eq!(records[0].capability.as_deref(), Some("backlog.write"));
-        assert_eq!(records[0].outcome, "created");
+        let event = &records[0].event;
+        assert_eq!(event.action, "backlog.task.created");
+        assert_eq!(event.capability.as_deref(), Some("backlog.write"));
+        assert_eq!(event.outcome, "created");
+        assert_eq!(event.details["task"], "task-5");
+        assert_eq!(
+            event.details["file"],
+            "backlog/tasks/task-5 - Secret-in-appconfig.py.md"
+        );
 
         let listed = wit_backlog::Host::list_tasks(&mut h, Some("security".into())).unwrap();
         assert_eq!(listed.len(), 1);

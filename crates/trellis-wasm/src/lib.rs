@@ -59,7 +59,6 @@
 //! gets back a [`WasmPlugin`] to call directly or to register with a
 //! [`trellis_core::PluginManager`] through [`WasmPlugin::registration`].
 
-mod audit;
 pub mod backlog;
 mod cache;
 mod caps;
@@ -75,7 +74,6 @@ mod runtime;
 pub mod state;
 mod stdio;
 
-pub use audit::{AuditRecord, AuditSink, JsonlAudit, MemoryAudit};
 pub use cache::{CacheStatus, cache_key, cache_path, engine_hash};
 pub use caps::glob_match;
 pub use error::{GuestErrorKind, Limit, WasmError};
@@ -90,3 +88,4 @@ pub use runtime::{
     EngineOptions, FuelMode, PluginSpec, PoolingOptions, RuntimeOptions, SUPPORTED_API_VERSIONS,
     WasmRuntime, detect_api_version,
 };
+pub use trellis_audit::{AuditEvent, AuditLog, AuditSink, MemoryAudit};

@@ -6,11 +6,11 @@ use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use trellis_audit::AuditSink;
 use trellis_core::EventBus;
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
-use crate::audit::AuditSink;
 use crate::cache;
 use crate::caps::Grants;
 use crate::error::WasmError;

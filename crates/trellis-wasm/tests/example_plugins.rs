@@ -92,9 +92,11 @@ fn assert_denied_and_audited(env: &TestEnv, err: &WasmError, capability: &str) {
     }
     let records = env.audit.records();
     assert!(
-        records.iter().any(|r| r.plugin == "hostile"
-            && r.action == "capability.denied"
-            && r.capability.as_deref() == Some(capability)),
+        records
+            .iter()
+            .any(|r| r.event.plugin.as_deref() == Some("hostile")
+                && r.event.action == "capability.denied"
+                && r.event.capability.as_deref() == Some(capability)),
         "no audit record for {capability}: {records:?}"
     );
 }
@@ -508,7 +510,7 @@ fn security_scan_files_a_task_and_emits() {
     assert_eq!(events[1].payload["findings"], json!(1));
     let audit = env.audit.records();
     assert_eq!(audit.len(), 1);
-    assert_eq!(audit[0].action, "backlog.task.created");
+    assert_eq!(audit[0].event.action, "backlog.task.created");
     assert_eq!(p.metrics().denials, 0);
 }
 
@@ -538,9 +540,9 @@ fn security_scan_without_backlog_write_still_reports() {
     assert!(!env.project.join("backlog").exists());
     let audit = env.audit.records();
     assert_eq!(audit.len(), 1, "{audit:?}");
-    assert_eq!(audit[0].action, "capability.denied");
-    assert_eq!(audit[0].capability.as_deref(), Some("backlog.write"));
-    assert_eq!(audit[0].plugin, "security-scanner");
+    assert_eq!(audit[0].event.action, "capability.denied");
+    assert_eq!(audit[0].event.capability.as_deref(), Some("backlog.write"));
+    assert_eq!(audit[0].event.plugin.as_deref(), Some("security-scanner"));
     assert_eq!(p.metrics().denials, 1);
 }
 
@@ -689,7 +691,8 @@ fn assert_network_denied(env: &TestEnv, err: &WasmError, attempted: &str) {
     assert!(
         records
             .iter()
-            .any(|r| r.capability.as_deref() == Some("network") && r.attempted == attempted),
+            .any(|r| r.event.capability.as_deref() == Some("network")
+                && r.event.attempted.as_deref() == Some(attempted)),
         "no audit record with `{attempted}`: {records:?}"
     );
 }
@@ -738,10 +741,12 @@ fn hostile_http_without_network_is_denied_and_audited() {
             // The query is left out of the audit trail.
             assert_network_denied(env, &err, &format!("GET http://127.0.0.1:{port}/secret"));
             assert!(
-                !env.audit
-                    .records()
-                    .iter()
-                    .any(|r| r.attempted.contains("token")),
+                !env.audit.records().iter().any(|r| r
+                    .event
+                    .attempted
+                    .as_deref()
+                    .unwrap_or("")
+                    .contains("token")),
                 "the query reached the audit trail"
             );
         },

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{Value, json};
 use trellis_wasm::{
-    CacheStatus, EffectiveLimits, EngineOptions, FuelMode, GuestErrorKind, JsonlAudit, Limit,
+    AuditLog, CacheStatus, EffectiveLimits, EngineOptions, FuelMode, GuestErrorKind, Limit,
     WasmError, WasmPlugin,
 };
 
@@ -278,11 +278,15 @@ fn undeclared_environment_read_is_denied_and_audited() {
     );
     let records = env.audit.records();
     assert_eq!(records.len(), 1);
-    assert_eq!(records[0].plugin, "snoop");
-    assert_eq!(records[0].action, "capability.denied");
-    assert_eq!(records[0].capability.as_deref(), Some("environment"));
-    assert_eq!(records[0].attempted, "read environment variable HOME");
-    assert_eq!(records[0].outcome, "denied");
+    let event = &records[0].event;
+    assert_eq!(event.plugin.as_deref(), Some("snoop"));
+    assert_eq!(event.action, "capability.denied");
+    assert_eq!(event.capability.as_deref(), Some("environment"));
+    assert_eq!(
+        event.attempted.as_deref(),
+        Some("read environment variable HOME")
+    );
+    assert_eq!(event.outcome, "denied");
     assert_eq!(p.metrics().denials, 1);
     ok(&p);
 
@@ -324,20 +328,20 @@ fn undeclared_environment_read_is_denied_and_audited() {
 fn denials_reach_a_jsonl_audit_file() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join(".trellis/audit.jsonl");
-    let audit = Arc::new(JsonlAudit::new(path.clone()));
+    let audit = Arc::new(AuditLog::open(&path));
     let env = TestEnv::with(EngineOptions::default(), Some(audit.clone()));
     let p = load(&env, "snoop", EffectiveLimits::default());
     for _ in 0..3 {
         assert!(p.run_command("env", &[], &json!({})).is_err());
     }
-    let records = audit.read_all().unwrap();
+    let records = trellis_audit::read(&path, &trellis_audit::Filter::default()).unwrap();
     assert_eq!(records.len(), 3);
-    assert!(
-        records
-            .iter()
-            .all(|r| r.action == "capability.denied" && r.plugin == "snoop")
-    );
+    assert!(records.iter().all(
+        |r| r.event.action == "capability.denied" && r.event.plugin.as_deref() == Some("snoop")
+    ));
     assert_eq!(std::fs::read_to_string(&path).unwrap().lines().count(), 3);
+    let report = trellis_audit::verify(&path).unwrap();
+    assert_eq!((report.records, report.problem), (3, None));
 }
 
 #[test]
