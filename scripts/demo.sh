@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on embedded defaults: a fresh project, a plugin scaffolded, validated,
-# installed, enabled, configured and run, and the event log that recorded it all.
+# installed, enabled, configured and run; then a WebAssembly plugin packaged, signed, verified
+# and installed with its trust level and grants; and the tamper-evident audit log verified.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -13,6 +14,10 @@ trellis() { echo "\$ trellis $*" >&2; "$TRELLIS_BIN" "$@"; }
 work=$(mktemp -d "${TMPDIR:-/tmp}/trellis-demo.XXXXXX")
 echo "Demo project: $work"
 cd "$work"
+# The demo's own signer list and keys, so that nothing of yours is read or written.
+export TRELLIS_CONFIG_DIR="$work/.user-config"
+mkdir -p "$TRELLIS_CONFIG_DIR"
+unset TRELLIS_POLICY
 trellis plugin init demo
 trellis plugin validate demo
 trellis plugin install ./demo
@@ -23,11 +28,23 @@ trellis hello team
 trellis plugin info demo
 trellis plugin list --json
 
-# A WebAssembly plugin (use case UC-1): a planted secret becomes a Backlog.md task and an event.
-mkdir -p src && printf 'import os\npassword = "hunter22secret"\n' > src/app.py
-trellis plugin install "$repo/examples/plugins/security-scanner"
+# A WebAssembly plugin (use case UC-1), signed: a reproducible package, an Ed25519 key, an SSH
+# signature, the signer trusted through allowed_signers, then install with its grants.
+trellis plugin build "$repo/examples/plugins/security-scanner" --out dist
+trellis plugin keygen --principal security@trellis.example --out keys/security
+trellis plugin sign dist/security-scanner-0.1.0.tar.gz --key keys/security
+echo "security@trellis.example $(cat keys/security.pub)" >> "$TRELLIS_CONFIG_DIR/allowed_signers"
+trellis plugin verify dist/security-scanner-0.1.0.tar.gz
+trellis plugin install dist/security-scanner-0.1.0.tar.gz --yes
 trellis plugin enable security-scanner
+trellis plugin list
+trellis plugin grants security-scanner
+# A planted secret becomes a Backlog.md task and an event.
+mkdir -p src && printf 'import os\npassword = "hunter22secret"\n' > src/app.py
 trellis security-scan
 ls backlog/tasks
 trellis plugin stats
 trellis events tail
+trellis plugin audit
+trellis audit log --plugin security-scanner
+trellis audit verify

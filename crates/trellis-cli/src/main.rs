@@ -10,6 +10,7 @@
 mod render;
 mod run;
 mod scaffold;
+mod trust;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 use trellis_core::TopicPattern;
 use trellis_manifest::RuntimeKind;
-use trellis_project::{InstallOptions, Project, Transition};
+use trellis_project::{GrantChoices, Project, Transition};
 
 use render::{Failure, Output};
 
@@ -31,7 +32,6 @@ use render::{Failure, Output};
     version,
     about = "Plugins for your project: install, enable, configure, run."
 )]
-#[command(args_conflicts_with_subcommands = true)]
 struct Cli {
     /// The project directory (default: the nearest directory upwards with a `.trellis/`, else
     /// the current directory).
@@ -52,6 +52,15 @@ enum Command {
     /// Read the project's event log.
     #[command(subcommand)]
     Events(EventsCommand),
+    /// Check installed plugins against the admin's and the project's policy.
+    #[command(subcommand)]
+    Policy(trust::PolicyCommand),
+    /// Read and verify the tamper-evident audit log (.trellis/audit.jsonl).
+    #[command(subcommand)]
+    Audit(trust::AuditCommand),
+    /// Opt in to or out of usage telemetry (off until you enable it).
+    #[command(subcommand)]
+    Telemetry(trust::TelemetryCommand),
     /// Run a command provided by an enabled plugin: `trellis <command> [args...]`, or
     /// `trellis <plugin>:<command>` when two plugins provide the same name.
     #[command(external_subcommand)]
@@ -91,12 +100,63 @@ enum PluginCommand {
         #[arg(default_value = ".")]
         dir: PathBuf,
     },
-    /// Install a plugin from a local directory (it starts disabled).
-    Install {
+    /// Package a plugin directory into a reproducible archive (`<name>-<version>.tar.gz`).
+    Build {
+        #[arg(default_value = ".")]
         dir: PathBuf,
-        /// Replace an installed plugin of the same name, keeping its state.
+        /// Where to write the archive (default: DIR/dist).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
+    /// Make an Ed25519 signing key (OpenSSH format; encrypted when
+    /// TRELLIS_SIGNING_KEY_PASSPHRASE is set).
+    Keygen {
+        /// Who signs with it, e.g. an e-mail address; users list it in allowed_signers.
+        #[arg(long)]
+        principal: String,
+        /// Where to write the private key (default: ~/.config/trellis/keys/trellis_ed25519).
+        #[arg(long, value_name = "PATH")]
+        out: Option<PathBuf>,
+    },
+    /// Sign a package archive (writes ARCHIVE.sig, an SSH signature).
+    Sign {
+        archive: PathBuf,
+        /// The private key (default: TRELLIS_SIGNING_KEY, the trellis key, ~/.ssh/id_ed25519).
+        #[arg(long, value_name = "PATH")]
+        key: Option<PathBuf>,
+    },
+    /// Countersign a package as a certifier (writes ARCHIVE.cert.sig).
+    Certify {
+        archive: PathBuf,
+        #[arg(long, value_name = "PATH")]
+        key: Option<PathBuf>,
+    },
+    /// Check a package's signature and show its signer, package hash and trust level.
+    Verify { archive: PathBuf },
+    /// Install a plugin from a package archive or a local directory (it starts disabled).
+    Install {
+        /// A package (`.tar.gz`, its `.sig` beside it) or a plugin directory.
+        source: PathBuf,
+        /// Replace an installed plugin of the same name (an update), keeping its state.
         #[arg(long)]
         force: bool,
+        /// Grant every requested capability that the policy does not require approval for.
+        #[arg(long)]
+        yes: bool,
+        /// Grant this capability (repeatable).
+        #[arg(long, value_name = "CAP")]
+        grant: Vec<String>,
+        /// Refuse this capability (repeatable).
+        #[arg(long, value_name = "CAP")]
+        deny: Vec<String>,
+    },
+    /// Re-check every installed plugin: trust, signature, changed files, grants, policy.
+    Audit,
+    /// Show or change the capabilities granted to a plugin.
+    Grants {
+        name: String,
+        #[command(subcommand)]
+        action: Option<trust::GrantsAction>,
     },
     /// List installed plugins.
     List,
@@ -201,6 +261,9 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<(), Failure> {
             lines,
             follow,
         }) => tail(&project(cli)?, topic.as_deref(), *lines, *follow, out),
+        Command::Policy(cmd) => trust::policy(&project(cli)?, cmd, out),
+        Command::Audit(cmd) => trust::audit(&project(cli)?, cmd, out),
+        Command::Telemetry(cmd) => trust::telemetry(cmd, out),
         Command::External(args) => {
             let (name, rest) = args.split_first().context("no command given")?;
             run::run_command(project(cli)?, name, rest, out)
@@ -240,22 +303,36 @@ fn plugin(cli: &Cli, cmd: &PluginCommand, out: &Output) -> Result<(), Failure> {
             );
             Ok(())
         }
-        PluginCommand::Install { dir, force } => {
-            let project = project(cli)?;
-            let report = project.install_dir(dir, &InstallOptions { force: *force })?;
-            out.value(&serde_json::to_value(&report).context("rendering")?, || {
-                let verb = match &report.replaced {
-                    Some(old) => format!("Replaced {} {old} with {}", report.name, report.version),
-                    None => format!("Installed {} {}", report.name, report.version),
-                };
-                format!(
-                    "{verb} ({})\n  files: {}\nRun `trellis plugin enable {}` to activate it.",
-                    report.state,
-                    report.path.display(),
-                    report.name
-                )
-            });
-            Ok(())
+        PluginCommand::Build { dir, out: out_dir } => trust::build(dir, out_dir.as_deref(), out),
+        PluginCommand::Keygen {
+            principal,
+            out: path,
+        } => trust::keygen(path.as_deref(), principal, out),
+        PluginCommand::Sign { archive, key } => trust::sign(archive, key.as_deref(), false, out),
+        PluginCommand::Certify { archive, key } => trust::sign(archive, key.as_deref(), true, out),
+        PluginCommand::Verify { archive } => trust::verify(&project(cli)?, archive, out),
+        PluginCommand::Install {
+            source,
+            force,
+            yes,
+            grant,
+            deny,
+        } => trust::install(
+            &project(cli)?,
+            trust::InstallArgs {
+                source,
+                force: *force,
+                choices: GrantChoices {
+                    yes: *yes,
+                    grant: grant.clone(),
+                    deny: deny.clone(),
+                },
+            },
+            out,
+        ),
+        PluginCommand::Audit => trust::audit_plugins(&project(cli)?, out),
+        PluginCommand::Grants { name, action } => {
+            trust::grants(&project(cli)?, name, action.as_ref(), out)
         }
         PluginCommand::List => {
             let project = project(cli)?;

@@ -12,6 +12,12 @@ pub enum Failure {
     Manifest(ManifestError),
     Event(EventError),
     Other(anyhow::Error),
+    /// An error of a library crate with its own stable kind and hint.
+    Library {
+        kind: &'static str,
+        message: String,
+        hint: Option<String>,
+    },
     /// The command already printed what went wrong (e.g. `config validate`); exit non-zero.
     Reported,
 }
@@ -40,6 +46,38 @@ impl From<trellis_host::HostError> for Failure {
     }
 }
 
+impl From<trellis_package::PackageError> for Failure {
+    fn from(e: trellis_package::PackageError) -> Self {
+        ProjectError::from(e).into()
+    }
+}
+
+impl From<trellis_trust::TrustError> for Failure {
+    fn from(e: trellis_trust::TrustError) -> Self {
+        ProjectError::from(e).into()
+    }
+}
+
+impl From<trellis_audit::AuditError> for Failure {
+    fn from(e: trellis_audit::AuditError) -> Self {
+        Failure::Library {
+            kind: "audit",
+            message: e.to_string(),
+            hint: None,
+        }
+    }
+}
+
+impl From<trellis_telemetry::TelemetryError> for Failure {
+    fn from(e: trellis_telemetry::TelemetryError) -> Self {
+        Failure::Library {
+            kind: "telemetry",
+            message: e.to_string(),
+            hint: None,
+        }
+    }
+}
+
 impl From<EventError> for Failure {
     fn from(e: EventError) -> Self {
         Failure::Event(e)
@@ -59,6 +97,10 @@ pub struct Output {
 impl Output {
     pub fn new(json: bool) -> Self {
         Output { json }
+    }
+
+    pub fn is_json(&self) -> bool {
+        self.json
     }
 
     /// Prints `value` as JSON, or the text that `human` builds.
@@ -141,6 +183,11 @@ fn describe(failure: &Failure) -> (&'static str, String, Option<String>, Value) 
         },
         Failure::Event(e) => ("event", e.to_string(), None, Value::Null),
         Failure::Other(e) => ("error", format!("{e:#}"), None, Value::Null),
+        Failure::Library {
+            kind,
+            message,
+            hint,
+        } => (kind, message.clone(), hint.clone(), Value::Null),
         Failure::Reported => ("reported", String::new(), None, Value::Null),
     }
 }
@@ -166,7 +213,7 @@ pub fn plugin_table(plugins: &[PluginSummary]) -> String {
     if plugins.is_empty() {
         return "No plugins installed. Install one with `trellis plugin install <dir>`.".to_owned();
     }
-    let rows: Vec<[String; 5]> = plugins
+    let rows: Vec<[String; 6]> = plugins
         .iter()
         .map(|p| {
             [
@@ -177,12 +224,20 @@ pub fn plugin_table(plugins: &[PluginSummary]) -> String {
                     None => p.state.to_string(),
                 },
                 p.runtime.to_owned(),
+                p.trust.to_string(),
                 p.description.clone().unwrap_or_default(),
             ]
         })
         .collect();
-    let headers = ["NAME", "VERSION", "STATE", "RUNTIME", "DESCRIPTION"];
-    let widths: Vec<usize> = (0..5)
+    let headers = [
+        "NAME",
+        "VERSION",
+        "STATE",
+        "RUNTIME",
+        "TRUST",
+        "DESCRIPTION",
+    ];
+    let widths: Vec<usize> = (0..6)
         .map(|i| {
             rows.iter()
                 .map(|r| r[i].chars().count())
@@ -232,6 +287,13 @@ pub fn plugin_info(info: &PluginInfo) -> String {
     if let Some(r) = &m.metadata.repository {
         field("Repository:", r.clone());
     }
+    field(
+        "Trust:",
+        match &s.signer {
+            Some(signer) => format!("{} (signed by {signer})", s.trust),
+            None => s.trust.to_string(),
+        },
+    );
     field("Source:", s.source.clone());
     field("Checksum:", s.checksum.clone());
     field("Path:", info.path.display().to_string());
@@ -262,12 +324,17 @@ pub fn plugin_info(info: &PluginInfo) -> String {
     }
     for c in &r.capabilities {
         out.push_str(&format!(
-            "  capability {}{}\n",
+            "  capability {}{} [{}]\n",
             c.name,
             c.reason
                 .as_ref()
                 .map(|r| format!(": {r}"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            if s.granted.contains(&c.name) {
+                "granted"
+            } else {
+                "not granted"
+            }
         ));
     }
     if !info.dependents.is_empty() {

@@ -12,8 +12,36 @@ pub fn run_command(
     args: &[String],
     out: &Output,
 ) -> Result<(), Failure> {
-    let host = Host::start(project)?;
+    let mut host = Host::start(project)?;
+    // Telemetry is recorded only after the user consented; a failure there never fails the
+    // command.
+    if let Ok(telemetry) = crate::trust::telemetry_handle()
+        && telemetry.status().is_ok_and(|s| s.enabled)
+    {
+        let telemetry = std::sync::Arc::new(telemetry);
+        let recorder = telemetry.clone();
+        host.on_command(move |r| {
+            recorder.record(&trellis_telemetry::UsageEvent {
+                plugin: r.plugin.clone(),
+                version: r.version.clone(),
+                command: r.command.clone(),
+                success: r.success,
+                duration_ms: r.duration_ms,
+            });
+        });
+        let result = host.run_command(name, args);
+        telemetry.maybe_flush();
+        return finish(&host, result, out);
+    }
     let result = host.run_command(name, args);
+    finish(&host, result, out)
+}
+
+fn finish(
+    host: &Host,
+    result: Result<trellis_host::CommandOutput, trellis_host::HostError>,
+    out: &Output,
+) -> Result<(), Failure> {
     if let Err(e) = host.persist_stats() {
         eprintln!("warning: could not update plugin statistics: {e}");
     }

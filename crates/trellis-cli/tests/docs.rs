@@ -38,12 +38,24 @@ fn sessions(doc: &str) -> Vec<Vec<(String, Vec<String>)>> {
 
 #[test]
 fn cli_doc_session_runs_as_written() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/cli.md");
-    let doc = std::fs::read_to_string(&root).expect("docs/cli.md");
+    run_sessions("cli.md");
+}
+
+#[test]
+fn trust_doc_session_runs_as_written() {
+    run_sessions("trust.md");
+}
+
+fn run_sessions(name: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../docs")
+        .join(name);
+    let doc = std::fs::read_to_string(&root).expect("doc exists");
     let all = sessions(&doc);
-    assert!(!all.is_empty(), "docs/cli.md has no session block");
+    assert!(!all.is_empty(), "docs/{name} has no session block");
     for steps in all {
         let dir = tempfile::tempdir().unwrap();
+        let user_config = tempfile::tempdir().unwrap();
         for (line, expected) in steps {
             let words: Vec<&str> = line.split_whitespace().collect();
             assert_eq!(
@@ -53,6 +65,9 @@ fn cli_doc_session_runs_as_written() {
             let output = Command::cargo_bin("trellis")
                 .unwrap()
                 .current_dir(dir.path())
+                .env("TRELLIS_CONFIG_DIR", user_config.path())
+                .env_remove("TRELLIS_POLICY")
+                .env_remove("TRELLIS_PROJECT")
                 .args(&words[1..])
                 .output()
                 .unwrap();

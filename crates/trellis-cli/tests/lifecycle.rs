@@ -10,7 +10,11 @@ use serde_json::Value;
 
 fn trellis(project: &Path) -> Command {
     let mut cmd = Command::cargo_bin("trellis").expect("binary built");
-    cmd.current_dir(project).env_remove("TRELLIS_PROJECT");
+    // The user's own signer lists and policy must not leak into the test.
+    cmd.current_dir(project)
+        .env_remove("TRELLIS_PROJECT")
+        .env_remove("TRELLIS_POLICY")
+        .env("TRELLIS_CONFIG_DIR", project.with_extension("user-config"));
     cmd
 }
 

@@ -21,7 +21,9 @@ fn trellis(project: &Path, cache: &Path) -> Command {
     let mut cmd = Command::cargo_bin("trellis").expect("binary built");
     cmd.current_dir(project)
         .env_remove("TRELLIS_PROJECT")
-        .env("TRELLIS_CACHE_DIR", cache);
+        .env("TRELLIS_CACHE_DIR", cache)
+        .env("TRELLIS_CONFIG_DIR", cache.join("user-config"))
+        .env_remove("TRELLIS_POLICY");
     cmd
 }
 
@@ -49,7 +51,7 @@ fn security_scan_files_a_task_and_an_event() {
     plant_secret(&p);
     let scanner = scanner_dir();
     trellis(&p, &cache)
-        .args(["plugin", "install", scanner.to_str().unwrap()])
+        .args(["plugin", "install", "--yes", scanner.to_str().unwrap()])
         .assert()
         .success();
     trellis(&p, &cache)
@@ -131,7 +133,7 @@ fn security_scan_without_backlog_write_is_denied_but_still_reports() {
     fs::write(copy.join("plugin.yaml"), without).unwrap();
 
     trellis(&p, &cache)
-        .args(["plugin", "install", copy.to_str().unwrap()])
+        .args(["plugin", "install", "--yes", copy.to_str().unwrap()])
         .assert()
         .success();
     trellis(&p, &cache)

@@ -19,11 +19,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::{Map, Value, json};
+use trellis_audit::AuditEvent;
 use trellis_core::PluginManager;
 use trellis_manifest::{Command, RuntimeKind};
 use trellis_project::{LoadedPlugin, Project, ProjectError};
 use trellis_wasm::{
-    EffectiveLimits, JsonlAudit, PluginSpec, RuntimeOptions, WasmError, WasmPlugin, WasmRuntime,
+    EffectiveLimits, PluginSpec, RuntimeOptions, WasmError, WasmPlugin, WasmRuntime,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -52,17 +53,32 @@ enum Running {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CommandOutput {
     pub plugin: String,
+    pub version: String,
     pub command: String,
     /// Declarative commands render text; code plugins return JSON.
     pub output: Value,
     pub duration_ms: f64,
 }
 
+/// One finished command, as observers registered with [`Host::on_command`] see it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CommandRecord {
+    pub plugin: String,
+    pub version: String,
+    pub command: String,
+    pub success: bool,
+    pub duration_ms: u64,
+}
+
+type CommandObserver = Box<dyn Fn(&CommandRecord) + Send + Sync>;
+
 pub struct Host {
     project: Project,
     plugins: BTreeMap<String, Running>,
+    versions: BTreeMap<String, String>,
     hooks: PluginManager,
     failed: Vec<(String, String)>,
+    observers: Vec<CommandObserver>,
 }
 
 impl Host {
@@ -72,9 +88,11 @@ impl Host {
         let mut failed = report.failed;
         let hooks = PluginManager::new();
         let mut plugins = BTreeMap::new();
+        let mut versions = BTreeMap::new();
         let mut runtime: Option<WasmRuntime> = None;
         for plugin in report.loaded {
             let name = plugin.name.clone();
+            versions.insert(name.clone(), plugin.manifest.metadata.version.to_string());
             let started = match plugin.manifest.runtime.kind {
                 RuntimeKind::Declarative => Ok(Running::Declarative(Box::new(plugin))),
                 RuntimeKind::Wasm => {
@@ -124,9 +142,16 @@ impl Host {
         Ok(Host {
             project,
             plugins,
+            versions,
             hooks,
             failed,
+            observers: Vec::new(),
         })
+    }
+
+    /// Calls `observer` after every command, successful or not (usage telemetry, metrics).
+    pub fn on_command(&mut self, observer: impl Fn(&CommandRecord) + Send + Sync + 'static) {
+        self.observers.push(Box::new(observer));
     }
 
     pub fn project(&self) -> &Project {
@@ -199,6 +224,29 @@ impl Host {
             }
         };
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let version = self.versions.get(&plugin_name).cloned().unwrap_or_default();
+        let mut audited = AuditEvent::new(
+            "command.invoked",
+            if result.is_ok() { "ok" } else { "failed" },
+        )
+        .plugin(&plugin_name)
+        .detail("command", json!(command.name))
+        .detail("version", json!(version))
+        .detail("duration_ms", json!(duration_ms.round() as u64));
+        if let Err(e) = &result {
+            audited = audited.detail("error", json!(e.to_string()));
+        }
+        self.project.audit().record(audited);
+        let record = CommandRecord {
+            plugin: plugin_name.clone(),
+            version: version.clone(),
+            command: command.name.clone(),
+            success: result.is_ok(),
+            duration_ms: duration_ms.round() as u64,
+        };
+        for observer in &self.observers {
+            observer(&record);
+        }
         bus.emit(
             "plugin.command.completed",
             json!({"plugin": plugin_name, "command": command.name, "success": result.is_ok(), "duration_ms": duration_ms}),
@@ -206,6 +254,7 @@ impl Host {
         match result {
             Ok(output) => Ok(CommandOutput {
                 plugin: plugin_name,
+                version,
                 command: command.name,
                 output,
                 duration_ms,
@@ -231,7 +280,7 @@ fn runtime_options(project: &Project) -> RuntimeOptions {
         project_root: project.root().to_owned(),
         cache_dir: cache_dir(),
         events: Arc::clone(project.events()),
-        audit: Arc::new(JsonlAudit::new(dir.join("audit.jsonl"))),
+        audit: project.audit(),
         state_dir: dir.join("state"),
     }
 }
@@ -254,10 +303,25 @@ fn plugin_spec(plugin: &LoadedPlugin) -> PluginSpec {
         dir: plugin.dir.clone(),
         manifest: plugin.manifest.clone(),
         config: plugin.config.clone(),
-        // Until user grants exist (the trust work), the effective grants are what the
-        // manifest declares.
-        grants: plugin.manifest.requires.capabilities.clone(),
-        limits: EffectiveLimits::from_manifest(&plugin.manifest.limits, None),
+        grants: plugin.grants.clone(),
+        limits: EffectiveLimits::from_manifest(
+            &plugin.manifest.limits,
+            Some(&policy_cap(&plugin.limit_caps)),
+        ),
+    }
+}
+
+/// The policy's caps as limits; what the policy leaves open stays unbounded here (the
+/// manifest's values and the runtime's own maximums still apply).
+fn policy_cap(caps: &trellis_project::LimitCaps) -> EffectiveLimits {
+    EffectiveLimits {
+        memory_bytes: caps.memory.as_ref().map_or(u64::MAX, |(bytes, _)| *bytes),
+        timeout: caps
+            .timeout
+            .as_ref()
+            .map_or(std::time::Duration::MAX, |(t, _)| *t),
+        fuel: None,
+        max_output_bytes: u64::MAX,
     }
 }
 

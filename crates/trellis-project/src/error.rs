@@ -118,13 +118,58 @@ pub enum ProjectError {
         conflicts: Vec<Conflict>,
     },
 
-    #[error(
-        "{path} is a symbolic link; plugin directories may contain only regular files and directories"
-    )]
-    SymlinkInPlugin { path: PathBuf },
+    #[error(transparent)]
+    Package(#[from] trellis_package::PackageError),
 
-    #[error("{path} is not a regular file or directory (device, socket or pipe)")]
-    SpecialFileInPlugin { path: PathBuf },
+    #[error(transparent)]
+    Trust(#[from] trellis_trust::TrustError),
+
+    #[error(transparent)]
+    Policy(#[from] trellis_policy::PolicyError),
+
+    #[error("cannot {step} `{plugin}`: {}", violations.join("; "))]
+    PolicyRefused {
+        plugin: String,
+        step: &'static str,
+        violations: Vec<String>,
+        hints: Vec<String>,
+    },
+
+    #[error(
+        "`{plugin}` does not request the capability `{capability}`{}",
+        suggestion_text(suggestion)
+    )]
+    UnknownGrant {
+        plugin: String,
+        capability: String,
+        requested: Vec<String>,
+        suggestion: Option<String>,
+    },
+
+    #[error("`{capability}` is both granted (--grant) and refused (--deny)")]
+    ContradictoryGrant { capability: String },
+
+    #[error(
+        "`{plugin}` requests capabilities nobody decided on: {}",
+        pending.iter().map(|p| p.request.name.as_str()).collect::<Vec<_>>().join(", ")
+    )]
+    GrantsUndecided {
+        plugin: String,
+        pending: Vec<crate::PendingGrant>,
+    },
+
+    #[error("the installed files of `{plugin}` changed since install: {}", changes.join(", "))]
+    FilesChanged {
+        plugin: String,
+        changes: Vec<String>,
+    },
+
+    #[error("{path} changed since install: its hash is {actual}, {expected} was installed")]
+    PackageChanged {
+        path: PathBuf,
+        expected: String,
+        actual: String,
+    },
 
     #[error("plugin `{plugin}` declares no configuration (no `config.schema` in its manifest)")]
     NoConfigSchema { plugin: String },
@@ -152,6 +197,13 @@ pub enum ProjectError {
     UnknownCommand {
         name: String,
         suggestion: Option<String>,
+    },
+
+    #[error("the command `{command}` is provided by `{plugin}`, which failed: {reason}")]
+    ProviderFailed {
+        command: String,
+        plugin: String,
+        reason: String,
     },
 
     #[error(
@@ -255,9 +307,41 @@ impl ProjectError {
                     "disable one (`trellis plugin disable {other}`), or keep both with `trellis plugin enable {plugin} --allow-conflicts` and call them as `<plugin>:<name>`"
                 )
             }
-            SymlinkInPlugin { .. } => {
-                "replace the link with the file or directory it points to".to_owned()
+            // Their messages already say what to do.
+            Package(_) | Trust(_) => return None,
+            Policy(_) => "fix the policy file at the place shown".to_owned(),
+            PolicyRefused { hints, .. } => hints.join("; "),
+            UnknownGrant { requested, .. } if requested.is_empty() => {
+                "it requests no capabilities".to_owned()
             }
+            UnknownGrant { requested, .. } => {
+                format!("it requests: {}", requested.join(", "))
+            }
+            ContradictoryGrant { .. } => "pass each capability to only one of them".to_owned(),
+            GrantsUndecided { pending, .. } => {
+                let mut lines = vec![
+                    "nothing was installed. Decide each capability: pass --grant CAP or --deny CAP, or run in a terminal to be asked; --yes grants those the policy does not require approval for:".to_owned(),
+                ];
+                for p in pending {
+                    let mut line = format!("  --grant {}", p.request.name);
+                    if let Some(reason) = &p.request.reason {
+                        line.push_str(&format!("   # {reason}"));
+                    }
+                    let scope = crate::scope_text(&p.request);
+                    if !scope.is_empty() {
+                        line.push_str(&format!(" ({scope})"));
+                    }
+                    if let Some(file) = &p.approval_required_by {
+                        line.push_str(&format!(" [approval required by {}]", file.display()));
+                    }
+                    lines.push(line);
+                }
+                lines.join("\n")
+            }
+            FilesChanged { plugin, .. } => format!(
+                "reinstall it from its package (`trellis plugin install --force <package>`) or remove it; see `trellis plugin audit`; `{plugin}` will not run until then"
+            ),
+            PackageChanged { .. } => "reinstall the plugin from a package you trust".to_owned(),
             NoConfigSchema { .. } => {
                 "add `config.schema` to the plugin's manifest to make it configurable".to_owned()
             }
@@ -266,6 +350,9 @@ impl ProjectError {
             }
             ConfigKey { plugin, .. } => format!("see the keys with `trellis plugin info {plugin}`"),
             AmbiguousCommand { .. } => "call it by its qualified name".to_owned(),
+            ProviderFailed { plugin, .. } => format!(
+                "fix the cause, then `trellis plugin enable {plugin}`; `trellis plugin audit` and `trellis policy check` show trust and policy problems"
+            ),
             UnknownCommand { .. } => {
                 "see the commands of enabled plugins with `trellis plugin list`".to_owned()
             }
@@ -297,13 +384,21 @@ impl ProjectError {
             DependencyCycle { .. } => "dependency_cycle",
             HasDependents { .. } => "has_dependents",
             Conflicts { .. } => "conflict",
-            SymlinkInPlugin { .. } => "symlink_in_plugin",
-            SpecialFileInPlugin { .. } => "special_file_in_plugin",
+            Package(_) => "package",
+            Trust(_) => "trust",
+            Policy(_) => "policy_file",
+            PolicyRefused { .. } => "policy_refused",
+            UnknownGrant { .. } => "unknown_grant",
+            ContradictoryGrant { .. } => "contradictory_grant",
+            GrantsUndecided { .. } => "grants_undecided",
+            FilesChanged { .. } => "files_changed",
+            PackageChanged { .. } => "package_changed",
             NoConfigSchema { .. } => "no_config_schema",
             ConfigKey { .. } => "config_key",
             ConfigInvalid { .. } => "config_invalid",
             UnknownCommand { .. } => "unknown_command",
             AmbiguousCommand { .. } => "ambiguous_command",
+            ProviderFailed { .. } => "provider_failed",
             Event(_) => "event",
         }
     }

@@ -4,7 +4,7 @@
 
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
@@ -54,99 +54,27 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     }
 }
 
-/// Directories never copied into an installed plugin: version control, build trees (except the
-/// runtime entry, copied separately) and nested project state.
-const SKIPPED_DIRS: &[&str] = &[
-    ".git",
-    ".hg",
-    ".svn",
-    "target",
-    "node_modules",
-    ".trellis",
-    "__pycache__",
-];
-
-/// Copies a plugin source directory into `dest` (which must not exist), fsyncing every file.
-/// `extra` lists relative paths inside skipped directories that must still be copied (the
-/// runtime entry, e.g. `target/wasm32-wasip2/release/x.wasm`). Symbolic links are refused: an
-/// installed plugin must not be able to point outside its own directory.
-pub(crate) fn copy_plugin_tree(
-    src: &Path,
-    dest: &Path,
-    extra: &[&str],
-) -> Result<(), ProjectError> {
-    fs::create_dir_all(dest).map_err(io_err(dest))?;
-    let walker = walkdir::WalkDir::new(src)
-        .follow_links(false)
-        .sort_by_file_name()
-        .into_iter();
-    let walker = walker.filter_entry(|entry| {
-        entry.depth() == 0
-            || !(entry.file_type().is_dir()
-                && entry
-                    .file_name()
-                    .to_str()
-                    .is_some_and(|n| SKIPPED_DIRS.contains(&n)))
-    });
-    for entry in walker {
-        let entry = entry.map_err(|e| {
-            let path = e
-                .path()
-                .map(Path::to_owned)
-                .unwrap_or_else(|| src.to_owned());
-            ProjectError::Io {
-                path,
-                source: e.into(),
-            }
+/// Copies an extracted package (regular files and directories only, as extraction
+/// guarantees) into `dest`, fsyncing each file and `dest` so that the commit that follows is
+/// durable.
+pub(crate) fn copy_tree(from: &Path, dest: &Path) -> Result<(), ProjectError> {
+    for entry in walkdir::WalkDir::new(from).sort_by_file_name() {
+        let entry = entry.map_err(|e| ProjectError::Io {
+            path: from.to_owned(),
+            source: e.into(),
         })?;
-        let rel = entry.path().strip_prefix(src).unwrap_or(entry.path());
-        if rel.as_os_str().is_empty() {
-            continue;
+        let rel = entry.path().strip_prefix(from).unwrap_or(entry.path());
+        let to = dest.join(rel);
+        if entry.file_type().is_dir() {
+            fs::create_dir_all(&to).map_err(io_err(&to))?;
+        } else {
+            fs::copy(entry.path(), &to).map_err(io_err(&to))?;
+            File::open(&to)
+                .and_then(|f| f.sync_all())
+                .map_err(io_err(&to))?;
         }
-        copy_entry(entry.path(), &dest.join(rel), entry.file_type())?;
-    }
-    for rel in extra {
-        let rel_path = Path::new(rel);
-        if !is_plain_relative(rel_path) {
-            continue;
-        }
-        let from = src.join(rel_path);
-        let to = dest.join(rel_path);
-        if to.exists() {
-            continue;
-        }
-        let meta = fs::symlink_metadata(&from).map_err(io_err(&from))?;
-        if let Some(parent) = to.parent() {
-            fs::create_dir_all(parent).map_err(io_err(parent))?;
-        }
-        copy_entry(&from, &to, meta.file_type())?;
     }
     sync_dir(dest).map_err(io_err(dest))
-}
-
-fn copy_entry(from: &Path, to: &Path, file_type: fs::FileType) -> Result<(), ProjectError> {
-    if file_type.is_symlink() {
-        return Err(ProjectError::SymlinkInPlugin {
-            path: from.to_owned(),
-        });
-    }
-    if file_type.is_dir() {
-        return fs::create_dir_all(to).map_err(io_err(to));
-    }
-    if !file_type.is_file() {
-        return Err(ProjectError::SpecialFileInPlugin {
-            path: from.to_owned(),
-        });
-    }
-    fs::copy(from, to).map_err(io_err(from))?;
-    File::open(to)
-        .and_then(|f| f.sync_all())
-        .map_err(io_err(to))
-}
-
-/// A path with only normal components: no root, no `..`, no `.` tricks.
-pub(crate) fn is_plain_relative(path: &Path) -> bool {
-    !path.as_os_str().is_empty() && path.components().all(|c| matches!(c, Component::Normal(_)))
 }
 
 /// The content hash of an installed plugin tree: SHA-256 over the sorted list of

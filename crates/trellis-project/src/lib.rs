@@ -8,7 +8,10 @@
 //!   plugins/<name>/        installed copy of each plugin (scoped names nest: plugins/@scope/name/)
 //!   state.json             lifecycle state per plugin: the commit point of every transition
 //!   trellis.lock           exact versions, checksums and sources, derived from state.json
+//!   packages/<name>/       the package each plugin was installed from, with its signatures
 //!   config.yaml            user configuration per plugin (secrets stay `${VAR}` references)
+//!   policy.yaml            the project's policy (optional; see trellis-policy)
+//!   audit.jsonl            the hash-chained audit log of every trust decision and action
 //!   events/events-YYYY-MM-DD.jsonl   the event log
 //! ```
 //!
@@ -16,8 +19,8 @@
 //! before touching the disk, writes with temp-file + fsync + rename, and emits its event only
 //! after the commit. A refused step leaves every file as it was.
 //!
-//! This crate knows manifests and the event bus; it knows nothing of the CLI, registries,
-//! signatures or any runtime's internals.
+//! This crate knows manifests, the event bus, packages, signatures, policies and the audit log;
+//! it knows nothing of the CLI, registries or any runtime's internals.
 
 // Errors here carry the full context a person needs (plugin, versions, requirement, file) and
 // are only built on the way out of a refused step, so their size never costs anything that
@@ -28,6 +31,7 @@ mod config;
 mod deps;
 mod error;
 mod fsutil;
+mod security;
 mod state;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -39,15 +43,25 @@ use chrono::Utc;
 use semver::Version;
 use serde::Serialize;
 use serde_json::{Value, json};
+use trellis_audit::{AuditEvent, AuditLog, AuditSink};
 use trellis_core::{EventBus, EventLog};
 use trellis_manifest::config_schema::{ConfigValidator, ConfigViolation, apply_defaults};
-use trellis_manifest::{LoadedManifest, Manifest, did_you_mean};
+use trellis_manifest::{CapabilityRequest, LoadedManifest, Manifest, did_you_mean};
+pub use trellis_policy::LimitCaps;
 
 pub use config::{env_references, expand_env};
 pub use error::{Conflict, ProjectError};
-pub use state::{LifecycleState, LockedPlugin, Lockfile, PluginRecord, ProjectState};
+pub use security::{
+    GrantChoices, GrantDecisions, GrantPlan, GrantPrompt, PendingGrant, PluginAudit,
+    PreparedInstall, SYSTEM_ADMIN_DIR, SecuritySettings, admin_dir, scope_text, user_config_dir,
+};
+pub use state::{
+    GrantSet, LifecycleState, LockedPlugin, Lockfile, PackageRecord, PluginRecord, ProjectState,
+    TrustRecord,
+};
+pub use trellis_trust::TrustLevel;
 
-use fsutil::{io_err, remove_tree, tree_checksum};
+use fsutil::{io_err, remove_tree};
 
 /// The version of trellis this library is part of; plugins' compatibility is checked against it.
 pub const TRELLIS_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -68,6 +82,8 @@ pub enum Transition {
 pub struct InstallOptions {
     /// Replace an installed plugin of the same name.
     pub force: bool,
+    /// How requested capabilities are decided when nobody is asked.
+    pub grants: GrantChoices,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -78,6 +94,12 @@ pub struct InstallReport {
     pub checksum: String,
     pub path: PathBuf,
     pub state: LifecycleState,
+    pub trust: TrustLevel,
+    pub signer: Option<String>,
+    /// `sha256:<hex>` of the package archive.
+    pub package_sha256: String,
+    pub granted: Vec<String>,
+    pub refused: Vec<String>,
 }
 
 /// One installed plugin as `list` shows it.
@@ -96,6 +118,9 @@ pub struct PluginSummary {
     pub provides: BTreeMap<&'static str, Vec<String>>,
     pub source: String,
     pub checksum: String,
+    pub trust: TrustLevel,
+    pub signer: Option<String>,
+    pub granted: Vec<String>,
 }
 
 /// Everything `info` shows about one plugin.
@@ -118,6 +143,10 @@ pub struct LoadedPlugin {
     pub manifest: Manifest,
     /// Defaults merged under the user's values, `${VAR}` expanded.
     pub config: Value,
+    /// What it may do: requested, granted for this package, and not blocked by the policy.
+    pub grants: Vec<CapabilityRequest>,
+    /// Caps the policy puts on the limits the manifest asks for.
+    pub limit_caps: LimitCaps,
 }
 
 /// The result of starting the host: plugins in load order, and those that failed this time.
@@ -149,6 +178,7 @@ pub struct Project {
     trellis_version: Version,
     bus: Arc<EventBus>,
     env: EnvLookup,
+    audit: Arc<AuditLog>,
 }
 
 /// Holds the project's exclusive lock until dropped.
@@ -162,6 +192,7 @@ impl Project {
         let root = root.into();
         let dir = root.join(TRELLIS_DIR);
         let bus = Arc::new(EventBus::with_log(EventLog::new(dir.join("events"))));
+        let audit = Arc::new(AuditLog::open(dir.join("audit.jsonl")));
         let trellis_version =
             Version::parse(TRELLIS_VERSION).unwrap_or_else(|_| Version::new(0, 0, 0));
         Project {
@@ -170,6 +201,7 @@ impl Project {
             trellis_version,
             bus,
             env: Arc::new(|name| std::env::var(name).ok()),
+            audit,
         }
     }
 
@@ -212,6 +244,15 @@ impl Project {
     /// lifecycle events.
     pub fn events(&self) -> &Arc<EventBus> {
         &self.bus
+    }
+
+    /// The project's audit log (`.trellis/audit.jsonl`); hosts write plugin actions here.
+    pub fn audit(&self) -> Arc<dyn AuditSink> {
+        self.audit.clone()
+    }
+
+    pub fn audit_path(&self) -> PathBuf {
+        self.dir.join("audit.jsonl")
     }
 
     fn state_path(&self) -> PathBuf {
@@ -366,25 +407,26 @@ impl Project {
     /// Removes leftovers of interrupted transitions: staging and backup directories, and plugin
     /// directories that no state entry claims.
     fn clean_orphans(&self, state: &ProjectState) -> Result<(), ProjectError> {
-        let plugins_dir = self.plugins_dir();
-        let Ok(entries) = fs::read_dir(&plugins_dir) else {
-            return Ok(());
-        };
-        for entry in entries.filter_map(Result::ok) {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            let path = entry.path();
-            if name.starts_with('.') {
-                remove_tree(&path)?;
-            } else if name.starts_with('@') {
-                let scoped = fs::read_dir(&path).map_err(io_err(&path))?;
-                for inner in scoped.filter_map(Result::ok) {
-                    let full = format!("{name}/{}", inner.file_name().to_string_lossy());
-                    if !state.plugins.contains_key(&full) {
-                        remove_tree(&inner.path())?;
+        for root in [self.plugins_dir(), self.dir.join("packages")] {
+            let Ok(entries) = fs::read_dir(&root) else {
+                continue;
+            };
+            for entry in entries.filter_map(Result::ok) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let path = entry.path();
+                if name.starts_with('.') {
+                    remove_tree(&path)?;
+                } else if name.starts_with('@') {
+                    let scoped = fs::read_dir(&path).map_err(io_err(&path))?;
+                    for inner in scoped.filter_map(Result::ok) {
+                        let full = format!("{name}/{}", inner.file_name().to_string_lossy());
+                        if !state.plugins.contains_key(&full) {
+                            remove_tree(&inner.path())?;
+                        }
                     }
+                } else if !state.plugins.contains_key(&name) {
+                    remove_tree(&path)?;
                 }
-            } else if !state.plugins.contains_key(&name) {
-                remove_tree(&path)?;
             }
         }
         Ok(())
@@ -397,125 +439,28 @@ impl Project {
         }
     }
 
-    /// Installs a plugin from a local directory. The plugin starts `installed` (not enabled);
-    /// with `force`, an installed plugin of the same name is replaced and keeps its state.
-    pub fn install_dir(
+    /// Installs a plugin from a package archive (with its `.sig` beside it) or a plugin
+    /// directory, deciding grants from `options` alone: what they leave undecided fails the
+    /// install. Front ends that can ask the user use [`Project::prepare_install`] and
+    /// [`Project::commit_install`] instead. The plugin starts `installed`; with `force` an
+    /// installed plugin of the same name is replaced and keeps its state.
+    pub fn install(
         &self,
         src: &Path,
         options: &InstallOptions,
     ) -> Result<InstallReport, ProjectError> {
-        let loaded = trellis_manifest::load_dir(src)?;
-        let manifest = &loaded.manifest;
-        let name = manifest.metadata.name.clone();
-        self.check_compatibility(manifest, &loaded.file)?;
-
-        let _lock = self.lock()?;
-        let mut state = self.state()?;
-        let previous = state.plugins.get(&name).cloned();
-        if let Some(prev) = &previous
+        let prepared = self.prepare_install(src)?;
+        if let Some(prev) = &prepared.previous
             && !options.force
         {
             return Err(ProjectError::AlreadyInstalled {
-                name,
+                name: prepared.name().to_owned(),
                 installed: prev.version.clone(),
                 source_text: prev.source.clone(),
             });
         }
-        self.clean_orphans(&state)?;
-
-        let plugins_dir = self.plugins_dir();
-        let staging = plugins_dir.join(format!(".staging-{}", ulid::Ulid::generate()));
-        let result = (|| {
-            let extra: Vec<&str> = manifest.runtime.entry.iter().map(String::as_str).collect();
-            fsutil::copy_plugin_tree(&loaded.dir, &staging, &extra)?;
-            // The staged copy must stand on its own: every file the manifest names was copied.
-            trellis_manifest::load_dir(&staging)?;
-            tree_checksum(&staging)
-        })();
-        let checksum = match result {
-            Ok(checksum) => checksum,
-            Err(e) => {
-                let _ = remove_tree(&staging);
-                return Err(e);
-            }
-        };
-
-        let now = Utc::now();
-        let state_after = previous
-            .as_ref()
-            .map(|p| p.state)
-            .unwrap_or(LifecycleState::Installed);
-        let record = PluginRecord {
-            version: manifest.metadata.version.clone(),
-            state: if state_after == LifecycleState::Failed {
-                LifecycleState::Installed
-            } else {
-                state_after
-            },
-            reason: None,
-            failed_from: None,
-            source: format!(
-                "path+file://{}",
-                fs::canonicalize(&loaded.dir)
-                    .unwrap_or_else(|_| loaded.dir.clone())
-                    .display()
-            ),
-            checksum: checksum.clone(),
-            installed_at: now,
-            changed_at: now,
-            allow_conflicts: previous.as_ref().is_some_and(|p| p.allow_conflicts),
-        };
-        let target = self.plugin_dir(&name);
-        let backup = plugins_dir.join(format!(".backup-{}", ulid::Ulid::generate()));
-
-        // A replaced plugin that was enabled must still be enableable in its new version.
-        if record.state == LifecycleState::Enabled {
-            let mut probe = state.clone();
-            probe.plugins.insert(name.clone(), record.clone());
-            let staged = trellis_manifest::load_dir(&staging)?;
-            if let Err(e) =
-                self.check_enable(&probe, &name, &staged.manifest, record.allow_conflicts)
-            {
-                let _ = remove_tree(&staging);
-                return Err(e);
-            }
-        }
-
-        let swap = (|| -> Result<(), ProjectError> {
-            if let Some(parent) = target.parent() {
-                fs::create_dir_all(parent).map_err(io_err(parent))?;
-            }
-            if target.exists() {
-                fs::rename(&target, &backup).map_err(io_err(&target))?;
-            }
-            fs::rename(&staging, &target).map_err(io_err(&staging))?;
-            state.plugins.insert(name.clone(), record.clone());
-            self.commit(&state)
-        })();
-        if let Err(e) = swap {
-            // Put the old tree back; state.json was not (fully) replaced, so it still names it.
-            let _ = remove_tree(&staging);
-            if backup.exists() {
-                let _ = remove_tree(&target);
-                let _ = fs::rename(&backup, &target);
-            }
-            return Err(e);
-        }
-        let _ = remove_tree(&backup);
-
-        self.emit(
-            "plugin.installed",
-            json!({"plugin": name, "version": record.version.to_string(), "source": record.source,
-                   "replaced": previous.as_ref().map(|p| p.version.to_string())}),
-        );
-        Ok(InstallReport {
-            name,
-            version: record.version,
-            replaced: previous.map(|p| p.version),
-            checksum,
-            path: target,
-            state: record.state,
-        })
+        let decisions = prepared.plan.decide(&options.grants, None)?;
+        self.commit_install(prepared, decisions, options.force)
     }
 
     /// Everything that must hold for `name` (with `manifest`) to be enabled given `state`.
@@ -687,6 +632,15 @@ impl Project {
             }
         };
         self.check_enable(&state, name, &loaded.manifest, allow_conflicts)?;
+        let policy = self.security()?.policy;
+        self.check_policy(&policy, name, &record, &loaded.manifest, "enable")?;
+        let changed = self.changed_files(name, &record)?;
+        if !changed.is_empty() {
+            return Err(ProjectError::FilesChanged {
+                plugin: name.to_owned(),
+                changes: changed.iter().map(ToString::to_string).collect(),
+            });
+        }
         let entry = state
             .plugins
             .get_mut(name)
@@ -698,6 +652,11 @@ impl Project {
         entry.changed_at = Utc::now();
         let version = entry.version.to_string();
         self.commit(&state)?;
+        self.audit.record(
+            AuditEvent::new("plugin.enabled", "ok")
+                .plugin(name)
+                .detail("version", json!(version)),
+        );
         self.emit(
             "plugin.enabled",
             json!({"plugin": name, "version": version}),
@@ -755,6 +714,12 @@ impl Project {
         }
         let failed = self.fail_dependents(&mut state, &dependents, name, "disabled");
         self.commit(&state)?;
+        self.audit.record(
+            AuditEvent::new("plugin.disabled", "ok")
+                .plugin(name)
+                .detail("version", json!(record.version.to_string()))
+                .detail("forced", json!(force)),
+        );
         self.emit(
             "plugin.disabled",
             json!({"plugin": name, "version": record.version.to_string()}),
@@ -823,6 +788,14 @@ impl Project {
             return Err(e);
         }
         let _ = remove_tree(&aside);
+        // The package copy and the grants (in the state entry) go with the plugin.
+        let _ = remove_tree(&self.packages_dir(name));
+        self.audit.record(
+            AuditEvent::new("plugin.removed", "ok")
+                .plugin(name)
+                .detail("version", json!(record.version.to_string()))
+                .detail("purge", json!(purge)),
+        );
         if let Some(parent) = target.parent()
             && parent != self.plugins_dir()
         {
@@ -920,12 +893,35 @@ impl Project {
     pub fn load(&self) -> Result<LoadReport, ProjectError> {
         let order = self.load_order()?;
         let config = ProjectConfig::read_or_default(self)?;
+        let state = self.state()?;
+        let policy = self.security()?.policy;
+        let limit_caps = policy.limit_caps();
         let mut loaded = Vec::new();
         let mut failed: Vec<(String, String)> = Vec::new();
         for name in order {
             let outcome = (|| -> Result<LoadedPlugin, LoadFailure> {
+                let record = self.record(&state, &name)?;
                 let manifest = self.read_manifest(&name)?.manifest;
                 self.check_compatibility(&manifest, &self.plugin_dir(&name))?;
+                // Files changed after install are not what the user granted anything to.
+                let changed = self.changed_files(&name, record)?;
+                if !changed.is_empty() {
+                    let error = ProjectError::FilesChanged {
+                        plugin: name.clone(),
+                        changes: changed.iter().map(ToString::to_string).collect(),
+                    };
+                    self.audit.record(
+                        AuditEvent::new("plugin.integrity", "refused")
+                            .plugin(&name)
+                            .attempted("start")
+                            .detail(
+                                "changes",
+                                json!(changed.iter().map(ToString::to_string).collect::<Vec<_>>()),
+                            ),
+                    );
+                    return Err(error.into());
+                }
+                self.check_policy(&policy, &name, record, &manifest, "start")?;
                 for dep in manifest.requires.plugins.iter().filter(|d| !d.optional) {
                     if let Some((_, why)) = failed.iter().find(|(f, _)| *f == dep.name) {
                         return Err(
@@ -949,6 +945,8 @@ impl Project {
                 Ok(LoadedPlugin {
                     name: name.clone(),
                     dir: self.plugin_dir(&name),
+                    grants: self.effective_grants(record, &manifest, &policy),
+                    limit_caps: limit_caps.clone(),
                     manifest,
                     config: expanded,
                 })
@@ -1012,6 +1010,14 @@ impl Project {
             provides,
             source: record.source.clone(),
             checksum: record.checksum.clone(),
+            trust: record.trust_level(),
+            signer: record.signer().map(str::to_owned),
+            granted: record
+                .grants
+                .granted
+                .iter()
+                .map(|c| c.name.clone())
+                .collect(),
         }
     }
 
@@ -1077,6 +1083,26 @@ impl Project {
         match owners.as_slice() {
             [(plugin, command)] => Ok(((*plugin).clone(), (*command).clone())),
             [] => {
+                // A plugin that provides it but failed to start: say why rather than "unknown".
+                for (plugin, record) in &state.plugins {
+                    if record.state != LifecycleState::Failed {
+                        continue;
+                    }
+                    if let Ok(loaded) = self.read_manifest(plugin)
+                        && loaded
+                            .manifest
+                            .provides
+                            .commands
+                            .iter()
+                            .any(|c| c.name == name)
+                    {
+                        return Err(ProjectError::ProviderFailed {
+                            command: name.to_owned(),
+                            plugin: plugin.clone(),
+                            reason: record.reason.clone().unwrap_or_default(),
+                        });
+                    }
+                }
                 let all: Vec<String> = enabled
                     .iter()
                     .flat_map(|(_, m)| m.provides.commands.iter().map(|c| c.name.clone()))

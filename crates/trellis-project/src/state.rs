@@ -15,6 +15,10 @@ use chrono::{DateTime, Utc};
 use semver::Version;
 use serde::{Deserialize, Serialize};
 
+use trellis_manifest::CapabilityRequest;
+use trellis_package::PackagedFile;
+use trellis_trust::TrustLevel;
+
 use crate::ProjectError;
 use crate::fsutil::write_atomic;
 
@@ -69,6 +73,67 @@ pub struct PluginRecord {
     /// then reachable only as `<plugin>:<name>`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_conflicts: bool,
+    /// The package this plugin was installed from and what its signature said then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<PackageRecord>,
+    /// The capabilities the user granted, for exactly that package.
+    #[serde(default)]
+    pub grants: GrantSet,
+}
+
+impl PluginRecord {
+    pub fn trust_level(&self) -> TrustLevel {
+        self.package
+            .as_ref()
+            .map_or(TrustLevel::Unsigned, |p| p.trust.level)
+    }
+
+    pub fn signer(&self) -> Option<&str> {
+        self.package
+            .as_ref()
+            .and_then(|p| p.trust.principal.as_deref())
+    }
+}
+
+/// What was installed: the archive's hash, its signature as verified at install, and the
+/// SHA-256 of every file, so that later changes to the installed copy can be named.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PackageRecord {
+    /// `sha256:<hex>` of the package archive.
+    pub sha256: String,
+    /// The archive file name kept under `.trellis/packages/<name>/`.
+    pub archive: String,
+    pub trust: TrustRecord,
+    /// The package's file list: path, SHA-256, size and mode of every installed file.
+    pub files: Vec<PackagedFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrustRecord {
+    pub level: TrustLevel,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certifier: Option<String>,
+}
+
+/// The user's decisions about one plugin's requested capabilities. They hold only for the
+/// package whose hash they carry: a different package asks again for whatever changed.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GrantSet {
+    /// `sha256:<hex>` of the package the decisions were made for.
+    #[serde(default)]
+    pub package: String,
+    /// Granted capabilities with the scope (paths, hosts, ...) they were granted with.
+    #[serde(default)]
+    pub granted: Vec<CapabilityRequest>,
+    /// Capabilities the user refused.
+    #[serde(default)]
+    pub refused: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

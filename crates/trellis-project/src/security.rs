@@ -1,0 +1,1032 @@
+//! Trust as a project applies it: where the policy and the allowed-signers files are, how a
+//! package is verified and installed, which capabilities the user granted, and the re-checks
+//! behind `trellis plugin audit` and `trellis policy check`.
+//!
+//! Install is two steps so that a front end can ask the user in between:
+//! [`Project::prepare_install`] verifies the package (signature before anything is extracted),
+//! extracts it into a private temporary directory, applies the policy and works out which
+//! capabilities need a decision; [`Project::commit_install`] then writes it all under the
+//! project lock in one commit. Nothing reaches `.trellis/` before the commit.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+use serde::Serialize;
+use serde_json::json;
+use trellis_audit::AuditEvent;
+use trellis_manifest::{CapabilityRequest, Manifest, did_you_mean};
+use trellis_package::{ExtractLimits, FileList, TreeChange};
+use trellis_policy::{PluginFacts, Policy, Violation};
+use trellis_trust::{AllowedSigners, Certifier, TrustContext, TrustLevel, Verification};
+
+use crate::fsutil::{copy_tree, io_err, remove_tree, tree_checksum, write_atomic};
+use crate::state::{GrantSet, PackageRecord, PluginRecord, TrustRecord};
+use crate::{InstallReport, LifecycleState, Project, ProjectError};
+
+/// The admin's directory when `TRELLIS_POLICY` does not name one: the admin policy is
+/// `policy.yaml` and the admin's allowed signers `allowed_signers` in it.
+pub const SYSTEM_ADMIN_DIR: &str = "/etc/trellis";
+
+/// The policy files and signer lists that apply to this project, read fresh for each decision
+/// so that an admin's change takes effect at the next command.
+pub struct SecuritySettings {
+    pub policy: Policy,
+    pub trust: TrustContext,
+    /// The allowed-signers files consulted (user's, then admin's), existing or not.
+    pub allowed_signers_files: Vec<PathBuf>,
+}
+
+/// The user's per-user settings directory: `TRELLIS_CONFIG_DIR`, else
+/// `$XDG_CONFIG_HOME/trellis`, else `~/.config/trellis`.
+pub fn user_config_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    if let Some(dir) = env("TRELLIS_CONFIG_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    if let Some(dir) = env("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir).join("trellis"));
+    }
+    env("HOME")
+        .filter(|d| !d.is_empty())
+        .map(|home| PathBuf::from(home).join(".config").join("trellis"))
+}
+
+/// The admin's directory: the one holding `TRELLIS_POLICY` when set, else [`SYSTEM_ADMIN_DIR`].
+pub fn admin_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    env("TRELLIS_POLICY")
+        .filter(|p| !p.is_empty())
+        .and_then(|p| PathBuf::from(p).parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| PathBuf::from(SYSTEM_ADMIN_DIR))
+}
+
+/// A capability waiting for the user's decision.
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingGrant {
+    pub request: CapabilityRequest,
+    /// The policy file that says this capability needs an explicit approval (`--yes` will not
+    /// grant it).
+    pub approval_required_by: Option<PathBuf>,
+    /// The previous package requested this capability too, with another scope.
+    pub changed: bool,
+}
+
+/// What an install or update asks of the user: only the difference to what was decided for
+/// the previous package of the same plugin.
+#[derive(Debug, Clone, Serialize)]
+pub struct GrantPlan {
+    pub plugin: String,
+    /// Granted before for an identical request; kept without asking.
+    pub carried: Vec<CapabilityRequest>,
+    /// Refused before for an identical request; stays refused without asking.
+    pub carried_refusals: Vec<CapabilityRequest>,
+    /// New or changed requests.
+    pub pending: Vec<PendingGrant>,
+    /// Granted before, no longer requested.
+    pub dropped: Vec<String>,
+}
+
+/// How a front end answers a [`GrantPlan`] without asking: `--yes`, `--grant`, `--deny`.
+#[derive(Debug, Clone, Default)]
+pub struct GrantChoices {
+    /// Grant every pending capability the policy does not require approval for.
+    pub yes: bool,
+    pub grant: Vec<String>,
+    pub deny: Vec<String>,
+}
+
+/// Asks the user about one capability; `Ok(true)` grants it.
+pub type GrantPrompt<'a> = &'a mut dyn FnMut(&PendingGrant) -> std::io::Result<bool>;
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct GrantDecisions {
+    pub granted: Vec<CapabilityRequest>,
+    pub refused: Vec<String>,
+}
+
+impl GrantPlan {
+    /// Decides every pending capability from `choices`, then by `prompt` when there is a
+    /// terminal. Without a prompt, anything still undecided fails the whole step and lists
+    /// what to pass: nothing is granted by default.
+    pub fn decide(
+        &self,
+        choices: &GrantChoices,
+        mut prompt: Option<GrantPrompt<'_>>,
+    ) -> Result<GrantDecisions, ProjectError> {
+        let requested: Vec<&str> = self
+            .carried
+            .iter()
+            .map(|c| c.name.as_str())
+            .chain(self.carried_refusals.iter().map(|c| c.name.as_str()))
+            .chain(self.pending.iter().map(|p| p.request.name.as_str()))
+            .collect();
+        for name in choices.grant.iter().chain(&choices.deny) {
+            if !requested.contains(&name.as_str()) {
+                return Err(ProjectError::UnknownGrant {
+                    plugin: self.plugin.clone(),
+                    capability: name.clone(),
+                    requested: requested.iter().map(|s| (*s).to_owned()).collect(),
+                    suggestion: did_you_mean(name, requested.iter().copied()).map(str::to_owned),
+                });
+            }
+            if choices.grant.contains(name) && choices.deny.contains(name) {
+                return Err(ProjectError::ContradictoryGrant {
+                    capability: name.clone(),
+                });
+            }
+        }
+        // An explicit flag also overrides a decision carried from the previous package.
+        let mut decisions = GrantDecisions::default();
+        for request in &self.carried {
+            if choices.deny.contains(&request.name) {
+                decisions.refused.push(request.name.clone());
+            } else {
+                decisions.granted.push(request.clone());
+            }
+        }
+        for request in &self.carried_refusals {
+            if choices.grant.contains(&request.name) {
+                decisions.granted.push(request.clone());
+            } else {
+                decisions.refused.push(request.name.clone());
+            }
+        }
+
+        let mut undecided = Vec::new();
+        for pending in &self.pending {
+            let name = &pending.request.name;
+            let grant = if choices.deny.contains(name) {
+                false
+            } else if choices.grant.contains(name)
+                || (choices.yes && pending.approval_required_by.is_none())
+            {
+                true
+            } else if let Some(ask) = prompt.as_mut() {
+                ask(pending).map_err(|source| ProjectError::Io {
+                    path: PathBuf::from("/dev/tty"),
+                    source,
+                })?
+            } else {
+                undecided.push(pending.clone());
+                continue;
+            };
+            if grant {
+                decisions.granted.push(pending.request.clone());
+            } else {
+                decisions.refused.push(name.clone());
+            }
+        }
+        if !undecided.is_empty() {
+            return Err(ProjectError::GrantsUndecided {
+                plugin: self.plugin.clone(),
+                pending: undecided,
+            });
+        }
+        Ok(decisions)
+    }
+}
+
+/// A verified, extracted package waiting for the user's grant decisions. Dropping it removes
+/// its temporary files; nothing of it is in the project yet.
+pub struct PreparedInstall {
+    workdir: tempfile::TempDir,
+    archive: PathBuf,
+    archive_name: String,
+    signature: Option<String>,
+    certification: Option<String>,
+    extracted: PathBuf,
+    pub manifest: Manifest,
+    pub verification: Verification,
+    /// `sha256:<hex>` of the archive.
+    pub package_sha256: String,
+    pub file_list: FileList,
+    /// Where it came from, as the state and the lockfile record it.
+    pub source: String,
+    pub previous: Option<PluginRecord>,
+    pub plan: GrantPlan,
+}
+
+impl PreparedInstall {
+    pub fn name(&self) -> &str {
+        &self.manifest.metadata.name
+    }
+}
+
+impl std::fmt::Debug for PreparedInstall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedInstall")
+            .field("name", &self.manifest.metadata.name)
+            .field("package_sha256", &self.package_sha256)
+            .field("workdir", &self.workdir.path())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One installed plugin re-checked by `trellis plugin audit`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginAudit {
+    pub name: String,
+    pub version: String,
+    pub state: LifecycleState,
+    /// The trust level now (allowed signers and certifiers may have changed since install).
+    pub trust: TrustLevel,
+    pub signer: Option<String>,
+    pub fingerprint: Option<String>,
+    /// `valid`, `unsigned`, or why the stored package no longer verifies.
+    pub signature: String,
+    pub changed_files: Vec<TreeChange>,
+    pub granted: Vec<String>,
+    pub refused: Vec<String>,
+    /// Grants decided for another package than the one installed.
+    pub grants_stale: bool,
+    pub violations: Vec<String>,
+}
+
+impl PluginAudit {
+    pub fn is_ok(&self) -> bool {
+        (self.signature == "valid" || self.signature == "unsigned")
+            && self.changed_files.is_empty()
+            && !self.grants_stale
+            && self.violations.is_empty()
+    }
+}
+
+fn sha256_tag(hex: &str) -> String {
+    format!("sha256:{hex}")
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>, ProjectError> {
+    match fs::read_to_string(path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(ProjectError::Io {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+fn trust_record(v: &Verification) -> TrustRecord {
+    TrustRecord {
+        level: v.level,
+        principal: v.signer.as_ref().and_then(|s| s.principal.clone()),
+        fingerprint: v.signer.as_ref().map(|s| s.fingerprint.clone()),
+        certifier: v.certifier.as_ref().map(|c| c.fingerprint.clone()),
+    }
+}
+
+impl Project {
+    /// Reads the policy files and the allowed-signers files that apply now.
+    pub fn security(&self) -> Result<SecuritySettings, ProjectError> {
+        let env = |k: &str| (self.env)(k);
+        let policy = Policy::discover(&self.dir, &env)?;
+        let mut files = Vec::new();
+        if let Some(dir) = user_config_dir(&env) {
+            files.push(dir.join("allowed_signers"));
+        }
+        files.push(admin_dir(&env).join("allowed_signers"));
+        let allowed_signers = files
+            .iter()
+            .map(|f| AllowedSigners::load(f))
+            .collect::<Result<Vec<_>, _>>()?;
+        let certifiers = policy
+            .certifiers()
+            .into_iter()
+            .map(|(line, file)| Certifier::parse(&line, &file.display().to_string()))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(SecuritySettings {
+            policy,
+            trust: TrustContext {
+                allowed_signers,
+                certifiers,
+                now: Utc::now(),
+            },
+            allowed_signers_files: files,
+        })
+    }
+
+    fn plugin_facts<'a>(
+        name: &'a str,
+        trust: TrustLevel,
+        signer: Option<&'a str>,
+        capabilities: &'a [String],
+    ) -> PluginFacts<'a> {
+        PluginFacts {
+            name,
+            trust,
+            signer,
+            capabilities,
+            registry: None,
+        }
+    }
+
+    /// Refuses with every violation, after writing each to the audit log.
+    fn refuse_by_policy(
+        &self,
+        plugin: &str,
+        step: &'static str,
+        violations: Vec<Violation>,
+    ) -> ProjectError {
+        for v in &violations {
+            self.audit.record(
+                AuditEvent::new("policy.refused", "refused")
+                    .plugin(plugin)
+                    .attempted(step)
+                    .detail("rule", json!(v.rule))
+                    .detail("file", json!(v.file.display().to_string()))
+                    .detail("message", json!(v.message)),
+            );
+        }
+        ProjectError::PolicyRefused {
+            plugin: plugin.to_owned(),
+            step,
+            violations: violations.iter().map(ToString::to_string).collect(),
+            hints: violations.iter().map(|v| v.hint.clone()).collect(),
+        }
+    }
+
+    /// Verifies a package (a `.tar.gz` with its `.sig` and `.cert.sig` beside it, or a plugin
+    /// directory, which is packaged first and is then unsigned), extracts it privately and
+    /// applies the policy. See the module documentation.
+    pub fn prepare_install(&self, source: &Path) -> Result<PreparedInstall, ProjectError> {
+        let workdir = tempfile::Builder::new()
+            .prefix("trellis-install-")
+            .tempdir()
+            .map_err(io_err(&std::env::temp_dir()))?;
+        let meta = fs::metadata(source).map_err(io_err(source))?;
+        let (archive, signature, certification, source_text) = if meta.is_dir() {
+            let built = trellis_package::build(source, workdir.path())?;
+            let canonical = fs::canonicalize(source).unwrap_or_else(|_| source.to_owned());
+            (
+                built.archive,
+                None,
+                None,
+                format!("path+file://{}", canonical.display()),
+            )
+        } else {
+            // Work on a private copy so that the bytes verified are the bytes installed.
+            let file_name = source
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "package.tar.gz".to_owned());
+            let copy = workdir.path().join(&file_name);
+            fs::copy(source, &copy).map_err(io_err(source))?;
+            let canonical = fs::canonicalize(source).unwrap_or_else(|_| source.to_owned());
+            (
+                copy,
+                read_optional(&trellis_trust::signature_path(source))?,
+                read_optional(&trellis_trust::certification_path(source))?,
+                format!("archive+file://{}", canonical.display()),
+            )
+        };
+        let archive_name = archive
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let limits = ExtractLimits::default();
+        // The claimed signer is inside the package; read just the file list's manifest claim
+        // after the signature itself has been checked against the archive bytes.
+        let security = self.security()?;
+        let verification = trellis_trust::verify_package(
+            &archive,
+            signature.as_deref(),
+            certification.as_deref(),
+            None,
+            &security.trust,
+        )?;
+        let extracted = workdir.path().join("extracted");
+        let unpacked = trellis_package::extract(&archive, &extracted, &limits)?;
+        let loaded = trellis_manifest::load_dir(&extracted)?;
+        let manifest = loaded.manifest;
+        // The manifest may claim who signed it; that claim is only readable once the archive
+        // has been verified and extracted, so check it against the signer lists now.
+        let verification = match manifest
+            .signatures
+            .as_ref()
+            .and_then(|s| s.signer.as_deref())
+        {
+            Some(claimed) if verification.signer.is_some() => trellis_trust::verify_package(
+                &archive,
+                signature.as_deref(),
+                certification.as_deref(),
+                Some(claimed),
+                &security.trust,
+            )?,
+            _ => verification,
+        };
+        let name = manifest.metadata.name.clone();
+        self.check_compatibility(&manifest, &loaded.file)?;
+
+        let capabilities: Vec<String> = manifest
+            .capability_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let principal = verification
+            .signer
+            .as_ref()
+            .and_then(|s| s.principal.as_deref());
+        let violations = security.policy.check_plugin(&Self::plugin_facts(
+            &name,
+            verification.level,
+            principal,
+            &capabilities,
+        ));
+        if !violations.is_empty() {
+            return Err(self.refuse_by_policy(&name, "install", violations));
+        }
+
+        let package_sha256 = sha256_tag(&unpacked.archive_sha256);
+        let previous = self.state()?.plugins.get(&name).cloned();
+        let plan = grant_plan(
+            &name,
+            &manifest,
+            previous.as_ref().map(|p| &p.grants),
+            &package_sha256,
+            &security.policy,
+        );
+        Ok(PreparedInstall {
+            workdir,
+            archive,
+            archive_name,
+            signature,
+            certification,
+            extracted,
+            manifest,
+            verification,
+            package_sha256,
+            file_list: unpacked.file_list,
+            source: source_text,
+            previous,
+            plan,
+        })
+    }
+
+    /// Writes a prepared package into the project with the user's grant decisions: the plugin
+    /// tree, a copy of the package and its signatures under `.trellis/packages/<name>/`, and
+    /// the state entry, committed at once. With `force` an installed plugin of the same name is
+    /// replaced (an update) and keeps its lifecycle state.
+    pub fn commit_install(
+        &self,
+        prepared: PreparedInstall,
+        decisions: GrantDecisions,
+        force: bool,
+    ) -> Result<InstallReport, ProjectError> {
+        let name = prepared.manifest.metadata.name.clone();
+        let _lock = self.lock()?;
+        let mut state = self.state()?;
+        let previous = state.plugins.get(&name).cloned();
+        if let Some(prev) = &previous
+            && !force
+        {
+            return Err(ProjectError::AlreadyInstalled {
+                name,
+                installed: prev.version.clone(),
+                source_text: prev.source.clone(),
+            });
+        }
+        self.clean_orphans(&state)?;
+
+        let plugins_dir = self.plugins_dir();
+        fs::create_dir_all(&plugins_dir).map_err(io_err(&plugins_dir))?;
+        let staging = plugins_dir.join(format!(".staging-{}", ulid::Ulid::generate()));
+        let packages_dir = self.packages_dir(&name);
+        let package_staging = self
+            .dir
+            .join("packages")
+            .join(format!(".staging-{}", ulid::Ulid::generate()));
+        let staged = (|| -> Result<String, ProjectError> {
+            copy_tree(&prepared.extracted, &staging)?;
+            fs::create_dir_all(&package_staging).map_err(io_err(&package_staging))?;
+            let kept = package_staging.join(&prepared.archive_name);
+            fs::copy(&prepared.archive, &kept).map_err(io_err(&kept))?;
+            if let Some(sig) = &prepared.signature {
+                write_atomic(&trellis_trust::signature_path(&kept), sig.as_bytes())?;
+            }
+            if let Some(cert) = &prepared.certification {
+                write_atomic(&trellis_trust::certification_path(&kept), cert.as_bytes())?;
+            }
+            tree_checksum(&staging)
+        })();
+        let checksum = match staged {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = remove_tree(&staging);
+                let _ = remove_tree(&package_staging);
+                return Err(e);
+            }
+        };
+
+        let now = Utc::now();
+        let state_after = match previous.as_ref().map(|p| p.state) {
+            None | Some(LifecycleState::Failed) => LifecycleState::Installed,
+            Some(s) => s,
+        };
+        let record = PluginRecord {
+            version: prepared.manifest.metadata.version.clone(),
+            state: state_after,
+            reason: None,
+            failed_from: None,
+            source: prepared.source.clone(),
+            checksum: checksum.clone(),
+            installed_at: now,
+            changed_at: now,
+            allow_conflicts: previous.as_ref().is_some_and(|p| p.allow_conflicts),
+            package: Some(PackageRecord {
+                sha256: prepared.package_sha256.clone(),
+                archive: prepared.archive_name.clone(),
+                trust: trust_record(&prepared.verification),
+                files: prepared.file_list.files.clone(),
+            }),
+            grants: GrantSet {
+                package: prepared.package_sha256.clone(),
+                granted: decisions.granted.clone(),
+                refused: decisions.refused.clone(),
+                decided_at: Some(now),
+            },
+        };
+
+        if record.state == LifecycleState::Enabled {
+            let mut probe = state.clone();
+            probe.plugins.insert(name.clone(), record.clone());
+            if let Err(e) =
+                self.check_enable(&probe, &name, &prepared.manifest, record.allow_conflicts)
+            {
+                let _ = remove_tree(&staging);
+                let _ = remove_tree(&package_staging);
+                return Err(e);
+            }
+        }
+
+        let target = self.plugin_dir(&name);
+        let backup = plugins_dir.join(format!(".backup-{}", ulid::Ulid::generate()));
+        let package_backup = self
+            .dir
+            .join("packages")
+            .join(format!(".backup-{}", ulid::Ulid::generate()));
+        let swap = (|| -> Result<(), ProjectError> {
+            for dir in [&target, &packages_dir] {
+                if let Some(parent) = dir.parent() {
+                    fs::create_dir_all(parent).map_err(io_err(parent))?;
+                }
+            }
+            if target.exists() {
+                fs::rename(&target, &backup).map_err(io_err(&target))?;
+            }
+            if packages_dir.exists() {
+                fs::rename(&packages_dir, &package_backup).map_err(io_err(&packages_dir))?;
+            }
+            fs::rename(&staging, &target).map_err(io_err(&staging))?;
+            fs::rename(&package_staging, &packages_dir).map_err(io_err(&package_staging))?;
+            state.plugins.insert(name.clone(), record.clone());
+            self.commit(&state)
+        })();
+        if let Err(e) = swap {
+            // state.json still names the old files: put them back.
+            let _ = remove_tree(&staging);
+            let _ = remove_tree(&package_staging);
+            if backup.exists() {
+                let _ = remove_tree(&target);
+                let _ = fs::rename(&backup, &target);
+            }
+            if package_backup.exists() {
+                let _ = remove_tree(&packages_dir);
+                let _ = fs::rename(&package_backup, &packages_dir);
+            }
+            return Err(e);
+        }
+        let _ = remove_tree(&backup);
+        let _ = remove_tree(&package_backup);
+
+        let action = if previous.is_some() {
+            "plugin.updated"
+        } else {
+            "plugin.installed"
+        };
+        self.audit.record(
+            AuditEvent::new(action, "ok")
+                .plugin(&name)
+                .detail("version", json!(record.version.to_string()))
+                .detail(
+                    "previous",
+                    json!(previous.as_ref().map(|p| p.version.to_string())),
+                )
+                .detail("package", json!(prepared.package_sha256))
+                .detail("trust", json!(prepared.verification.level.as_str()))
+                .detail("signer", json!(record.signer()))
+                .detail("source", json!(record.source)),
+        );
+        for cap in &decisions.granted {
+            if !prepared.plan.carried.contains(cap) {
+                self.audit.record(
+                    AuditEvent::new("grant.granted", "ok")
+                        .plugin(&name)
+                        .capability(&cap.name)
+                        .detail("scope", json!(scope_text(cap)))
+                        .detail("package", json!(prepared.package_sha256)),
+                );
+            }
+        }
+        for cap in &decisions.refused {
+            self.audit.record(
+                AuditEvent::new("grant.refused", "refused")
+                    .plugin(&name)
+                    .capability(cap)
+                    .detail("package", json!(prepared.package_sha256)),
+            );
+        }
+        self.emit(
+            "plugin.installed",
+            json!({"plugin": name, "version": record.version.to_string(), "source": record.source,
+                   "replaced": previous.as_ref().map(|p| p.version.to_string()),
+                   "trust": prepared.verification.level.as_str()}),
+        );
+        Ok(InstallReport {
+            name,
+            version: record.version,
+            replaced: previous.map(|p| p.version),
+            checksum,
+            path: target,
+            state: record.state,
+            trust: prepared.verification.level,
+            signer: record
+                .package
+                .as_ref()
+                .and_then(|p| p.trust.principal.clone()),
+            package_sha256: prepared.package_sha256,
+            granted: decisions.granted.iter().map(|c| c.name.clone()).collect(),
+            refused: decisions.refused,
+        })
+    }
+
+    /// Where the installed package of a plugin and its signatures are kept.
+    pub fn packages_dir(&self, name: &str) -> PathBuf {
+        name.split('/')
+            .fold(self.dir.join("packages"), |p, part| p.join(part))
+    }
+
+    /// The grants of one installed plugin.
+    pub fn grants(&self, name: &str) -> Result<GrantSet, ProjectError> {
+        let state = self.state()?;
+        Ok(self.record(&state, name)?.grants.clone())
+    }
+
+    /// Withdraws a granted capability; the plugin is denied it from its next call on.
+    pub fn revoke_grant(
+        &self,
+        name: &str,
+        capability: &str,
+    ) -> Result<crate::Transition, ProjectError> {
+        self.change_grant(name, capability, false)
+    }
+
+    /// Grants a capability the plugin requests and the policy does not block.
+    pub fn grant(&self, name: &str, capability: &str) -> Result<crate::Transition, ProjectError> {
+        self.change_grant(name, capability, true)
+    }
+
+    fn change_grant(
+        &self,
+        name: &str,
+        capability: &str,
+        grant: bool,
+    ) -> Result<crate::Transition, ProjectError> {
+        let state = self.state()?;
+        self.record(&state, name)?;
+        let manifest = self.read_manifest(name)?.manifest;
+        let request = manifest
+            .requires
+            .capabilities
+            .iter()
+            .find(|c| c.name == capability)
+            .cloned();
+        let Some(request) = request else {
+            let requested = manifest.capability_names();
+            return Err(ProjectError::UnknownGrant {
+                plugin: name.to_owned(),
+                capability: capability.to_owned(),
+                requested: requested.iter().map(|s| (*s).to_owned()).collect(),
+                suggestion: did_you_mean(capability, requested.iter().copied()).map(str::to_owned),
+            });
+        };
+        if grant {
+            let security = self.security()?;
+            if let Some(v) = security.policy.blocked_capability(capability) {
+                return Err(self.refuse_by_policy(name, "grant", vec![v]));
+            }
+        }
+        let _lock = self.lock()?;
+        let mut state = self.state()?;
+        let record = self.record(&state, name)?.clone();
+        let mut grants = record.grants.clone();
+        let was_granted = grants.granted.iter().any(|c| c.name == capability);
+        if was_granted == grant {
+            return Ok(crate::Transition::Unchanged);
+        }
+        if grant {
+            grants.granted.push(request.clone());
+            grants.refused.retain(|c| c != capability);
+        } else {
+            grants.granted.retain(|c| c.name != capability);
+            if !grants.refused.iter().any(|c| c == capability) {
+                grants.refused.push(capability.to_owned());
+            }
+        }
+        grants.decided_at = Some(Utc::now());
+        if let Some(entry) = state.plugins.get_mut(name) {
+            entry.grants = grants;
+            entry.changed_at = Utc::now();
+        }
+        self.commit(&state)?;
+        let (action, outcome) = if grant {
+            ("grant.granted", "ok")
+        } else {
+            ("grant.revoked", "ok")
+        };
+        self.audit.record(
+            AuditEvent::new(action, outcome)
+                .plugin(name)
+                .capability(capability)
+                .detail("scope", json!(scope_text(&request))),
+        );
+        Ok(crate::Transition::Changed)
+    }
+
+    /// The capabilities a plugin may use now: requested by its manifest, granted by the user
+    /// for this very package (same request, same scope), and not blocked by the policy.
+    pub(crate) fn effective_grants(
+        &self,
+        record: &PluginRecord,
+        manifest: &Manifest,
+        policy: &Policy,
+    ) -> Vec<CapabilityRequest> {
+        let package = record.package.as_ref().map(|p| p.sha256.as_str());
+        if package != Some(record.grants.package.as_str()) {
+            return Vec::new();
+        }
+        manifest
+            .requires
+            .capabilities
+            .iter()
+            .filter(|req| record.grants.granted.iter().any(|g| g == *req))
+            .filter(|req| policy.blocked_capability(&req.name).is_none())
+            .cloned()
+            .collect()
+    }
+
+    /// Checks one plugin against the policy as it is now (enable and every start).
+    pub(crate) fn check_policy(
+        &self,
+        policy: &Policy,
+        name: &str,
+        record: &PluginRecord,
+        manifest: &Manifest,
+        step: &'static str,
+    ) -> Result<(), ProjectError> {
+        let capabilities: Vec<String> = manifest
+            .capability_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let violations = policy.check_plugin(&Self::plugin_facts(
+            name,
+            record.trust_level(),
+            record.signer(),
+            &capabilities,
+        ));
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(self.refuse_by_policy(name, step, violations))
+        }
+    }
+
+    /// Files of an installed plugin that differ from its package (none for an intact plugin).
+    pub(crate) fn changed_files(
+        &self,
+        name: &str,
+        record: &PluginRecord,
+    ) -> Result<Vec<TreeChange>, ProjectError> {
+        let dir = self.plugin_dir(name);
+        match &record.package {
+            Some(package) => {
+                let list = FileList {
+                    format: trellis_package::FILE_LIST_FORMAT,
+                    name: name.to_owned(),
+                    version: record.version.to_string(),
+                    files: package.files.clone(),
+                };
+                Ok(trellis_package::verify_tree(&dir, &list)?)
+            }
+            // Installed before packages were recorded: only the tree hash is known.
+            None if tree_checksum(&dir)? != record.checksum => Ok(vec![TreeChange::Modified {
+                path: ".".to_owned(),
+            }]),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Re-checks every installed plugin: the stored package's signature against today's
+    /// signer lists, the installed files against the package, grants and the policy.
+    pub fn audit_plugins(&self) -> Result<Vec<PluginAudit>, ProjectError> {
+        let state = self.state()?;
+        let security = self.security()?;
+        let mut out = Vec::new();
+        for (name, record) in &state.plugins {
+            let (trust, signer, fingerprint, signature) =
+                self.recheck_signature(name, record, &security);
+            let changed_files = self.changed_files(name, record)?;
+            let mut violations = Vec::new();
+            match self.read_manifest(name) {
+                Ok(loaded) => {
+                    let capabilities: Vec<String> = loaded
+                        .manifest
+                        .capability_names()
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect();
+                    violations.extend(
+                        security
+                            .policy
+                            .check_plugin(&Self::plugin_facts(
+                                name,
+                                trust,
+                                signer.as_deref(),
+                                &capabilities,
+                            ))
+                            .iter()
+                            .map(ToString::to_string),
+                    );
+                }
+                Err(e) => violations.push(format!("manifest unreadable: {e}")),
+            }
+            let grants_stale = record.package.as_ref().map(|p| p.sha256.as_str())
+                != Some(record.grants.package.as_str());
+            out.push(PluginAudit {
+                name: name.clone(),
+                version: record.version.to_string(),
+                state: record.state,
+                trust,
+                signer,
+                fingerprint,
+                signature,
+                changed_files,
+                granted: record
+                    .grants
+                    .granted
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect(),
+                refused: record.grants.refused.clone(),
+                grants_stale,
+                violations,
+            });
+        }
+        Ok(out)
+    }
+
+    fn recheck_signature(
+        &self,
+        name: &str,
+        record: &PluginRecord,
+        security: &SecuritySettings,
+    ) -> (TrustLevel, Option<String>, Option<String>, String) {
+        let Some(package) = &record.package else {
+            return (TrustLevel::Unsigned, None, None, "unsigned".to_owned());
+        };
+        let archive = self.packages_dir(name).join(&package.archive);
+        let outcome = (|| -> Result<Verification, ProjectError> {
+            let bytes = fs::read(&archive).map_err(io_err(&archive))?;
+            let actual = sha256_tag(&hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+            if actual != package.sha256 {
+                return Err(ProjectError::PackageChanged {
+                    path: archive.clone(),
+                    expected: package.sha256.clone(),
+                    actual,
+                });
+            }
+            let sig = read_optional(&trellis_trust::signature_path(&archive))?;
+            let cert = read_optional(&trellis_trust::certification_path(&archive))?;
+            Ok(trellis_trust::verify_package(
+                &archive,
+                sig.as_deref(),
+                cert.as_deref(),
+                None,
+                &security.trust,
+            )?)
+        })();
+        match outcome {
+            Ok(v) => {
+                let signature = if v.level == TrustLevel::Unsigned {
+                    "unsigned"
+                } else {
+                    "valid"
+                };
+                (
+                    v.level,
+                    v.signer.as_ref().and_then(|s| s.principal.clone()),
+                    v.signer.as_ref().map(|s| s.fingerprint.clone()),
+                    signature.to_owned(),
+                )
+            }
+            Err(e) => (
+                TrustLevel::Unsigned,
+                package.trust.principal.clone(),
+                package.trust.fingerprint.clone(),
+                format!("invalid: {e}"),
+            ),
+        }
+    }
+
+    /// Every violation of the current policy by the installed plugins, as
+    /// (plugin, violation) pairs; empty when all comply.
+    pub fn policy_check(&self) -> Result<Vec<(String, String)>, ProjectError> {
+        let state = self.state()?;
+        let security = self.security()?;
+        let mut out = Vec::new();
+        for (name, record) in &state.plugins {
+            let Ok(loaded) = self.read_manifest(name) else {
+                continue;
+            };
+            let capabilities: Vec<String> = loaded
+                .manifest
+                .capability_names()
+                .into_iter()
+                .map(str::to_owned)
+                .collect();
+            for v in security.policy.check_plugin(&Self::plugin_facts(
+                name,
+                record.trust_level(),
+                record.signer(),
+                &capabilities,
+            )) {
+                out.push((name.clone(), v.to_string()));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What to ask, given what was decided for the previous package of the same plugin.
+fn grant_plan(
+    name: &str,
+    manifest: &Manifest,
+    previous: Option<&GrantSet>,
+    package_sha256: &str,
+    policy: &Policy,
+) -> GrantPlan {
+    let mut plan = GrantPlan {
+        plugin: name.to_owned(),
+        carried: Vec::new(),
+        carried_refusals: Vec::new(),
+        pending: Vec::new(),
+        dropped: Vec::new(),
+    };
+    // In manifest order: the author lists what matters most first.
+    let requested: Vec<&CapabilityRequest> = manifest.requires.capabilities.iter().collect();
+    for request in &requested {
+        let before = previous.and_then(|p| p.granted.iter().find(|g| g.name == request.name));
+        let refused_before = previous.is_some_and(|p| p.refused.contains(&request.name));
+        let same_package = previous.is_some_and(|p| p.package == package_sha256);
+        match before {
+            Some(g) if g == *request => plan.carried.push((*request).clone()),
+            // Refusals carry no scope: keep one only for the same package or a bare request.
+            None if refused_before
+                && (same_package || **request == CapabilityRequest::named(&request.name)) =>
+            {
+                plan.carried_refusals.push((*request).clone());
+            }
+            other => plan.pending.push(PendingGrant {
+                request: (*request).clone(),
+                approval_required_by: policy
+                    .approval_required(&request.name)
+                    .map(|(_, file)| file),
+                changed: other.is_some(),
+            }),
+        }
+    }
+    if let Some(previous) = previous {
+        plan.dropped = previous
+            .granted
+            .iter()
+            .filter(|g| !requested.iter().any(|r| r.name == g.name))
+            .map(|g| g.name.clone())
+            .collect();
+    }
+    plan
+}
+
+/// The scope of a request in words (`hosts: api.example.com`), empty for unscoped ones.
+pub fn scope_text(c: &CapabilityRequest) -> String {
+    let mut parts = Vec::new();
+    for (label, values) in [
+        ("paths", &c.paths),
+        ("hosts", &c.hosts),
+        ("commands", &c.commands),
+        ("variables", &c.variables),
+    ] {
+        if !values.is_empty() {
+            parts.push(format!("{label}: {}", values.join(", ")));
+        }
+    }
+    parts.join("; ")
+}
