@@ -630,3 +630,91 @@ fn the_grant_prompt_works_in_a_terminal() {
     assert_eq!(grants["granted"][0]["name"], "filesystem.read");
     assert_eq!(grants["refused"], serde_json::json!(["network"]));
 }
+
+/// Accepts HTTP requests on a loopback port and hands back each request body.
+fn collecting_server() -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1/usage", listener.local_addr().unwrap());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+            if tx
+                .send(String::from_utf8_lossy(&body).into_owned())
+                .is_err()
+            {
+                return;
+            }
+        }
+    });
+    (url, rx)
+}
+
+#[test]
+fn telemetry_sends_only_consented_usage_records() {
+    let env = Env::new();
+    let (url, bodies) = collecting_server();
+    let dir = env.plugin("src-m", "mike", "1.2.3", "    - state\n");
+    env.ok(&["plugin", "install", dir.to_str().unwrap(), "--yes"]);
+    env.ok(&["plugin", "enable", "mike"]);
+
+    // Before consent nothing is recorded.
+    env.ok(&["mike-hello"]);
+    let status = env.json(&["telemetry", "status"]);
+    assert_eq!(status["enabled"], false);
+    assert!(
+        !env.user.join("telemetry").exists(),
+        "something was recorded before consent"
+    );
+
+    env.ok(&["telemetry", "enable", "--endpoint", &url]);
+    env.ok(&["mike-hello", "secret-argument"]);
+    let status = env.json(&["telemetry", "status"]);
+    assert_eq!(status["pending"], 1, "{status}");
+    let flushed = env.json(&["telemetry", "flush"]);
+    assert_eq!(flushed["sent"], 1, "{flushed}");
+
+    let body: Value = serde_json::from_str(
+        &bodies
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("a batch arrived"),
+    )
+    .unwrap();
+    assert_eq!(body["schema"], 1);
+    let events = body["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1);
+    let event = events[0].as_object().unwrap();
+    let keys: Vec<&str> = event.keys().map(String::as_str).collect();
+    assert_eq!(keys.len(), 5, "{event:?}");
+    for key in ["plugin", "version", "command", "success", "duration_ms"] {
+        assert!(event.contains_key(key), "{key} missing: {event:?}");
+    }
+    assert_eq!(event["plugin"], "mike");
+    assert_eq!(event["version"], "1.2.3");
+    assert_eq!(event["command"], "mike-hello");
+    assert_eq!(event["success"], true);
+    assert!(
+        !body.to_string().contains("secret-argument"),
+        "arguments leaked: {body}"
+    );
+
+    env.ok(&["telemetry", "disable"]);
+    env.ok(&["mike-hello"]);
+    assert_eq!(env.json(&["telemetry", "status"])["pending"], 0);
+}

@@ -1030,3 +1030,38 @@ pub fn scope_text(c: &CapabilityRequest) -> String {
     }
     parts.join("; ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_user_config_dir_follows_the_environment() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |key: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == key)
+                    .map(|(_, v)| (*v).to_owned())
+            }
+        };
+        let all = env(&[
+            ("TRELLIS_CONFIG_DIR", "/custom"),
+            ("XDG_CONFIG_HOME", "/xdg"),
+            ("HOME", "/home/u"),
+        ]);
+        assert_eq!(user_config_dir(&all), Some(PathBuf::from("/custom")));
+        let xdg = env(&[
+            ("TRELLIS_CONFIG_DIR", ""),
+            ("XDG_CONFIG_HOME", "/xdg"),
+            ("HOME", "/home/u"),
+        ]);
+        assert_eq!(user_config_dir(&xdg), Some(PathBuf::from("/xdg/trellis")));
+        let home = env(&[("HOME", "/home/u")]);
+        assert_eq!(
+            user_config_dir(&home),
+            Some(PathBuf::from("/home/u/.config/trellis"))
+        );
+        assert_eq!(user_config_dir(&env(&[])), None);
+    }
+}

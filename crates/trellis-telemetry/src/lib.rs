@@ -28,8 +28,8 @@
 //! (they log them with `tracing`): telemetry must never fail a user's command.
 //!
 //! What this crate must not know about: the CLI and its arguments, projects, plugins' runtimes,
-//! or where the directories are (the caller passes them; [`default_config_dir`] is only a
-//! helper) and the environment (the caller passes the endpoint override in).
+//! where the directories are and the environment: the caller passes the directories and the
+//! endpoint override in.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -56,19 +56,6 @@ pub const MAX_SPOOL_BYTES: u64 = 4 << 20;
 pub const UPLOAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// The version of the upload format.
 pub const SCHEMA_VERSION: u32 = 1;
-
-/// The user's config directory: `TRELLIS_CONFIG_DIR`, else `$XDG_CONFIG_HOME/trellis`, else
-/// `~/.config/trellis`. Empty variables count as unset.
-pub fn default_config_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
-    let var = |name: &str| env(name).filter(|v| !v.is_empty());
-    if let Some(dir) = var("TRELLIS_CONFIG_DIR") {
-        return Some(PathBuf::from(dir));
-    }
-    if let Some(dir) = var("XDG_CONFIG_HOME") {
-        return Some(PathBuf::from(dir).join("trellis"));
-    }
-    var("HOME").map(|home| PathBuf::from(home).join(".config").join("trellis"))
-}
 
 /// One use of a plugin command: everything telemetry can ever record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

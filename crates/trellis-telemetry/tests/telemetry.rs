@@ -12,7 +12,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 use trellis_telemetry::{
     BATCH_SIZE, FlushReport, MAX_SPOOL_BYTES, SETTINGS_FILE, SPOOL_FILE, Telemetry, TelemetryError,
-    UsageEvent, default_config_dir,
+    UsageEvent,
 };
 
 /// One request as it arrived.
@@ -689,39 +689,6 @@ fn a_full_spool_stops_growing() {
 
     telemetry.record(&event(2));
     assert_eq!(telemetry.status().unwrap().pending, copies);
-}
-
-#[test]
-fn the_default_config_dir_follows_the_environment() {
-    let env = |pairs: &'static [(&'static str, &'static str)]| {
-        move |key: &str| {
-            pairs
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    };
-    let all = env(&[
-        ("TRELLIS_CONFIG_DIR", "/custom"),
-        ("XDG_CONFIG_HOME", "/xdg"),
-        ("HOME", "/home/u"),
-    ]);
-    assert_eq!(default_config_dir(&all), Some(PathBuf::from("/custom")));
-    let xdg = env(&[
-        ("TRELLIS_CONFIG_DIR", ""),
-        ("XDG_CONFIG_HOME", "/xdg"),
-        ("HOME", "/home/u"),
-    ]);
-    assert_eq!(
-        default_config_dir(&xdg),
-        Some(PathBuf::from("/xdg/trellis"))
-    );
-    let home = env(&[("HOME", "/home/u")]);
-    assert_eq!(
-        default_config_dir(&home),
-        Some(PathBuf::from("/home/u/.config/trellis"))
-    );
-    assert_eq!(default_config_dir(&env(&[])), None);
 }
 
 #[test]
