@@ -234,6 +234,17 @@ enum EventsCommand {
 }
 
 fn main() -> ExitCode {
+    // Warnings from the libraries (an audit record that could not be written, a lockfile that
+    // could not be rewritten) reach the user on stderr; TRELLIS_LOG=debug shows more.
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TRELLIS_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
     let cli = Cli::parse();
     let out = Output::new(cli.json);
     match dispatch(&cli, &out) {

@@ -8,7 +8,8 @@ use anyhow::{Context, anyhow};
 use clap::Subcommand;
 use serde_json::json;
 use trellis_project::{
-    GrantChoices, PendingGrant, PreparedInstall, Project, Transition, scope_text, user_config_dir,
+    GrantChoices, PendingGrant, PreparedInstall, Project, Transition, same_grant, scope_text,
+    user_config_dir,
 };
 use trellis_trust::SigningKey;
 
@@ -94,7 +95,13 @@ fn load_signing_key(explicit: Option<&Path>) -> Result<(SigningKey, PathBuf), Fa
     {
         Some(p) => p,
         None => {
-            let candidates = trellis_trust::default_key_candidates(&home_dir(), &config_dir()?);
+            // Without HOME the ~/.ssh candidate would be relative to the current directory,
+            // possibly an untrusted checkout: only absolute candidates count.
+            let candidates: Vec<PathBuf> =
+                trellis_trust::default_key_candidates(&home_dir(), &config_dir()?)
+                    .into_iter()
+                    .filter(|p| p.is_absolute())
+                    .collect();
             candidates
                 .iter()
                 .find(|p| p.is_file())
@@ -434,7 +441,7 @@ pub fn grants(
                     }
                 );
                 for req in &info.manifest.requires.capabilities {
-                    let state = if grants.granted.iter().any(|g| g == req) {
+                    let state = if grants.granted.iter().any(|g| same_grant(g, req)) {
                         "granted"
                     } else if grants.refused.contains(&req.name) {
                         "refused"

@@ -319,9 +319,11 @@ fn tampered_package_and_wrong_signer_are_refused_and_nothing_is_written() {
     let err = env.fails(&["plugin", "install", tampered.to_str().unwrap(), "--yes"]);
     assert!(err.to_lowercase().contains("signature"), "{err}");
     assert!(
-        !env.project.join(".trellis").exists(),
-        "a refused install wrote to .trellis/"
+        !env.project.join(".trellis/state.json").exists()
+            && !env.project.join(".trellis/plugins").exists(),
+        "a refused install wrote plugin state"
     );
+    assert_eq!(env.audit_actions(), ["install.refused"]);
 
     // The same principal listed with another key: a different signer is refused.
     let (mallory_key, _) = env.keygen("mallory", "mallory@example.com");
@@ -717,4 +719,45 @@ fn telemetry_sends_only_consented_usage_records() {
     env.ok(&["telemetry", "disable"]);
     env.ok(&["mike-hello"]);
     assert_eq!(env.json(&["telemetry", "status"])["pending"], 0);
+}
+
+/// Trust is re-verified at every start and audit, not read back from the state file.
+#[test]
+fn a_signer_dropped_from_allowed_signers_stops_the_plugin() {
+    let env = Env::new();
+    let dir = env.plugin("src-n", "november", "1.0.0", "    - state\n");
+    let archive = env.build(&dir);
+    let (key, public) = env.keygen("nora", "nora@example.com");
+    env.ok(&[
+        "plugin",
+        "sign",
+        archive.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    env.trust_signer("nora@example.com", &public);
+    fs::write(
+        env.admin.join("policy.yaml"),
+        "plugin_policy:\n  trust:\n    minimum_level: verified\n",
+    )
+    .unwrap();
+    env.ok(&["plugin", "install", archive.to_str().unwrap(), "--yes"]);
+    env.ok(&["plugin", "enable", "november"]);
+    env.ok(&["november-hello"]);
+
+    // Forging the recorded trust does not help either.
+    fs::write(env.user.join("allowed_signers"), "").unwrap();
+    let state_path = env.project.join(".trellis/state.json");
+    let state = fs::read_to_string(&state_path).unwrap();
+    fs::write(&state_path, state.replace("\"verified\"", "\"certified\"")).unwrap();
+
+    let err = env.fails(&["plugin", "audit"]);
+    assert!(
+        err.contains("trust dropped from certified at install to self-signed"),
+        "{err}"
+    );
+    let err = env.fails(&["policy", "check"]);
+    assert!(err.contains("trust.minimum_level"), "{err}");
+    let err = env.fails(&["november-hello"]);
+    assert!(err.contains("trust.minimum_level"), "{err}");
 }

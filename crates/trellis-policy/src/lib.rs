@@ -206,9 +206,15 @@ impl Policy {
     }
 
     /// Every certifier key line with the file that names it.
+    ///
+    /// Certifiers raise trust, so the stricter side decides who they are: when an admin policy
+    /// exists only its certifiers count, otherwise a project could certify its own plugins
+    /// past the admin's `minimum_level`.
     pub fn certifiers(&self) -> Vec<(String, PathBuf)> {
+        let admin_present = self.files.iter().any(|f| f.scope == PolicyScope::Admin);
         self.files
             .iter()
+            .filter(|file| !admin_present || file.scope == PolicyScope::Admin)
             .flat_map(|file| {
                 file.rules
                     .trust

@@ -794,3 +794,25 @@ fn from_files_keeps_what_load_read() {
     assert_eq!(policy.files(), [file]);
     assert_eq!(policy.check_plugin(&facts("x"))[0].file, setup.admin_path());
 }
+
+/// Certifiers raise trust: with an admin policy present, a project cannot name its own.
+#[test]
+fn project_certifiers_do_not_count_when_an_admin_policy_exists() {
+    let setup = Setup::new();
+    let text = format!("plugin_policy:\n  trust:\n    certifiers:\n      - \"{CERTIFIER}\"\n");
+    setup.write(PolicyScope::Project, &text);
+    assert_eq!(
+        setup.policy().certifiers().len(),
+        1,
+        "alone, the project's count"
+    );
+    setup.write(
+        PolicyScope::Admin,
+        "plugin_policy:\n  trust:\n    minimum_level: certified\n",
+    );
+    assert!(setup.policy().certifiers().is_empty());
+    setup.write(PolicyScope::Admin, &text);
+    let certifiers = setup.policy().certifiers();
+    assert_eq!(certifiers.len(), 1);
+    assert_eq!(certifiers[0].1, setup.admin_path());
+}

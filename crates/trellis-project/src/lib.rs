@@ -53,7 +53,8 @@ pub use config::{env_references, expand_env};
 pub use error::{Conflict, ProjectError};
 pub use security::{
     GrantChoices, GrantDecisions, GrantPlan, GrantPrompt, PendingGrant, PluginAudit,
-    PreparedInstall, SYSTEM_ADMIN_DIR, SecuritySettings, admin_dir, scope_text, user_config_dir,
+    PreparedInstall, SYSTEM_ADMIN_DIR, SecuritySettings, admin_dir, same_grant, scope_text,
+    user_config_dir,
 };
 pub use state::{
     GrantSet, LifecycleState, LockedPlugin, Lockfile, PackageRecord, PluginRecord, ProjectState,
@@ -319,11 +320,16 @@ impl Project {
                 dependencies,
             });
         }
-        Lockfile {
+        // The state is committed: a lockfile that cannot be written must not make the caller
+        // roll back files the state already names. It is derived and rewritten next time.
+        let lockfile = Lockfile {
             version: state::LOCK_FORMAT_VERSION,
             plugins,
+        };
+        if let Err(e) = lockfile.write(&self.lock_path()) {
+            tracing::warn!(error = %e, "could not rewrite trellis.lock; it is rewritten at the next change");
         }
-        .write(&self.lock_path())
+        Ok(())
     }
 
     fn read_manifest(&self, name: &str) -> Result<LoadedManifest, ProjectError> {
@@ -632,8 +638,8 @@ impl Project {
             }
         };
         self.check_enable(&state, name, &loaded.manifest, allow_conflicts)?;
-        let policy = self.security()?.policy;
-        self.check_policy(&policy, name, &record, &loaded.manifest, "enable")?;
+        let security = self.security()?;
+        self.check_policy(&security, name, &record, &loaded.manifest, "enable")?;
         let changed = self.changed_files(name, &record)?;
         if !changed.is_empty() {
             return Err(ProjectError::FilesChanged {
@@ -894,7 +900,8 @@ impl Project {
         let order = self.load_order()?;
         let config = ProjectConfig::read_or_default(self)?;
         let state = self.state()?;
-        let policy = self.security()?.policy;
+        let security = self.security()?;
+        let policy = &security.policy;
         let limit_caps = policy.limit_caps();
         let mut loaded = Vec::new();
         let mut failed: Vec<(String, String)> = Vec::new();
@@ -921,7 +928,7 @@ impl Project {
                     );
                     return Err(error.into());
                 }
-                self.check_policy(&policy, &name, record, &manifest, "start")?;
+                self.check_policy(&security, &name, record, &manifest, "start")?;
                 for dep in manifest.requires.plugins.iter().filter(|d| !d.optional) {
                     if let Some((_, why)) = failed.iter().find(|(f, _)| *f == dep.name) {
                         return Err(
@@ -945,7 +952,7 @@ impl Project {
                 Ok(LoadedPlugin {
                     name: name.clone(),
                     dir: self.plugin_dir(&name),
-                    grants: self.effective_grants(record, &manifest, &policy),
+                    grants: self.effective_grants(record, &manifest, policy),
                     limit_caps: limit_caps.clone(),
                     manifest,
                     config: expanded,

@@ -250,6 +250,15 @@ impl PluginAudit {
     }
 }
 
+/// A plugin's signature as verified now.
+struct Recheck {
+    level: TrustLevel,
+    principal: Option<String>,
+    fingerprint: Option<String>,
+    /// `valid`, `unsigned`, or `invalid: <why>`.
+    signature: String,
+}
+
 fn sha256_tag(hex: &str) -> String {
     format!("sha256:{hex}")
 }
@@ -344,6 +353,16 @@ impl Project {
         }
     }
 
+    /// A package whose signature does not hold is a trust decision: audited, then refused.
+    fn refuse_untrusted(&self, source: &Path, error: trellis_trust::TrustError) -> ProjectError {
+        self.audit.record(
+            AuditEvent::new("install.refused", "refused")
+                .attempted(format!("install {}", source.display()))
+                .detail("reason", json!(error.to_string())),
+        );
+        ProjectError::Trust(error)
+    }
+
     /// Verifies a package (a `.tar.gz` with its `.sig` and `.cert.sig` beside it, or a plugin
     /// directory, which is packaged first and is then unsigned), extracts it privately and
     /// applies the policy. See the module documentation.
@@ -392,7 +411,8 @@ impl Project {
             certification.as_deref(),
             None,
             &security.trust,
-        )?;
+        )
+        .map_err(|e| self.refuse_untrusted(source, e))?;
         let extracted = workdir.path().join("extracted");
         let unpacked = trellis_package::extract(&archive, &extracted, &limits)?;
         let loaded = trellis_manifest::load_dir(&extracted)?;
@@ -410,7 +430,8 @@ impl Project {
                 certification.as_deref(),
                 Some(claimed),
                 &security.trust,
-            )?,
+            )
+            .map_err(|e| self.refuse_untrusted(source, e))?,
             _ => verification,
         };
         let name = manifest.metadata.name.clone();
@@ -732,6 +753,10 @@ impl Project {
             }
         }
         grants.decided_at = Some(Utc::now());
+        // The decision is about the package installed now.
+        if let Some(package) = &record.package {
+            grants.package = package.sha256.clone();
+        }
         if let Some(entry) = state.plugins.get_mut(name) {
             entry.grants = grants;
             entry.changed_at = Utc::now();
@@ -767,16 +792,19 @@ impl Project {
             .requires
             .capabilities
             .iter()
-            .filter(|req| record.grants.granted.iter().any(|g| g == *req))
+            .filter(|req| record.grants.granted.iter().any(|g| same_grant(g, req)))
             .filter(|req| policy.blocked_capability(&req.name).is_none())
             .cloned()
             .collect()
     }
 
-    /// Checks one plugin against the policy as it is now (enable and every start).
+    /// Checks one plugin against the policy as it is now (enable and every start). The trust
+    /// level is re-verified from the kept package against today's signer lists, never taken
+    /// from the state file: a key removed from allowed_signers or past its validity stops the
+    /// plugin, and editing state.json cannot raise its trust.
     pub(crate) fn check_policy(
         &self,
-        policy: &Policy,
+        security: &SecuritySettings,
         name: &str,
         record: &PluginRecord,
         manifest: &Manifest,
@@ -787,10 +815,11 @@ impl Project {
             .into_iter()
             .map(str::to_owned)
             .collect();
-        let violations = policy.check_plugin(&Self::plugin_facts(
+        let fresh = self.recheck_signature(name, record, security);
+        let violations = security.policy.check_plugin(&Self::plugin_facts(
             name,
-            record.trust_level(),
-            record.signer(),
+            fresh.level,
+            fresh.principal.as_deref(),
             &capabilities,
         ));
         if violations.is_empty() {
@@ -832,9 +861,24 @@ impl Project {
         let security = self.security()?;
         let mut out = Vec::new();
         for (name, record) in &state.plugins {
-            let (trust, signer, fingerprint, signature) =
-                self.recheck_signature(name, record, &security);
-            let changed_files = self.changed_files(name, record)?;
+            let fresh = self.recheck_signature(name, record, &security);
+            let (trust, signer, fingerprint, mut signature) = (
+                fresh.level,
+                fresh.principal,
+                fresh.fingerprint,
+                fresh.signature,
+            );
+            let installed_level = record.trust_level();
+            if trust < installed_level && !signature.starts_with("invalid") {
+                // E.g. the .sig was deleted, or the key left allowed_signers.
+                signature = format!("trust dropped from {installed_level} at install to {trust}");
+            }
+            let changed_files = match self.changed_files(name, record) {
+                Ok(changes) => changes,
+                Err(e) => vec![TreeChange::Missing {
+                    path: format!(". ({e})"),
+                }],
+            };
             let mut violations = Vec::new();
             match self.read_manifest(name) {
                 Ok(loaded) => {
@@ -889,9 +933,14 @@ impl Project {
         name: &str,
         record: &PluginRecord,
         security: &SecuritySettings,
-    ) -> (TrustLevel, Option<String>, Option<String>, String) {
+    ) -> Recheck {
         let Some(package) = &record.package else {
-            return (TrustLevel::Unsigned, None, None, "unsigned".to_owned());
+            return Recheck {
+                level: TrustLevel::Unsigned,
+                principal: None,
+                fingerprint: None,
+                signature: "unsigned".to_owned(),
+            };
         };
         let archive = self.packages_dir(name).join(&package.archive);
         let outcome = (|| -> Result<Verification, ProjectError> {
@@ -915,25 +964,24 @@ impl Project {
             )?)
         })();
         match outcome {
-            Ok(v) => {
-                let signature = if v.level == TrustLevel::Unsigned {
-                    "unsigned"
+            Ok(v) => Recheck {
+                signature: if v.level == TrustLevel::Unsigned {
+                    "unsigned".to_owned()
                 } else {
-                    "valid"
-                };
-                (
-                    v.level,
-                    v.signer.as_ref().and_then(|s| s.principal.clone()),
-                    v.signer.as_ref().map(|s| s.fingerprint.clone()),
-                    signature.to_owned(),
-                )
-            }
-            Err(e) => (
-                TrustLevel::Unsigned,
-                package.trust.principal.clone(),
-                package.trust.fingerprint.clone(),
-                format!("invalid: {e}"),
-            ),
+                    "valid".to_owned()
+                },
+                level: v.level,
+                principal: v.signer.as_ref().and_then(|s| s.principal.clone()),
+                fingerprint: v.signer.as_ref().map(|s| s.fingerprint.clone()),
+            },
+            // A package that no longer verifies counts as unsigned, and its recorded signer
+            // vouches for nothing.
+            Err(e) => Recheck {
+                level: TrustLevel::Unsigned,
+                principal: None,
+                fingerprint: package.trust.fingerprint.clone(),
+                signature: format!("invalid: {e}"),
+            },
         }
     }
 
@@ -944,8 +992,12 @@ impl Project {
         let security = self.security()?;
         let mut out = Vec::new();
         for (name, record) in &state.plugins {
-            let Ok(loaded) = self.read_manifest(name) else {
-                continue;
+            let loaded = match self.read_manifest(name) {
+                Ok(loaded) => loaded,
+                Err(e) => {
+                    out.push((name.clone(), format!("cannot be checked: {e}")));
+                    continue;
+                }
             };
             let capabilities: Vec<String> = loaded
                 .manifest
@@ -953,10 +1005,11 @@ impl Project {
                 .into_iter()
                 .map(str::to_owned)
                 .collect();
+            let fresh = self.recheck_signature(name, record, &security);
             for v in security.policy.check_plugin(&Self::plugin_facts(
                 name,
-                record.trust_level(),
-                record.signer(),
+                fresh.level,
+                fresh.principal.as_deref(),
                 &capabilities,
             )) {
                 out.push((name.clone(), v.to_string()));
@@ -988,10 +1041,11 @@ fn grant_plan(
         let refused_before = previous.is_some_and(|p| p.refused.contains(&request.name));
         let same_package = previous.is_some_and(|p| p.package == package_sha256);
         match before {
-            Some(g) if g == *request => plan.carried.push((*request).clone()),
+            Some(g) if same_grant(g, request) => plan.carried.push((*request).clone()),
             // Refusals carry no scope: keep one only for the same package or a bare request.
             None if refused_before
-                && (same_package || **request == CapabilityRequest::named(&request.name)) =>
+                && (same_package
+                    || same_grant(request, &CapabilityRequest::named(&request.name))) =>
             {
                 plan.carried_refusals.push((*request).clone());
             }
@@ -1013,6 +1067,22 @@ fn grant_plan(
             .collect();
     }
     plan
+}
+
+/// Whether a grant covers a request: same capability, same scope. The author's reason and the
+/// order of scope entries do not matter.
+pub fn same_grant(a: &CapabilityRequest, b: &CapabilityRequest) -> bool {
+    let sorted = |v: &Vec<String>| {
+        let mut v = v.clone();
+        v.sort();
+        v.dedup();
+        v
+    };
+    a.name == b.name
+        && sorted(&a.paths) == sorted(&b.paths)
+        && sorted(&a.hosts) == sorted(&b.hosts)
+        && sorted(&a.commands) == sorted(&b.commands)
+        && sorted(&a.variables) == sorted(&b.variables)
 }
 
 /// The scope of a request in words (`hosts: api.example.com`), empty for unscoped ones.

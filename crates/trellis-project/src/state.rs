@@ -22,7 +22,9 @@ use trellis_trust::TrustLevel;
 use crate::ProjectError;
 use crate::fsutil::write_atomic;
 
-pub const STATE_FORMAT_VERSION: u32 = 1;
+/// 2 added packages, trust and grants: an older trellis must not rewrite the state without
+/// them (it would run plugins with every capability they request).
+pub const STATE_FORMAT_VERSION: u32 = 2;
 pub const LOCK_FORMAT_VERSION: u32 = 1;
 
 /// Where a plugin is in its lifecycle. `available` (in a registry, not installed) and `removed`
