@@ -207,6 +207,18 @@ pub fn verify(project: &Project, archive: &Path, out: &Output) -> Result<(), Fai
         None,
         &security.trust,
     )?;
+    // The manifest may claim its signer; check that claim as install does, once the bytes are
+    // known to be the signed ones.
+    let v = match (claimed_signer(archive)?, &v.signer) {
+        (Some(claimed), Some(_)) => trellis_trust::verify_package(
+            archive,
+            signature.as_deref(),
+            certification.as_deref(),
+            Some(&claimed),
+            &security.trust,
+        )?,
+        _ => v,
+    };
     out.value(&json!({
         "archive": archive, "plugin": list.name, "version": list.version,
         "package_sha256": format!("sha256:{}", v.package_sha256),
@@ -240,6 +252,15 @@ pub fn verify(project: &Project, archive: &Path, out: &Output) -> Result<(), Fai
         text.trim_end().to_owned()
     });
     Ok(())
+}
+
+/// `signatures.signer` from the manifest inside a package, read from a private extraction.
+fn claimed_signer(archive: &Path) -> Result<Option<String>, Failure> {
+    let dir = tempfile::tempdir().context("creating a temporary directory")?;
+    let root = dir.path().join("package");
+    trellis_package::extract(archive, &root, &trellis_package::ExtractLimits::default())?;
+    let loaded = trellis_manifest::load_dir(&root)?;
+    Ok(loaded.manifest.signatures.and_then(|s| s.signer))
 }
 
 pub struct InstallArgs<'a> {

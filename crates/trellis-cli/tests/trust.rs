@@ -761,3 +761,33 @@ fn a_signer_dropped_from_allowed_signers_stops_the_plugin() {
     let err = env.fails(&["november-hello"]);
     assert!(err.contains("trust.minimum_level"), "{err}");
 }
+
+/// A manifest claiming a signer whose listed key is not the one that signed is refused by
+/// verify, as by install.
+#[test]
+fn verify_checks_the_signer_the_manifest_claims() {
+    let env = Env::new();
+    let dir = env.plugin("src-o", "oscar", "1.0.0", "    - state\n");
+    let manifest = dir.join("plugin.yaml");
+    let text = fs::read_to_string(&manifest).unwrap();
+    fs::write(
+        &manifest,
+        format!("{text}signatures:\n  signer: olga@example.com\n"),
+    )
+    .unwrap();
+    let archive = env.build(&dir);
+    let (_, olga_pub) = env.keygen("olga", "olga@example.com");
+    let (mallory, _) = env.keygen("mallory", "mallory@example.com");
+    env.trust_signer("olga@example.com", &olga_pub);
+    env.ok(&[
+        "plugin",
+        "sign",
+        archive.to_str().unwrap(),
+        "--key",
+        mallory.to_str().unwrap(),
+    ]);
+    let err = env.fails(&["plugin", "verify", archive.to_str().unwrap()]);
+    assert!(err.contains("olga@example.com"), "{err}");
+    let err = env.fails(&["plugin", "install", archive.to_str().unwrap(), "--yes"]);
+    assert!(err.contains("olga@example.com"), "{err}");
+}

@@ -347,7 +347,16 @@ impl state::Host for HostState {
                 format!("write state key `{}`", truncate_chars(&key, 128)),
             ));
         }
-        self.shared.state.set(&key, value).map_err(state_error)
+        let bytes = value.len();
+        self.shared.state.set(&key, value).map_err(state_error)?;
+        self.shared.audit.record(
+            AuditEvent::new("state.set", "ok")
+                .plugin(&self.shared.name)
+                .capability("state")
+                .attempted(format!("write state key `{}`", truncate_chars(&key, 128)))
+                .detail("bytes", bytes),
+        );
+        Ok(())
     }
 
     fn delete(&mut self, key: String) -> Result<(), WitError> {
@@ -357,7 +366,14 @@ impl state::Host for HostState {
                 format!("delete state key `{}`", truncate_chars(&key, 128)),
             ));
         }
-        self.shared.state.delete(&key).map_err(state_error)
+        self.shared.state.delete(&key).map_err(state_error)?;
+        self.shared.audit.record(
+            AuditEvent::new("state.deleted", "ok")
+                .plugin(&self.shared.name)
+                .capability("state")
+                .attempted(format!("delete state key `{}`", truncate_chars(&key, 128))),
+        );
+        Ok(())
     }
 
     fn keys(&mut self, prefix: String) -> Result<Vec<String>, WitError> {

@@ -432,6 +432,18 @@ fn hostile_with_grants_does_its_thing() {
             .is_file()
     );
     assert_eq!(p.metrics().denials, 0);
+    // Changes the plugin made through the host are on the audit trail.
+    let actions: Vec<String> = env
+        .audit
+        .records()
+        .iter()
+        .map(|r| r.event.action.clone())
+        .collect();
+    assert!(actions.contains(&"state.set".to_owned()), "{actions:?}");
+    assert!(
+        actions.contains(&"backlog.task.created".to_owned()),
+        "{actions:?}"
+    );
 }
 
 fn scanner_project(env: &TestEnv) {
