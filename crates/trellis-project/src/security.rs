@@ -250,6 +250,15 @@ impl PluginAudit {
     }
 }
 
+/// The names of the capabilities a manifest requests, as the policy takes them.
+fn capability_list(manifest: &Manifest) -> Vec<String> {
+    manifest
+        .capability_names()
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// A plugin's signature as verified now.
 struct Recheck {
     level: TrustLevel,
@@ -437,11 +446,7 @@ impl Project {
         let name = manifest.metadata.name.clone();
         self.check_compatibility(&manifest, &loaded.file)?;
 
-        let capabilities: Vec<String> = manifest
-            .capability_names()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        let capabilities = capability_list(&manifest);
         let principal = verification
             .signer
             .as_ref()
@@ -810,11 +815,7 @@ impl Project {
         manifest: &Manifest,
         step: &'static str,
     ) -> Result<(), ProjectError> {
-        let capabilities: Vec<String> = manifest
-            .capability_names()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        let capabilities = capability_list(manifest);
         let fresh = self.recheck_signature(name, record, security);
         let violations = security.policy.check_plugin(&Self::plugin_facts(
             name,
@@ -882,12 +883,7 @@ impl Project {
             let mut violations = Vec::new();
             match self.read_manifest(name) {
                 Ok(loaded) => {
-                    let capabilities: Vec<String> = loaded
-                        .manifest
-                        .capability_names()
-                        .into_iter()
-                        .map(str::to_owned)
-                        .collect();
+                    let capabilities = capability_list(&loaded.manifest);
                     violations.extend(
                         security
                             .policy
@@ -944,8 +940,18 @@ impl Project {
         };
         let archive = self.packages_dir(name).join(&package.archive);
         let outcome = (|| -> Result<Verification, ProjectError> {
-            let bytes = fs::read(&archive).map_err(io_err(&archive))?;
-            let actual = sha256_tag(&hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+            let sig = read_optional(&trellis_trust::signature_path(&archive))?;
+            let cert = read_optional(&trellis_trust::certification_path(&archive))?;
+            // verify_package hashes the archive as it checks it: one read, and the hash
+            // proves the kept package is the one installed.
+            let verification = trellis_trust::verify_package(
+                &archive,
+                sig.as_deref(),
+                cert.as_deref(),
+                None,
+                &security.trust,
+            )?;
+            let actual = sha256_tag(&verification.package_sha256);
             if actual != package.sha256 {
                 return Err(ProjectError::PackageChanged {
                     path: archive.clone(),
@@ -953,15 +959,7 @@ impl Project {
                     actual,
                 });
             }
-            let sig = read_optional(&trellis_trust::signature_path(&archive))?;
-            let cert = read_optional(&trellis_trust::certification_path(&archive))?;
-            Ok(trellis_trust::verify_package(
-                &archive,
-                sig.as_deref(),
-                cert.as_deref(),
-                None,
-                &security.trust,
-            )?)
+            Ok(verification)
         })();
         match outcome {
             Ok(v) => Recheck {
@@ -999,12 +997,7 @@ impl Project {
                     continue;
                 }
             };
-            let capabilities: Vec<String> = loaded
-                .manifest
-                .capability_names()
-                .into_iter()
-                .map(str::to_owned)
-                .collect();
+            let capabilities = capability_list(&loaded.manifest);
             let fresh = self.recheck_signature(name, record, &security);
             for v in security.policy.check_plugin(&Self::plugin_facts(
                 name,
