@@ -331,9 +331,11 @@ pub fn plugin_info(info: &PluginInfo) -> String {
                 .map(|r| format!(": {r}"))
                 .unwrap_or_default(),
             if s.granted.contains(&c.name) {
-                "granted"
+                "granted".to_owned()
+            } else if let Some(w) = s.withheld.iter().find(|w| w.capability == c.name) {
+                format!("granted, not in effect: {}", w.reason)
             } else {
-                "not granted"
+                "not granted".to_owned()
             }
         ));
     }

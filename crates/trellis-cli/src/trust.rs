@@ -209,7 +209,7 @@ pub fn verify(project: &Project, archive: &Path, out: &Output) -> Result<(), Fai
     )?;
     // The manifest may claim its signer; check that claim as install does, once the bytes are
     // known to be the signed ones.
-    let v = match (claimed_signer(archive)?, &v.signer) {
+    let mut v = match (claimed_signer(archive)?, &v.signer) {
         (Some(claimed), Some(_)) => trellis_trust::verify_package(
             archive,
             signature.as_deref(),
@@ -219,6 +219,12 @@ pub fn verify(project: &Project, archive: &Path, out: &Output) -> Result<(), Fai
         )?,
         _ => v,
     };
+    if let Some(ignored) = &security.ignored_user_signers {
+        v.notes.push(format!(
+            "{} was not consulted: an admin policy is in force, so only the admin's allowed_signers count",
+            ignored.display()
+        ));
+    }
     out.value(&json!({
         "archive": archive, "plugin": list.name, "version": list.version,
         "package_sha256": format!("sha256:{}", v.package_sha256),
@@ -234,7 +240,11 @@ pub fn verify(project: &Project, archive: &Path, out: &Output) -> Result<(), Fai
             Some(s) => {
                 text.push_str(&format!(
                     "  signer:      {}\n  fingerprint: {}\n",
-                    s.principal.as_deref().unwrap_or("(unknown key: no allowed_signers entry lists it)"),
+                    s.principal.as_deref().unwrap_or(if s.listed_in.is_some() {
+                        "(not named: the key is listed for a pattern, see the notes)"
+                    } else {
+                        "(unknown key: no allowed_signers entry lists it)"
+                    }),
                     s.fingerprint
                 ));
                 if let Some(at) = &s.listed_in {
@@ -422,8 +432,8 @@ pub fn audit_plugins(project: &Project, out: &Output) -> Result<(), Failure> {
                 },
                 if a.granted.is_empty() { "nothing".to_owned() } else { a.granted.join(", ") },
             ));
-            if a.grants_stale {
-                text.push_str("  grants:    decided for another package; they do not apply\n");
+            for w in &a.withheld {
+                text.push_str(&format!("  withheld:  {}: {}\n", w.capability, w.reason));
             }
             for v in &a.violations {
                 text.push_str(&format!("  policy:    {v}\n"));
@@ -568,7 +578,8 @@ pub fn policy(project: &Project, cmd: &PolicyCommand, out: &Output) -> Result<()
                 .collect();
             out.value(
                 &json!({"policy_files": files, "allowed_signers_files": signers,
-                              "minimum_trust": security.policy.minimum_trust().as_str()}),
+                        "ignored_user_signers": security.ignored_user_signers,
+                        "minimum_trust": security.policy.minimum_trust().as_str()}),
                 || {
                     let mut text = String::from("Policy files (a plugin must satisfy each):\n");
                     if security.policy.files().is_empty() {
@@ -586,6 +597,12 @@ pub fn policy(project: &Project, cmd: &PolicyCommand, out: &Output) -> Result<()
                             "  {}{}\n",
                             p.display(),
                             if p.is_file() { "" } else { " (absent)" }
+                        ));
+                    }
+                    if let Some(ignored) = &security.ignored_user_signers {
+                        text.push_str(&format!(
+                            "  {} (not consulted: an admin policy is in force, so only the admin's lists count)\n",
+                            ignored.display()
                         ));
                     }
                     text.trim_end().to_owned()

@@ -139,6 +139,14 @@ impl Env {
         fs::write(path, text).unwrap();
     }
 
+    /// Lists a key in the admin's allowed_signers, beside the admin policy.
+    fn admin_trust_signer(&self, principal: &str, public: &str) {
+        let path = self.admin.join("allowed_signers");
+        let mut text = fs::read_to_string(&path).unwrap_or_default();
+        text.push_str(&format!("{principal} {public}\n"));
+        fs::write(path, text).unwrap();
+    }
+
     fn audit_actions(&self) -> Vec<String> {
         self.json(&["audit", "log"])["records"]
             .as_array()
@@ -560,6 +568,10 @@ fn certified_needs_a_certifier_the_policy_names() {
         format!("plugin_policy:\n  trust:\n    minimum_level: certified\n    certifiers:\n      - \"{certifier_pub}\"\n"),
     )
     .unwrap();
+    // Under an admin policy only the admin's signer list counts.
+    let v = env.json(&["plugin", "verify", archive.to_str().unwrap()]);
+    assert_eq!(v["trust"], "self-signed", "{v}");
+    env.admin_trust_signer("author@example.com", &author_pub);
     let v = env.json(&["plugin", "verify", archive.to_str().unwrap()]);
     assert_eq!(v["trust"], "certified", "{v}");
     let report = env.json(&["plugin", "install", archive.to_str().unwrap(), "--yes"]);
@@ -741,12 +753,18 @@ fn a_signer_dropped_from_allowed_signers_stops_the_plugin() {
         "plugin_policy:\n  trust:\n    minimum_level: verified\n",
     )
     .unwrap();
+    // The user's own list cannot lift a package past the admin's minimum.
+    let err = env.fails(&["plugin", "install", archive.to_str().unwrap(), "--yes"]);
+    assert!(err.contains("trust.minimum_level"), "{err}");
+    let shown = env.ok(&["policy", "show"]);
+    assert!(shown.contains("not consulted"), "{shown}");
+    env.admin_trust_signer("nora@example.com", &public);
     env.ok(&["plugin", "install", archive.to_str().unwrap(), "--yes"]);
     env.ok(&["plugin", "enable", "november"]);
     env.ok(&["november-hello"]);
 
     // Forging the recorded trust does not help either.
-    fs::write(env.user.join("allowed_signers"), "").unwrap();
+    fs::write(env.admin.join("allowed_signers"), "").unwrap();
     let state_path = env.project.join(".trellis/state.json");
     let state = fs::read_to_string(&state_path).unwrap();
     fs::write(&state_path, state.replace("\"verified\"", "\"certified\"")).unwrap();
@@ -790,4 +808,178 @@ fn verify_checks_the_signer_the_manifest_claims() {
     assert!(err.contains("olga@example.com"), "{err}");
     let err = env.fails(&["plugin", "install", archive.to_str().unwrap(), "--yes"]);
     assert!(err.contains("olga@example.com"), "{err}");
+}
+
+/// Runs trellis with an abort injected at `step` and checks that it died there.
+fn killed_at(env: &Env, step: &str, args: &[&str]) {
+    let out = env
+        .cmd()
+        .env("TRELLIS_TEST_KILL_AT", step)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "trellis {args:?} should have died at {step}: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+/// What is left under `.trellis/plugins` and `.trellis/packages`, hidden entries included.
+fn leftovers(env: &Env) -> Vec<String> {
+    let mut out = Vec::new();
+    for dir in ["plugins", "packages"] {
+        if let Ok(entries) = fs::read_dir(env.project.join(".trellis").join(dir)) {
+            for e in entries {
+                out.push(format!("{dir}/{}", e.unwrap().file_name().to_string_lossy()));
+            }
+        }
+    }
+    if env.project.join(".trellis/journal.json").exists() {
+        out.push("journal.json".to_owned());
+    }
+    out.sort();
+    out
+}
+
+/// Killing the process at every step of an install, an update and a remove leaves the old
+/// project or the new one (never a plugin without its files), settled by the next command.
+#[test]
+fn an_interrupted_install_update_or_remove_leaves_the_old_state_or_the_new() {
+    let env = Env::new();
+    let v1 = env.plugin("src-p1", "papa", "1.0.0", "    - state\n");
+    let v2 = env.plugin("src-p2", "papa", "2.0.0", "    - state\n");
+    fs::write(v2.join("templates/hello.md"), "hello from papa two\n").unwrap();
+    let installed = |env: &Env| -> Option<String> {
+        env.json(&["plugin", "list"])["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "papa")
+            .map(|p| p["version"].as_str().unwrap().to_owned())
+    };
+
+    // A first install cut short leaves nothing behind.
+    for step in ["install:journal", "install:aside", "install:placed"] {
+        killed_at(&env, step, &["plugin", "install", v1.to_str().unwrap(), "--yes"]);
+        assert_eq!(installed(&env), None, "after a kill at {step}");
+        assert_eq!(leftovers(&env), Vec::<String>::new(), "after a kill at {step}");
+    }
+    killed_at(&env, "install:committed", &["plugin", "install", v1.to_str().unwrap(), "--yes"]);
+    assert_eq!(installed(&env).as_deref(), Some("1.0.0"));
+    assert_eq!(leftovers(&env), ["packages/papa", "plugins/papa"]);
+    env.ok(&["plugin", "enable", "papa"]);
+
+    // An update cut short before its commit keeps 1.0.0 whole; after it, 2.0.0.
+    for step in ["install:journal", "install:aside", "install:placed"] {
+        killed_at(
+            &env,
+            step,
+            &["plugin", "install", v2.to_str().unwrap(), "--force", "--yes"],
+        );
+        assert_eq!(installed(&env).as_deref(), Some("1.0.0"), "after a kill at {step}");
+        assert_eq!(leftovers(&env), ["packages/papa", "plugins/papa"], "after {step}");
+        let out = env.ok(&["papa-hello"]);
+        assert!(out.contains("hello from papa"), "{out}");
+        assert!(!out.contains("two"), "{out}");
+        env.ok(&["plugin", "audit"]);
+    }
+    killed_at(
+        &env,
+        "install:committed",
+        &["plugin", "install", v2.to_str().unwrap(), "--force", "--yes"],
+    );
+    let out = env.ok(&["papa-hello"]);
+    assert!(out.contains("hello from papa two"), "{out}");
+    assert_eq!(installed(&env).as_deref(), Some("2.0.0"));
+    env.ok(&["plugin", "audit"]);
+
+    // A remove cut short before its commit keeps the plugin; after it, it is gone.
+    for step in ["remove:journal", "remove:aside"] {
+        killed_at(&env, step, &["plugin", "remove", "papa"]);
+        assert_eq!(installed(&env).as_deref(), Some("2.0.0"), "after a kill at {step}");
+        env.ok(&["papa-hello"]);
+    }
+    killed_at(&env, "remove:committed", &["plugin", "remove", "papa"]);
+    assert_eq!(installed(&env), None);
+    assert_eq!(leftovers(&env), Vec::<String>::new());
+
+    // Each settled change is on the record.
+    let recovered = env.json(&["audit", "log"])["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["action"] == "plugin.recovered")
+        .count();
+    assert_eq!(recovered, 11);
+    env.ok(&["audit", "verify"]);
+}
+
+/// A blanket `--yes` grant made before the admin required approval for that capability is
+/// withheld from then on, shown as such, until the user approves it one by one.
+#[test]
+fn a_rule_requiring_approval_withholds_earlier_blanket_grants() {
+    let env = Env::new();
+    let dir = env.plugin("src-q", "quebec", "1.0.0", NETWORK_AND_FS);
+    env.ok(&["plugin", "install", dir.to_str().unwrap(), "--yes"]);
+    let granted = |env: &Env| -> Value { env.json(&["plugin", "list"])["plugins"][0].clone() };
+    assert_eq!(
+        granted(&env)["granted"],
+        serde_json::json!(["network", "filesystem.read"])
+    );
+
+    let admin_policy = env.admin.join("policy.yaml");
+    fs::write(
+        &admin_policy,
+        "plugin_policy:\n  capabilities:\n    require_approval: [network]\n",
+    )
+    .unwrap();
+    let summary = granted(&env);
+    assert_eq!(summary["granted"], serde_json::json!(["filesystem.read"]));
+    assert!(
+        summary["withheld"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("needs approval"),
+        "{summary}"
+    );
+    let info = env.ok(&["plugin", "info", "quebec"]);
+    assert!(info.contains("granted, not in effect: needs approval"), "{info}");
+    let audit = env.ok(&["plugin", "audit"]);
+    assert!(audit.contains("withheld:  network"), "{audit}");
+
+    // An update with --yes does not carry the blanket grant past the rule either.
+    let err = env.fails(&["plugin", "install", dir.to_str().unwrap(), "--force", "--yes"]);
+    assert!(err.contains("--grant network"), "{err}");
+
+    // Approving it one by one puts it in effect.
+    env.ok(&["plugin", "grants", "quebec", "grant", "network"]);
+    assert_eq!(
+        granted(&env)["granted"],
+        serde_json::json!(["network", "filesystem.read"])
+    );
+    env.ok(&["plugin", "install", dir.to_str().unwrap(), "--force", "--yes"]);
+    assert_eq!(
+        granted(&env)["granted"],
+        serde_json::json!(["network", "filesystem.read"])
+    );
+}
+
+/// A policy refusal at start depends on the admin's files, not on the plugin: the plugin is
+/// not marked failed, and starts again once the policy allows it.
+#[test]
+fn a_policy_refusal_at_start_is_not_kept_as_a_failure() {
+    let env = Env::new();
+    let dir = env.plugin("src-r", "romeo", "1.0.0", "    - state\n");
+    env.ok(&["plugin", "install", dir.to_str().unwrap(), "--yes"]);
+    env.ok(&["plugin", "enable", "romeo"]);
+    let admin_policy = env.admin.join("policy.yaml");
+    fs::write(&admin_policy, "plugin_policy:\n  plugins:\n    blocked: [romeo]\n").unwrap();
+    let err = env.fails(&["romeo-hello"]);
+    assert!(err.contains("plugins.blocked"), "{err}");
+    fs::remove_file(&admin_policy).unwrap();
+    let list = env.json(&["plugin", "list"]);
+    assert_eq!(list["plugins"][0]["state"], "enabled", "{list}");
+    let out = env.ok(&["romeo-hello"]);
+    assert!(out.contains("hello from romeo"), "{out}");
 }

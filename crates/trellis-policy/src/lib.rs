@@ -118,8 +118,10 @@ pub struct LimitCaps {
 
 impl Policy {
     /// Finds and reads the policy files that apply to the project whose state directory is
-    /// `trellis_dir`. Files that do not exist are simply absent, except that `TRELLIS_POLICY`
-    /// naming a missing file is an error: the admin meant a policy to be in force.
+    /// `trellis_dir`: the system admin file (`/etc/trellis/policy.yaml`) when it exists, the
+    /// file `TRELLIS_POLICY` names as a second admin file, and the project's. Files that do not
+    /// exist are simply absent, except that `TRELLIS_POLICY` naming a missing file is an
+    /// error: the admin meant a policy to be in force.
     pub fn discover(
         trellis_dir: &Path,
         env: &dyn Fn(&str) -> Option<String>,
@@ -205,6 +207,15 @@ impl Policy {
         caps
     }
 
+    /// The admin policy files in force (the system file and `TRELLIS_POLICY`'s).
+    pub fn admin_files(&self) -> Vec<&Path> {
+        self.files
+            .iter()
+            .filter(|f| f.scope == PolicyScope::Admin)
+            .map(|f| f.path.as_path())
+            .collect()
+    }
+
     /// Every certifier key line with the file that names it.
     ///
     /// Certifiers raise trust, so the stricter side decides who they are: when an admin policy
@@ -241,27 +252,30 @@ fn discover_with_default(
     env: &dyn Fn(&str) -> Option<String>,
     default_admin: &Path,
 ) -> Result<Policy, PolicyError> {
-    let mut files = Vec::new();
+    let mut admin_paths: Vec<PathBuf> = Vec::new();
+    // The system file applies whenever it exists: a variable a user can set must not lift it.
+    if exists(default_admin, PolicyScope::Admin)? {
+        admin_paths.push(default_admin.to_path_buf());
+    }
     // An empty variable is treated as unset, the usual convention for clearing one in a shell.
-    let admin_path = match env(ADMIN_POLICY_ENV).filter(|v| !v.is_empty()) {
-        Some(named) => {
-            let path = PathBuf::from(named);
-            if !exists(&path, PolicyScope::Admin)? {
-                return Err(PolicyError::AdminPolicyMissing { path });
-            }
-            Some(path)
+    if let Some(named) = env(ADMIN_POLICY_ENV).filter(|v| !v.is_empty()) {
+        let path = PathBuf::from(named);
+        if !exists(&path, PolicyScope::Admin)? {
+            return Err(PolicyError::AdminPolicyMissing { path });
         }
-        None => exists(default_admin, PolicyScope::Admin)?.then(|| default_admin.to_path_buf()),
-    };
-    if let Some(path) = &admin_path {
+        if !admin_paths.iter().any(|p| same_file(p, &path)) {
+            admin_paths.push(path);
+        }
+    }
+    let mut files = Vec::new();
+    for path in &admin_paths {
         files.push(PolicyFile::load(path, PolicyScope::Admin)?);
     }
     let project_path = trellis_dir.join(PROJECT_POLICY_FILE);
-    let same_as_admin = admin_path
-        .as_deref()
-        .is_some_and(|admin| same_file(admin, &project_path));
     // Pointing TRELLIS_POLICY at the project's own file must not report each refusal twice.
-    if !same_as_admin && exists(&project_path, PolicyScope::Project)? {
+    if !admin_paths.iter().any(|admin| same_file(admin, &project_path))
+        && exists(&project_path, PolicyScope::Project)?
+    {
         files.push(PolicyFile::load(&project_path, PolicyScope::Project)?);
     }
     Ok(Policy { files })
@@ -499,7 +513,7 @@ mod tests {
     }
 
     #[test]
-    fn trellis_policy_wins_over_the_default_admin_policy() {
+    fn trellis_policy_adds_to_the_default_admin_policy_and_cannot_lift_it() {
         let dir = tempfile::tempdir().unwrap();
         let default_admin = dir.path().join("default.yaml");
         std::fs::write(&default_admin, "plugin_policy: {}\n").unwrap();
@@ -510,6 +524,12 @@ mod tests {
 
         let policy = discover_with_default(dir.path(), &env, &default_admin).unwrap();
         let paths: Vec<&Path> = policy.files().iter().map(|f| f.path.as_path()).collect();
-        assert_eq!(paths, [named.as_path()]);
+        assert_eq!(paths, [default_admin.as_path(), named.as_path()]);
+
+        // Naming the system file itself does not read it twice.
+        let same = default_admin.to_string_lossy().into_owned();
+        let env = move |key: &str| (key == ADMIN_POLICY_ENV).then(|| same.clone());
+        let policy = discover_with_default(dir.path(), &env, &default_admin).unwrap();
+        assert_eq!(policy.files().len(), 1);
     }
 }

@@ -58,6 +58,11 @@ pub enum ProjectError {
     },
 
     #[error(
+        "plugin `{plugin}` changed while this {step} was waiting for your decisions (another trellis command installed, removed or changed its grants); nothing was written"
+    )]
+    ChangedMeanwhile { plugin: String, step: &'static str },
+
+    #[error(
         "plugin `{plugin}` does not support trellis {running}: it requires {requirement} ({field} in {file})"
     )]
     IncompatibleTrellis {
@@ -264,6 +269,9 @@ impl ProjectError {
                     "to replace it, run `trellis plugin install --force <dir>`; to remove it, `trellis plugin remove {name}`"
                 )
             }
+            ChangedMeanwhile { .. } => {
+                "run the command again: it asks only about what is different now".to_owned()
+            }
             IncompatibleTrellis { .. } => {
                 "install a version of the plugin built for this trellis, or upgrade trellis"
                     .to_owned()
@@ -376,6 +384,7 @@ impl ProjectError {
             InvalidConfigFile { .. } => "invalid_config_file",
             NotInstalled { .. } => "not_installed",
             AlreadyInstalled { .. } => "already_installed",
+            ChangedMeanwhile { .. } => "changed_meanwhile",
             IncompatibleTrellis { .. } => "incompatible_trellis",
             UnsupportedPlatform { .. } => "unsupported_platform",
             MissingDependency { .. } => "missing_dependency",

@@ -31,6 +31,8 @@ mod config;
 mod deps;
 mod error;
 mod fsutil;
+mod journal;
+pub use journal::KILL_AT_ENV;
 mod security;
 mod state;
 
@@ -53,7 +55,7 @@ pub use config::{env_references, expand_env};
 pub use error::{Conflict, ProjectError};
 pub use security::{
     GrantChoices, GrantDecisions, GrantPlan, GrantPrompt, PendingGrant, PluginAudit,
-    PreparedInstall, SYSTEM_ADMIN_DIR, SecuritySettings, admin_dir, same_grant, scope_text,
+    PreparedInstall, SYSTEM_ADMIN_DIR, SecuritySettings, WithheldGrant, same_grant, scope_text,
     user_config_dir,
 };
 pub use state::{
@@ -119,9 +121,15 @@ pub struct PluginSummary {
     pub provides: BTreeMap<&'static str, Vec<String>>,
     pub source: String,
     pub checksum: String,
+    /// Re-verified from the kept package against today's signer lists.
     pub trust: TrustLevel,
     pub signer: Option<String>,
+    /// Granted and in effect now.
     pub granted: Vec<String>,
+    /// Granted, but not in effect now (blocked, awaiting approval, granted for another
+    /// package), with the reason.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub withheld: Vec<WithheldGrant>,
 }
 
 /// Everything `info` shows about one plugin.
@@ -294,7 +302,9 @@ impl Project {
             .open(&path)
             .map_err(io_err(&path))?;
         file.lock().map_err(io_err(&path))?;
-        Ok(ProjectLock { _file: file })
+        let lock = ProjectLock { _file: file };
+        self.settle_journal()?;
+        Ok(lock)
     }
 
     /// Writes the state (the commit point), then the lockfile derived from it.
@@ -776,38 +786,22 @@ impl Project {
                 dependents,
             });
         }
-        // Move the files aside first so that a crash never leaves a half-deleted plugin under
-        // its real name; the entry goes at the commit; the aside copy is cleaned afterwards.
+        // The plugin's files and its kept package go aside, the entry (with its grants) goes
+        // at the commit: a crash at any step leaves the plugin installed or gone, never half.
         let target = self.plugin_dir(name);
-        let aside = self
-            .plugins_dir()
-            .join(format!(".removed-{}", ulid::Ulid::generate()));
-        if target.exists() {
-            fs::rename(&target, &aside).map_err(io_err(&target))?;
-        }
+        let mut journal = journal::Journal::new("remove", name);
+        journal
+            .slot(self, &target, None)
+            .slot(self, &self.packages_dir(name), None);
         state.plugins.remove(name);
         let failed = self.fail_dependents(&mut state, &dependents, name, "removed");
-        if let Err(e) = self.commit(&state) {
-            if aside.exists() {
-                let _ = fs::rename(&aside, &target);
-            }
-            return Err(e);
-        }
-        let _ = remove_tree(&aside);
-        // The package copy and the grants (in the state entry) go with the plugin.
-        let _ = remove_tree(&self.packages_dir(name));
+        self.apply_journal(&journal, &mut state)?;
         self.audit.record(
             AuditEvent::new("plugin.removed", "ok")
                 .plugin(name)
                 .detail("version", json!(record.version.to_string()))
                 .detail("purge", json!(purge)),
         );
-        if let Some(parent) = target.parent()
-            && parent != self.plugins_dir()
-        {
-            // An emptied @scope directory; failure just means other plugins share the scope.
-            let _ = fs::remove_dir(parent);
-        }
         if purge {
             let mut config = ProjectConfig::read_or_default(self)?;
             if config.plugins.remove(name).is_some() {
@@ -897,6 +891,7 @@ impl Project {
     /// A plugin that fails is marked `failed` with the reason and does not stop the others;
     /// its dependents fail after it.
     pub fn load(&self) -> Result<LoadReport, ProjectError> {
+        self.settle_before_read()?;
         let order = self.load_order()?;
         let config = ProjectConfig::read_or_default(self)?;
         let state = self.state()?;
@@ -905,6 +900,7 @@ impl Project {
         let limit_caps = policy.limit_caps();
         let mut loaded = Vec::new();
         let mut failed: Vec<(String, String)> = Vec::new();
+        let mut to_mark: Vec<String> = Vec::new();
         for name in order {
             let outcome = (|| -> Result<LoadedPlugin, LoadFailure> {
                 let record = self.record(&state, &name)?;
@@ -931,9 +927,10 @@ impl Project {
                 self.check_policy(&security, &name, record, &manifest, "start")?;
                 for dep in manifest.requires.plugins.iter().filter(|d| !d.optional) {
                     if let Some((_, why)) = failed.iter().find(|(f, _)| *f == dep.name) {
-                        return Err(
-                            format!("dependency `{}` failed to load: {why}", dep.name).into()
-                        );
+                        return Err(LoadFailure {
+                            reason: format!("dependency `{}` failed to load: {why}", dep.name),
+                            persist: to_mark.contains(&dep.name),
+                        });
                     }
                 }
                 let effective = self.effective_config(&name, &manifest, &config);
@@ -957,17 +954,21 @@ impl Project {
                     manifest,
                     config: expanded,
                 })
-            })()
-            .map_err(|e| e.0);
+            })();
             match outcome {
                 Ok(plugin) => loaded.push(plugin),
-                Err(reason) => failed.push((name, reason)),
+                Err(failure) => {
+                    if failure.persist {
+                        to_mark.push(name.clone());
+                    }
+                    failed.push((name, failure.reason));
+                }
             }
         }
-        if !failed.is_empty() {
+        if !to_mark.is_empty() {
             let _lock = self.lock()?;
             let mut state = self.state()?;
-            for (name, reason) in &failed {
+            for (name, reason) in failed.iter().filter(|(n, _)| to_mark.contains(n)) {
                 self.mark_failed_locked(&mut state, name, reason)?;
             }
         }
@@ -976,12 +977,14 @@ impl Project {
 
     /// All installed plugins, sorted by name.
     pub fn list(&self) -> Result<Vec<PluginSummary>, ProjectError> {
+        self.settle_before_read()?;
         let state = self.state()?;
+        let security = self.security()?;
         let order = self.load_order().unwrap_or_default();
         let mut out = Vec::new();
         for (name, record) in &state.plugins {
             let manifest = self.read_manifest(name).ok().map(|l| l.manifest);
-            out.push(self.summary(name, record, manifest.as_ref(), &order));
+            out.push(self.summary(name, record, manifest.as_ref(), &order, &security));
         }
         Ok(out)
     }
@@ -992,7 +995,16 @@ impl Project {
         record: &PluginRecord,
         manifest: Option<&Manifest>,
         order: &[String],
+        security: &SecuritySettings,
     ) -> PluginSummary {
+        let fresh = self.recheck_signature(name, record, security);
+        let (granted, withheld) = match manifest {
+            Some(m) => {
+                let (effective, withheld) = security::grant_status(record, m, &security.policy);
+                (effective.into_iter().map(|c| c.name).collect(), withheld)
+            }
+            None => (Vec::new(), Vec::new()),
+        };
         let (description, runtime, capabilities, provides) = match manifest {
             Some(m) => (
                 m.metadata.description.clone(),
@@ -1017,19 +1029,16 @@ impl Project {
             provides,
             source: record.source.clone(),
             checksum: record.checksum.clone(),
-            trust: record.trust_level(),
-            signer: record.signer().map(str::to_owned),
-            granted: record
-                .grants
-                .granted
-                .iter()
-                .map(|c| c.name.clone())
-                .collect(),
+            trust: fresh.level,
+            signer: fresh.principal,
+            granted,
+            withheld,
         }
     }
 
     /// Everything known about one installed plugin.
     pub fn info(&self, name: &str) -> Result<PluginInfo, ProjectError> {
+        self.settle_before_read()?;
         let state = self.state()?;
         let record = self.record(&state, name)?;
         let loaded = self.read_manifest(name)?;
@@ -1046,7 +1055,7 @@ impl Project {
             .map(|(n, _)| n.clone())
             .collect();
         Ok(PluginInfo {
-            summary: self.summary(name, record, Some(&loaded.manifest), &order),
+            summary: self.summary(name, record, Some(&loaded.manifest), &order, &self.security()?),
             path: loaded.dir.clone(),
             manifest: loaded.manifest,
             config,
@@ -1296,18 +1305,34 @@ impl Project {
     }
 }
 
-/// A plugin load failure, as the reason string kept in the state.
-struct LoadFailure(String);
+/// A plugin load failure: the reason, and whether it is the plugin's own fault and so is kept
+/// in the state as `failed`. A policy refusal depends on files outside the plugin (the
+/// admin's policy, the signer lists) and holds only while they say so: the plugin stays
+/// enabled and starts again once they allow it.
+struct LoadFailure {
+    reason: String,
+    persist: bool,
+}
 
 impl From<ProjectError> for LoadFailure {
     fn from(e: ProjectError) -> Self {
-        LoadFailure(e.to_string())
+        let persist = !matches!(
+            e,
+            ProjectError::PolicyRefused { .. } | ProjectError::Policy(_) | ProjectError::Trust(_)
+        );
+        LoadFailure {
+            reason: e.to_string(),
+            persist,
+        }
     }
 }
 
 impl From<String> for LoadFailure {
-    fn from(s: String) -> Self {
-        LoadFailure(s)
+    fn from(reason: String) -> Self {
+        LoadFailure {
+            reason,
+            persist: true,
+        }
     }
 }
 

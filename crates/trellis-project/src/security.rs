@@ -21,11 +21,13 @@ use trellis_policy::{PluginFacts, Policy, Violation};
 use trellis_trust::{AllowedSigners, Certifier, TrustContext, TrustLevel, Verification};
 
 use crate::fsutil::{copy_tree, io_err, remove_tree, tree_checksum, write_atomic};
+use crate::journal::Journal;
 use crate::state::{GrantSet, PackageRecord, PluginRecord, TrustRecord};
 use crate::{InstallReport, LifecycleState, Project, ProjectError};
 
-/// The admin's directory when `TRELLIS_POLICY` does not name one: the admin policy is
-/// `policy.yaml` and the admin's allowed signers `allowed_signers` in it.
+/// The system admin directory: the admin policy is `policy.yaml` and the admin's allowed
+/// signers `allowed_signers` in it. `TRELLIS_POLICY` names a second admin policy, whose
+/// directory holds its own `allowed_signers`.
 pub const SYSTEM_ADMIN_DIR: &str = "/etc/trellis";
 
 /// The policy files and signer lists that apply to this project, read fresh for each decision
@@ -35,6 +37,9 @@ pub struct SecuritySettings {
     pub trust: TrustContext,
     /// The allowed-signers files consulted (user's, then admin's), existing or not.
     pub allowed_signers_files: Vec<PathBuf>,
+    /// The user's allowed-signers file, when an admin policy is in force and it is therefore
+    /// not consulted.
+    pub ignored_user_signers: Option<PathBuf>,
 }
 
 /// The user's per-user settings directory: `TRELLIS_CONFIG_DIR`, else
@@ -49,14 +54,6 @@ pub fn user_config_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> 
     env("HOME")
         .filter(|d| !d.is_empty())
         .map(|home| PathBuf::from(home).join(".config").join("trellis"))
-}
-
-/// The admin's directory: the one holding `TRELLIS_POLICY` when set, else [`SYSTEM_ADMIN_DIR`].
-pub fn admin_dir(env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
-    env("TRELLIS_POLICY")
-        .filter(|p| !p.is_empty())
-        .and_then(|p| PathBuf::from(p).parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| PathBuf::from(SYSTEM_ADMIN_DIR))
 }
 
 /// A capability waiting for the user's decision.
@@ -79,6 +76,8 @@ pub struct GrantPlan {
     pub carried: Vec<CapabilityRequest>,
     /// Refused before for an identical request; stays refused without asking.
     pub carried_refusals: Vec<CapabilityRequest>,
+    /// Of `carried`, those the user approved one by one before.
+    pub carried_approved: Vec<String>,
     /// New or changed requests.
     pub pending: Vec<PendingGrant>,
     /// Granted before, no longer requested.
@@ -101,6 +100,8 @@ pub type GrantPrompt<'a> = &'a mut dyn FnMut(&PendingGrant) -> std::io::Result<b
 pub struct GrantDecisions {
     pub granted: Vec<CapabilityRequest>,
     pub refused: Vec<String>,
+    /// Of `granted`, those decided one by one rather than by `--yes`.
+    pub approved: Vec<String>,
 }
 
 impl GrantPlan {
@@ -141,11 +142,17 @@ impl GrantPlan {
                 decisions.refused.push(request.name.clone());
             } else {
                 decisions.granted.push(request.clone());
+                if self.carried_approved.contains(&request.name)
+                    || choices.grant.contains(&request.name)
+                {
+                    decisions.approved.push(request.name.clone());
+                }
             }
         }
         for request in &self.carried_refusals {
             if choices.grant.contains(&request.name) {
                 decisions.granted.push(request.clone());
+                decisions.approved.push(request.name.clone());
             } else {
                 decisions.refused.push(request.name.clone());
             }
@@ -154,23 +161,27 @@ impl GrantPlan {
         let mut undecided = Vec::new();
         for pending in &self.pending {
             let name = &pending.request.name;
-            let grant = if choices.deny.contains(name) {
-                false
-            } else if choices.grant.contains(name)
-                || (choices.yes && pending.approval_required_by.is_none())
-            {
-                true
+            let (grant, one_by_one) = if choices.deny.contains(name) {
+                (false, true)
+            } else if choices.grant.contains(name) {
+                (true, true)
+            } else if choices.yes && pending.approval_required_by.is_none() {
+                (true, false)
             } else if let Some(ask) = prompt.as_mut() {
-                ask(pending).map_err(|source| ProjectError::Io {
+                let answer = ask(pending).map_err(|source| ProjectError::Io {
                     path: PathBuf::from("/dev/tty"),
                     source,
-                })?
+                })?;
+                (answer, true)
             } else {
                 undecided.push(pending.clone());
                 continue;
             };
             if grant {
                 decisions.granted.push(pending.request.clone());
+                if one_by_one {
+                    decisions.approved.push(name.clone());
+                }
             } else {
                 decisions.refused.push(name.clone());
             }
@@ -234,7 +245,10 @@ pub struct PluginAudit {
     /// `valid`, `unsigned`, or why the stored package no longer verifies.
     pub signature: String,
     pub changed_files: Vec<TreeChange>,
+    /// Granted and in effect now.
     pub granted: Vec<String>,
+    /// Granted, but not in effect now.
+    pub withheld: Vec<WithheldGrant>,
     pub refused: Vec<String>,
     /// Grants decided for another package than the one installed.
     pub grants_stale: bool,
@@ -260,12 +274,12 @@ fn capability_list(manifest: &Manifest) -> Vec<String> {
 }
 
 /// A plugin's signature as verified now.
-struct Recheck {
-    level: TrustLevel,
-    principal: Option<String>,
-    fingerprint: Option<String>,
+pub(crate) struct Recheck {
+    pub(crate) level: TrustLevel,
+    pub(crate) principal: Option<String>,
+    pub(crate) fingerprint: Option<String>,
     /// `valid`, `unsigned`, or `invalid: <why>`.
-    signature: String,
+    pub(crate) signature: String,
 }
 
 fn sha256_tag(hex: &str) -> String {
@@ -297,11 +311,28 @@ impl Project {
     pub fn security(&self) -> Result<SecuritySettings, ProjectError> {
         let env = |k: &str| (self.env)(k);
         let policy = Policy::discover(&self.dir, &env)?;
-        let mut files = Vec::new();
-        if let Some(dir) = user_config_dir(&env) {
-            files.push(dir.join("allowed_signers"));
+        let user_file = user_config_dir(&env).map(|dir| dir.join("allowed_signers"));
+        let admin_files = policy.admin_files();
+        // Under an admin policy the admin decides whom to trust: were the user's own list
+        // consulted, anyone could raise a package past the admin's `minimum_level` or
+        // `allowed_signers` by listing its key. Without one, both lists count.
+        let mut files: Vec<PathBuf> = Vec::new();
+        let mut ignored_user_signers = None;
+        if admin_files.is_empty() {
+            files.extend(user_file);
+            files.push(Path::new(SYSTEM_ADMIN_DIR).join("allowed_signers"));
+        } else {
+            ignored_user_signers = user_file.filter(|f| f.exists());
+            for admin in admin_files {
+                let beside = admin
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join("allowed_signers");
+                if !files.contains(&beside) {
+                    files.push(beside);
+                }
+            }
         }
-        files.push(admin_dir(&env).join("allowed_signers"));
         let allowed_signers = files
             .iter()
             .map(|f| AllowedSigners::load(f))
@@ -319,6 +350,7 @@ impl Project {
                 now: Utc::now(),
             },
             allowed_signers_files: files,
+            ignored_user_signers,
         })
     }
 
@@ -501,6 +533,14 @@ impl Project {
         let _lock = self.lock()?;
         let mut state = self.state()?;
         let previous = state.plugins.get(&name).cloned();
+        // The grant plan was made from the state at prepare time; deciding on top of a state
+        // that changed since would undo, say, a revoke made in the meantime.
+        if previous != prepared.previous {
+            return Err(ProjectError::ChangedMeanwhile {
+                plugin: name,
+                step: if prepared.previous.is_some() { "update" } else { "install" },
+            });
+        }
         if let Some(prev) = &previous
             && !force
         {
@@ -567,6 +607,7 @@ impl Project {
                 package: prepared.package_sha256.clone(),
                 granted: decisions.granted.clone(),
                 refused: decisions.refused.clone(),
+                approved: decisions.approved.clone(),
                 decided_at: Some(now),
             },
         };
@@ -584,44 +625,16 @@ impl Project {
         }
 
         let target = self.plugin_dir(&name);
-        let backup = plugins_dir.join(format!(".backup-{}", ulid::Ulid::generate()));
-        let package_backup = self
-            .dir
-            .join("packages")
-            .join(format!(".backup-{}", ulid::Ulid::generate()));
-        let swap = (|| -> Result<(), ProjectError> {
-            for dir in [&target, &packages_dir] {
-                if let Some(parent) = dir.parent() {
-                    fs::create_dir_all(parent).map_err(io_err(parent))?;
-                }
-            }
-            if target.exists() {
-                fs::rename(&target, &backup).map_err(io_err(&target))?;
-            }
-            if packages_dir.exists() {
-                fs::rename(&packages_dir, &package_backup).map_err(io_err(&packages_dir))?;
-            }
-            fs::rename(&staging, &target).map_err(io_err(&staging))?;
-            fs::rename(&package_staging, &packages_dir).map_err(io_err(&package_staging))?;
-            state.plugins.insert(name.clone(), record.clone());
-            self.commit(&state)
-        })();
-        if let Err(e) = swap {
-            // state.json still names the old files: put them back.
+        let mut journal = Journal::new("install", &name);
+        journal
+            .slot(self, &target, Some(&staging))
+            .slot(self, &packages_dir, Some(&package_staging));
+        state.plugins.insert(name.clone(), record.clone());
+        if let Err(e) = self.apply_journal(&journal, &mut state) {
             let _ = remove_tree(&staging);
             let _ = remove_tree(&package_staging);
-            if backup.exists() {
-                let _ = remove_tree(&target);
-                let _ = fs::rename(&backup, &target);
-            }
-            if package_backup.exists() {
-                let _ = remove_tree(&packages_dir);
-                let _ = fs::rename(&package_backup, &packages_dir);
-            }
             return Err(e);
         }
-        let _ = remove_tree(&backup);
-        let _ = remove_tree(&package_backup);
 
         let action = if previous.is_some() {
             "plugin.updated"
@@ -745,14 +758,19 @@ impl Project {
         let record = self.record(&state, name)?.clone();
         let mut grants = record.grants.clone();
         let was_granted = grants.granted.iter().any(|c| c.name == capability);
-        if was_granted == grant {
+        let was_approved = grants.approved.iter().any(|c| c == capability);
+        // Granting again what `--yes` granted is how a user approves it one by one.
+        if was_granted == grant && (!grant || was_approved) {
             return Ok(crate::Transition::Unchanged);
         }
         if grant {
+            grants.granted.retain(|c| c.name != capability);
             grants.granted.push(request.clone());
             grants.refused.retain(|c| c != capability);
+            grants.approved.push(capability.to_owned());
         } else {
             grants.granted.retain(|c| c.name != capability);
+            grants.approved.retain(|c| c != capability);
             if !grants.refused.iter().any(|c| c == capability) {
                 grants.refused.push(capability.to_owned());
             }
@@ -782,27 +800,16 @@ impl Project {
     }
 
     /// The capabilities a plugin may use now: requested by its manifest, granted by the user
-    /// for this very package (same request, same scope), and not blocked by the policy.
+    /// for this very package (same request, same scope), not blocked by the policy, and
+    /// approved one by one where the policy requires approval.
     pub(crate) fn effective_grants(
         &self,
         record: &PluginRecord,
         manifest: &Manifest,
         policy: &Policy,
     ) -> Vec<CapabilityRequest> {
-        let package = record.package.as_ref().map(|p| p.sha256.as_str());
-        if package != Some(record.grants.package.as_str()) {
-            return Vec::new();
-        }
-        manifest
-            .requires
-            .capabilities
-            .iter()
-            .filter(|req| record.grants.granted.iter().any(|g| same_grant(g, req)))
-            .filter(|req| policy.blocked_capability(&req.name).is_none())
-            .cloned()
-            .collect()
+        grant_status(record, manifest, policy).0
     }
-
     /// Checks one plugin against the policy as it is now (enable and every start). The trust
     /// level is re-verified from the kept package against today's signer lists, never taken
     /// from the state file: a key removed from allowed_signers or past its validity stops the
@@ -858,6 +865,7 @@ impl Project {
     /// Re-checks every installed plugin: the stored package's signature against today's
     /// signer lists, the installed files against the package, grants and the policy.
     pub fn audit_plugins(&self) -> Result<Vec<PluginAudit>, ProjectError> {
+        self.settle_before_read()?;
         let state = self.state()?;
         let security = self.security()?;
         let mut out = Vec::new();
@@ -881,6 +889,7 @@ impl Project {
                 }],
             };
             let mut violations = Vec::new();
+            let (mut granted, mut withheld) = (Vec::new(), Vec::new());
             match self.read_manifest(name) {
                 Ok(loaded) => {
                     let capabilities = capability_list(&loaded.manifest);
@@ -896,6 +905,10 @@ impl Project {
                             .iter()
                             .map(ToString::to_string),
                     );
+                    let (effective, held) =
+                        grant_status(record, &loaded.manifest, &security.policy);
+                    granted = effective.into_iter().map(|c| c.name).collect();
+                    withheld = held;
                 }
                 Err(e) => violations.push(format!("manifest unreadable: {e}")),
             }
@@ -910,12 +923,8 @@ impl Project {
                 fingerprint,
                 signature,
                 changed_files,
-                granted: record
-                    .grants
-                    .granted
-                    .iter()
-                    .map(|c| c.name.clone())
-                    .collect(),
+                granted,
+                withheld,
                 refused: record.grants.refused.clone(),
                 grants_stale,
                 violations,
@@ -924,7 +933,7 @@ impl Project {
         Ok(out)
     }
 
-    fn recheck_signature(
+    pub(crate) fn recheck_signature(
         &self,
         name: &str,
         record: &PluginRecord,
@@ -1012,6 +1021,80 @@ impl Project {
     }
 }
 
+/// A capability the user granted that the plugin may not use now, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WithheldGrant {
+    pub capability: String,
+    pub reason: String,
+}
+
+/// Splits a plugin's grants into those in effect (see [`Project::effective_grants`]) and those
+/// withheld, with the reason for each.
+pub(crate) fn grant_status(
+    record: &PluginRecord,
+    manifest: &Manifest,
+    policy: &Policy,
+) -> (Vec<CapabilityRequest>, Vec<WithheldGrant>) {
+    let name = &manifest.metadata.name;
+    let package = record.package.as_ref().map(|p| p.sha256.as_str());
+    let stale = package != Some(record.grants.package.as_str());
+    let mut effective = Vec::new();
+    let mut withheld = Vec::new();
+    for granted in &record.grants.granted {
+        let withhold = |reason: String| WithheldGrant {
+            capability: granted.name.clone(),
+            reason,
+        };
+        let request = manifest
+            .requires
+            .capabilities
+            .iter()
+            .find(|r| r.name == granted.name);
+        let Some(request) = request else {
+            withheld.push(withhold("no longer requested by the plugin".to_owned()));
+            continue;
+        };
+        if stale {
+            withheld.push(withhold(format!(
+                "granted for another package ({}); reinstall or update to decide again",
+                record.grants.package
+            )));
+        } else if !same_grant(granted, request) {
+            withheld.push(withhold(format!(
+                "granted for another scope ({}); the plugin now asks for {}",
+                scope_text(granted),
+                scope_text(request)
+            )));
+        } else if let Some(v) = policy.blocked_capability(&granted.name) {
+            withheld.push(withhold(format!(
+                "blocked by {} in {}",
+                v.rule,
+                v.file.display()
+            )));
+        } else if let Some((_, file)) = policy
+            .approval_required(&granted.name)
+            .filter(|_| !record.grants.approved.contains(&granted.name))
+        {
+            withheld.push(withhold(format!(
+                "needs approval (capabilities.require_approval in {}): run `trellis plugin grants {name} grant {}`",
+                file.display(),
+                granted.name
+            )));
+        } else {
+            effective.push(request.clone());
+        }
+    }
+    // In manifest order, as the author listed them.
+    effective.sort_by_key(|c| {
+        manifest
+            .requires
+            .capabilities
+            .iter()
+            .position(|r| r.name == c.name)
+    });
+    (effective, withheld)
+}
+
 /// What to ask, given what was decided for the previous package of the same plugin.
 fn grant_plan(
     name: &str,
@@ -1024,6 +1107,7 @@ fn grant_plan(
         plugin: name.to_owned(),
         carried: Vec::new(),
         carried_refusals: Vec::new(),
+        carried_approved: Vec::new(),
         pending: Vec::new(),
         dropped: Vec::new(),
     };
@@ -1033,8 +1117,16 @@ fn grant_plan(
         let before = previous.and_then(|p| p.granted.iter().find(|g| g.name == request.name));
         let refused_before = previous.is_some_and(|p| p.refused.contains(&request.name));
         let same_package = previous.is_some_and(|p| p.package == package_sha256);
+        let approved_before = previous.is_some_and(|p| p.approved.contains(&request.name));
+        let needs_approval = policy.approval_required(&request.name).is_some();
         match before {
-            Some(g) if same_grant(g, request) => plan.carried.push((*request).clone()),
+            // A blanket grant from before an approval rule does not carry past that rule.
+            Some(g) if same_grant(g, request) && (approved_before || !needs_approval) => {
+                plan.carried.push((*request).clone());
+                if approved_before {
+                    plan.carried_approved.push(request.name.clone());
+                }
+            }
             // Refusals carry no scope: keep one only for the same package or a bare request.
             None if refused_before
                 && (same_package
@@ -1047,7 +1139,7 @@ fn grant_plan(
                 approval_required_by: policy
                     .approval_required(&request.name)
                     .map(|(_, file)| file),
-                changed: other.is_some(),
+                changed: other.is_some_and(|g| !same_grant(g, request)),
             }),
         }
     }

@@ -134,6 +134,12 @@ pub struct GrantSet {
     /// Capabilities the user refused.
     #[serde(default)]
     pub refused: Vec<String>,
+    /// Granted capabilities the user decided one by one (at a prompt, with `--grant`, or with
+    /// `trellis plugin grants NAME grant CAP`) rather than with a blanket `--yes`. Only these
+    /// count for a capability the policy says requires approval, even when that rule came
+    /// after the grant.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub approved: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decided_at: Option<DateTime<Utc>>,
 }
@@ -143,6 +149,10 @@ pub struct ProjectState {
     pub format: u32,
     #[serde(default)]
     pub plugins: BTreeMap<String, PluginRecord>,
+    /// The id of the last journalled change (install, update, remove) this state commits;
+    /// how an interrupted change is told committed or not (see the journal module).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction: Option<String>,
 }
 
 impl Default for ProjectState {
@@ -150,6 +160,7 @@ impl Default for ProjectState {
         ProjectState {
             format: STATE_FORMAT_VERSION,
             plugins: BTreeMap::new(),
+            transaction: None,
         }
     }
 }

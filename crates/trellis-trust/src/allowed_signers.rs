@@ -110,6 +110,13 @@ impl SignerEntry {
         match_pattern_list(principal, &self.principals)
     }
 
+    /// The one principal this entry names, when its principals field is a single name rather
+    /// than a pattern or a list: only then does the entry alone say who signed.
+    pub fn single_principal(&self) -> Option<&str> {
+        let p = self.principals.as_str();
+        (!p.is_empty() && !p.contains(['*', '?', '!', ','])).then_some(p)
+    }
+
     pub fn allows_namespace(&self, namespace: &str) -> bool {
         self.namespaces
             .as_deref()

@@ -241,11 +241,23 @@ fn identify_author(
         Some(claimed) => current
             .iter()
             .find(|e| e.matches_principal(claimed))
-            .map(|e| (claimed.to_owned(), *e)),
-        None => current.first().map(|e| (e.principals.clone(), *e)),
+            .map(|e| (Some(claimed.to_owned()), *e)),
+        // Without a claim the entry must name exactly one principal: a pattern such as
+        // `*@example.com` vouches for the key but does not say which of its names signed.
+        None => current
+            .iter()
+            .find_map(|e| e.single_principal().map(|p| (Some(p.to_owned()), *e)))
+            .or_else(|| current.first().map(|e| (None, *e))),
     };
     if let Some((principal, entry)) = verified {
-        return Ok((TrustLevel::Verified, info(Some(principal), Some(entry))));
+        if principal.is_none() {
+            notes.push(format!(
+                "{} lists key {fingerprint} for `{}`, a pattern: the package names no signer (`signatures.signer` in its manifest), so rules about signers cannot match it",
+                entry.location(),
+                entry.principals
+            ));
+        }
+        return Ok((TrustLevel::Verified, info(principal, Some(entry))));
     }
 
     if let Some(claimed) = claimed

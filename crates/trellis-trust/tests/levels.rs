@@ -164,12 +164,24 @@ fn a_wildcard_principal_verifies_the_claimed_name() {
         Some("carol@example.com")
     );
 
-    // Without a claim the entry's own principals are what is known.
+    // Without a claim the key is vouched for, but a pattern names nobody: the principal is
+    // unknown, so that a policy rule about signers can never match the pattern's text.
     let v = verify_package(&s.archive, Some(&s.signature), None, None, &ctx).unwrap();
-    assert_eq!(
-        v.signer.unwrap().principal.as_deref(),
-        Some("*@example.com")
+    assert_eq!(v.level, TrustLevel::Verified);
+    assert!(v.notes.iter().any(|n| n.contains("a pattern")), "{:?}", v.notes);
+    assert_eq!(v.signer.unwrap().principal, None);
+
+    // A list of names is no more one name than a pattern is.
+    let listed = format!(
+        "carol@example.com,dave@example.com {}\n",
+        s.author.public_key_openssh()
     );
+    let ctx_list = context(
+        vec![signers_file(s.dir.path(), "allowed_signers_list", &listed)],
+        vec![],
+    );
+    let v = verify_package(&s.archive, Some(&s.signature), None, None, &ctx_list).unwrap();
+    assert_eq!(v.signer.unwrap().principal, None);
 
     // A name outside the pattern is not the key's.
     let err = verify_package(
