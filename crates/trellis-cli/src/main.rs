@@ -7,6 +7,7 @@
 // on the way out.
 #![allow(clippy::result_large_err)]
 
+mod registry;
 mod render;
 mod run;
 mod scaffold;
@@ -58,6 +59,9 @@ enum Command {
     /// Read and verify the tamper-evident audit log (.trellis/audit.jsonl).
     #[command(subcommand)]
     Audit(trust::AuditCommand),
+    /// Run a registry kept as a directory: create it, register publisher keys, publish, yank.
+    #[command(subcommand)]
+    Registry(registry::RegistryCommand),
     /// Opt in to or out of usage telemetry (off until you enable it).
     #[command(subcommand)]
     Telemetry(trust::TelemetryCommand),
@@ -134,9 +138,12 @@ enum PluginCommand {
     /// Check a package's signature and show its signer, package hash and trust level.
     Verify { archive: PathBuf },
     /// Install a plugin from a package archive or a local directory (it starts disabled).
+    /// Install a package (`.tar.gz` with its `.sig` beside it), a plugin directory, or
+    /// plugins from the configured registries by name (`NAME`, `NAME@1.2.0`, `NAME@^1.2`),
+    /// with their dependencies.
     Install {
-        /// A package (`.tar.gz`, its `.sig` beside it) or a plugin directory.
-        source: PathBuf,
+        #[arg(required = true, value_name = "SOURCE|NAME[@REQ]")]
+        sources: Vec<String>,
         /// Replace an installed plugin of the same name (an update), keeping its state.
         #[arg(long)]
         force: bool,
@@ -149,6 +156,33 @@ enum PluginCommand {
         /// Refuse this capability (repeatable).
         #[arg(long, value_name = "CAP")]
         deny: Vec<String>,
+        /// Install exactly what .trellis/trellis.lock pins, or fail.
+        #[arg(long)]
+        locked: bool,
+        /// Resolve from this machine's cached copy of the registries, without checking that
+        /// they are current.
+        #[arg(long)]
+        offline: bool,
+    },
+    /// Configure the registries this project installs from.
+    #[command(subcommand)]
+    Registry(registry::PluginRegistryCommand),
+    /// Search the configured registries (name, description, keywords).
+    Search {
+        #[arg(default_value = "")]
+        query: String,
+        #[arg(long)]
+        category: Option<String>,
+        /// Only plugins at this trust level or above.
+        #[arg(long, value_parser = parse_trust)]
+        trust: Option<trellis_trust::TrustLevel>,
+        #[arg(long)]
+        offline: bool,
+    },
+    /// List the categories of the configured registries with their plugin counts.
+    Browse {
+        #[arg(long)]
+        offline: bool,
     },
     /// Re-check every installed plugin: trust, signature, changed files, grants, policy.
     Audit,
@@ -256,6 +290,11 @@ fn main() -> ExitCode {
     }
 }
 
+fn parse_trust(text: &str) -> Result<trellis_trust::TrustLevel, String> {
+    trellis_trust::TrustLevel::parse(text)
+        .ok_or_else(|| "one of unsigned, self-signed, verified, certified".to_owned())
+}
+
 fn project(cli: &Cli) -> Result<Project, Failure> {
     let start = match &cli.project {
         Some(dir) => return Ok(Project::open(dir)),
@@ -273,6 +312,7 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<(), Failure> {
             follow,
         }) => tail(&project(cli)?, topic.as_deref(), *lines, *follow, out),
         Command::Policy(cmd) => trust::policy(&project(cli)?, cmd, out),
+        Command::Registry(cmd) => registry::registry(cmd, out),
         Command::Audit(cmd) => trust::audit(&project(cli)?, cmd, out),
         Command::Telemetry(cmd) => trust::telemetry(cmd, out),
         Command::External(args) => {
@@ -323,24 +363,75 @@ fn plugin(cli: &Cli, cmd: &PluginCommand, out: &Output) -> Result<(), Failure> {
         PluginCommand::Certify { archive, key } => trust::sign(archive, key.as_deref(), true, out),
         PluginCommand::Verify { archive } => trust::verify(&project(cli)?, archive, out),
         PluginCommand::Install {
-            source,
+            sources,
             force,
             yes,
             grant,
             deny,
-        } => trust::install(
+            locked,
+            offline,
+        } => {
+            let choices = GrantChoices {
+                yes: *yes,
+                grant: grant.clone(),
+                deny: deny.clone(),
+            };
+            // A path that exists (or looks like a file) is a package or a directory; anything
+            // else names plugins in the registries.
+            let is_path = |s: &str| {
+                Path::new(s).exists()
+                    || s.ends_with(".tar.gz")
+                    || s.starts_with('.')
+                    || s.starts_with('/')
+            };
+            match sources.as_slice() {
+                [one] if is_path(one) => trust::install(
+                    &project(cli)?,
+                    trust::InstallArgs {
+                        source: Path::new(one),
+                        force: *force,
+                        choices,
+                    },
+                    out,
+                ),
+                many => {
+                    if let Some(path) = many.iter().find(|s| is_path(s)) {
+                        return Err(anyhow::anyhow!(
+                            "`{path}` is a path: install packages and directories one at a time, and registry plugins by name"
+                        )
+                        .into());
+                    }
+                    registry::install(
+                        &project(cli)?,
+                        registry::RegistryInstallArgs {
+                            specs: many,
+                            force: *force,
+                            locked: *locked,
+                            offline: *offline,
+                            choices,
+                        },
+                        out,
+                    )
+                }
+            }
+        }
+        PluginCommand::Registry(cmd) => registry::plugin_registry(&project(cli)?, cmd, out),
+        PluginCommand::Search {
+            query,
+            category,
+            trust,
+            offline,
+        } => registry::search(
             &project(cli)?,
-            trust::InstallArgs {
-                source,
-                force: *force,
-                choices: GrantChoices {
-                    yes: *yes,
-                    grant: grant.clone(),
-                    deny: deny.clone(),
-                },
+            registry::SearchArgs {
+                query,
+                category: category.as_deref(),
+                trust: *trust,
+                offline: *offline,
             },
             out,
         ),
+        PluginCommand::Browse { offline } => registry::browse(&project(cli)?, *offline, out),
         PluginCommand::Audit => trust::audit_plugins(&project(cli)?, out),
         PluginCommand::Grants { name, action } => {
             trust::grants(&project(cli)?, name, action.as_ref(), out)
@@ -354,7 +445,15 @@ fn plugin(cli: &Cli, cmd: &PluginCommand, out: &Output) -> Result<(), Failure> {
             Ok(())
         }
         PluginCommand::Info { name } => {
-            let info = project(cli)?.info(name)?;
+            let project = project(cli)?;
+            let info = match project.info(name) {
+                Err(trellis_project::ProjectError::NotInstalled { .. })
+                    if !project.registries()?.is_empty() =>
+                {
+                    return registry::registry_info(&project, name, false, out);
+                }
+                other => other?,
+            };
             out.value(&serde_json::to_value(&info).context("rendering")?, || {
                 render::plugin_info(&info)
             });

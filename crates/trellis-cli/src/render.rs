@@ -58,6 +58,16 @@ impl From<trellis_trust::TrustError> for Failure {
     }
 }
 
+impl From<trellis_registry::RegistryError> for Failure {
+    fn from(e: trellis_registry::RegistryError) -> Self {
+        Failure::Library {
+            kind: "registry",
+            hint: e.hint(),
+            message: e.to_string(),
+        }
+    }
+}
+
 impl From<trellis_audit::AuditError> for Failure {
     fn from(e: trellis_audit::AuditError) -> Self {
         Failure::Library {

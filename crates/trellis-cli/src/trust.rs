@@ -336,7 +336,7 @@ pub fn install(project: &Project, args: InstallArgs<'_>, out: &Output) -> Result
 }
 
 /// What the user sees before deciding: who signed it and what changes.
-fn describe_prepared(p: &PreparedInstall) -> String {
+pub(crate) fn describe_prepared(p: &PreparedInstall) -> String {
     let v = &p.verification;
     let mut text = format!(
         "{} {} — trust: {}",
@@ -375,7 +375,7 @@ fn describe_prepared(p: &PreparedInstall) -> String {
     text
 }
 
-fn ask_grant(p: &PendingGrant) -> std::io::Result<bool> {
+pub(crate) fn ask_grant(p: &PendingGrant) -> std::io::Result<bool> {
     let mut stderr = std::io::stderr();
     let r = &p.request;
     write!(

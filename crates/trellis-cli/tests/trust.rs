@@ -831,7 +831,10 @@ fn leftovers(env: &Env) -> Vec<String> {
     for dir in ["plugins", "packages"] {
         if let Ok(entries) = fs::read_dir(env.project.join(".trellis").join(dir)) {
             for e in entries {
-                out.push(format!("{dir}/{}", e.unwrap().file_name().to_string_lossy()));
+                out.push(format!(
+                    "{dir}/{}",
+                    e.unwrap().file_name().to_string_lossy()
+                ));
             }
         }
     }
@@ -861,11 +864,23 @@ fn an_interrupted_install_update_or_remove_leaves_the_old_state_or_the_new() {
 
     // A first install cut short leaves nothing behind.
     for step in ["install:journal", "install:aside", "install:placed"] {
-        killed_at(&env, step, &["plugin", "install", v1.to_str().unwrap(), "--yes"]);
+        killed_at(
+            &env,
+            step,
+            &["plugin", "install", v1.to_str().unwrap(), "--yes"],
+        );
         assert_eq!(installed(&env), None, "after a kill at {step}");
-        assert_eq!(leftovers(&env), Vec::<String>::new(), "after a kill at {step}");
+        assert_eq!(
+            leftovers(&env),
+            Vec::<String>::new(),
+            "after a kill at {step}"
+        );
     }
-    killed_at(&env, "install:committed", &["plugin", "install", v1.to_str().unwrap(), "--yes"]);
+    killed_at(
+        &env,
+        "install:committed",
+        &["plugin", "install", v1.to_str().unwrap(), "--yes"],
+    );
     assert_eq!(installed(&env).as_deref(), Some("1.0.0"));
     assert_eq!(leftovers(&env), ["packages/papa", "plugins/papa"]);
     env.ok(&["plugin", "enable", "papa"]);
@@ -875,10 +890,24 @@ fn an_interrupted_install_update_or_remove_leaves_the_old_state_or_the_new() {
         killed_at(
             &env,
             step,
-            &["plugin", "install", v2.to_str().unwrap(), "--force", "--yes"],
+            &[
+                "plugin",
+                "install",
+                v2.to_str().unwrap(),
+                "--force",
+                "--yes",
+            ],
         );
-        assert_eq!(installed(&env).as_deref(), Some("1.0.0"), "after a kill at {step}");
-        assert_eq!(leftovers(&env), ["packages/papa", "plugins/papa"], "after {step}");
+        assert_eq!(
+            installed(&env).as_deref(),
+            Some("1.0.0"),
+            "after a kill at {step}"
+        );
+        assert_eq!(
+            leftovers(&env),
+            ["packages/papa", "plugins/papa"],
+            "after {step}"
+        );
         let out = env.ok(&["papa-hello"]);
         assert!(out.contains("hello from papa"), "{out}");
         assert!(!out.contains("two"), "{out}");
@@ -887,7 +916,13 @@ fn an_interrupted_install_update_or_remove_leaves_the_old_state_or_the_new() {
     killed_at(
         &env,
         "install:committed",
-        &["plugin", "install", v2.to_str().unwrap(), "--force", "--yes"],
+        &[
+            "plugin",
+            "install",
+            v2.to_str().unwrap(),
+            "--force",
+            "--yes",
+        ],
     );
     let out = env.ok(&["papa-hello"]);
     assert!(out.contains("hello from papa two"), "{out}");
@@ -897,7 +932,11 @@ fn an_interrupted_install_update_or_remove_leaves_the_old_state_or_the_new() {
     // A remove cut short before its commit keeps the plugin; after it, it is gone.
     for step in ["remove:journal", "remove:aside"] {
         killed_at(&env, step, &["plugin", "remove", "papa"]);
-        assert_eq!(installed(&env).as_deref(), Some("2.0.0"), "after a kill at {step}");
+        assert_eq!(
+            installed(&env).as_deref(),
+            Some("2.0.0"),
+            "after a kill at {step}"
+        );
         env.ok(&["papa-hello"]);
     }
     killed_at(&env, "remove:committed", &["plugin", "remove", "papa"]);
@@ -944,12 +983,21 @@ fn a_rule_requiring_approval_withholds_earlier_blanket_grants() {
         "{summary}"
     );
     let info = env.ok(&["plugin", "info", "quebec"]);
-    assert!(info.contains("granted, not in effect: needs approval"), "{info}");
+    assert!(
+        info.contains("granted, not in effect: needs approval"),
+        "{info}"
+    );
     let audit = env.ok(&["plugin", "audit"]);
     assert!(audit.contains("withheld:  network"), "{audit}");
 
     // An update with --yes does not carry the blanket grant past the rule either.
-    let err = env.fails(&["plugin", "install", dir.to_str().unwrap(), "--force", "--yes"]);
+    let err = env.fails(&[
+        "plugin",
+        "install",
+        dir.to_str().unwrap(),
+        "--force",
+        "--yes",
+    ]);
     assert!(err.contains("--grant network"), "{err}");
 
     // Approving it one by one puts it in effect.
@@ -958,7 +1006,13 @@ fn a_rule_requiring_approval_withholds_earlier_blanket_grants() {
         granted(&env)["granted"],
         serde_json::json!(["network", "filesystem.read"])
     );
-    env.ok(&["plugin", "install", dir.to_str().unwrap(), "--force", "--yes"]);
+    env.ok(&[
+        "plugin",
+        "install",
+        dir.to_str().unwrap(),
+        "--force",
+        "--yes",
+    ]);
     assert_eq!(
         granted(&env)["granted"],
         serde_json::json!(["network", "filesystem.read"])
@@ -974,7 +1028,11 @@ fn a_policy_refusal_at_start_is_not_kept_as_a_failure() {
     env.ok(&["plugin", "install", dir.to_str().unwrap(), "--yes"]);
     env.ok(&["plugin", "enable", "romeo"]);
     let admin_policy = env.admin.join("policy.yaml");
-    fs::write(&admin_policy, "plugin_policy:\n  plugins:\n    blocked: [romeo]\n").unwrap();
+    fs::write(
+        &admin_policy,
+        "plugin_policy:\n  plugins:\n    blocked: [romeo]\n",
+    )
+    .unwrap();
     let err = env.fails(&["romeo-hello"]);
     assert!(err.contains("plugins.blocked"), "{err}");
     fs::remove_file(&admin_policy).unwrap();

@@ -669,6 +669,60 @@ fn is_false(b: &bool) -> bool {
 }
 
 impl Manifest {
+    /// What the plugin provides, by kind (`commands`, `hooks`, ...), as names a person reads:
+    /// kinds with nothing are left out.
+    pub fn provided_summary(&self) -> BTreeMap<&'static str, Vec<String>> {
+        let p = &self.provides;
+        let mut out = BTreeMap::new();
+        let mut put = |kind: &'static str, names: Vec<String>| {
+            if !names.is_empty() {
+                out.insert(kind, names);
+            }
+        };
+        put(
+            "commands",
+            p.commands.iter().map(|c| c.name.clone()).collect(),
+        );
+        put("hooks", p.hooks.iter().map(|h| h.hook.clone()).collect());
+        put(
+            "workflows",
+            p.workflows
+                .iter()
+                .map(|w| format!("{} ({} {})", w.name, mode_str(w.mode), w.phase))
+                .collect(),
+        );
+        put("agents", p.agents.iter().map(|a| a.name.clone()).collect());
+        put("stacks", p.stacks.iter().map(|s| s.name.clone()).collect());
+        put(
+            "templates",
+            p.templates.iter().map(|t| t.name.clone()).collect(),
+        );
+        put(
+            "integrations",
+            p.integrations.iter().map(|i| i.name.clone()).collect(),
+        );
+        put(
+            "guardrails",
+            p.guardrails.iter().map(|g| g.name.clone()).collect(),
+        );
+        put(
+            "outcome_types",
+            p.outcome_types.iter().map(|o| o.name.clone()).collect(),
+        );
+        put(
+            "step_types",
+            p.step_types.iter().map(|s| s.name.clone()).collect(),
+        );
+        put(
+            "schemas",
+            p.schemas
+                .iter()
+                .map(|s| format!("{}@{}", s.name, s.version))
+                .collect(),
+        );
+        out
+    }
+
     /// The names this plugin provides per conflict-relevant kind (commands, agents, stacks,
     /// step types), used for conflict detection between enabled plugins.
     pub fn provided_names(&self) -> BTreeMap<&'static str, Vec<&str>> {
@@ -715,6 +769,16 @@ impl Manifest {
             .iter()
             .map(|c| c.name.as_str())
             .collect()
+    }
+}
+
+fn mode_str(mode: PhaseMode) -> &'static str {
+    use PhaseMode::*;
+    match mode {
+        Before => "before",
+        After => "after",
+        Replace => "replaces",
+        Wrap => "wraps",
     }
 }
 

@@ -273,7 +273,9 @@ fn discover_with_default(
     }
     let project_path = trellis_dir.join(PROJECT_POLICY_FILE);
     // Pointing TRELLIS_POLICY at the project's own file must not report each refusal twice.
-    if !admin_paths.iter().any(|admin| same_file(admin, &project_path))
+    if !admin_paths
+        .iter()
+        .any(|admin| same_file(admin, &project_path))
         && exists(&project_path, PolicyScope::Project)?
     {
         files.push(PolicyFile::load(&project_path, PolicyScope::Project)?);

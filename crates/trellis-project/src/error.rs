@@ -132,6 +132,33 @@ pub enum ProjectError {
     #[error(transparent)]
     Policy(#[from] trellis_policy::PolicyError),
 
+    #[error("registry {field} `{value}`: {reason}")]
+    InvalidRegistry {
+        field: &'static str,
+        value: String,
+        reason: String,
+    },
+
+    #[error("no registry named `{name}` is configured{}", if configured.is_empty() { String::new() } else { format!(" (configured: {})", configured.join(", ")) })]
+    UnknownRegistry {
+        name: String,
+        configured: Vec<String>,
+    },
+
+    #[error(
+        "registry `{registry}` was read --offline from this machine's cache, which does not hold {what}"
+    )]
+    Offline { registry: String, what: String },
+
+    #[error(transparent)]
+    Resolve(trellis_registry::resolve::ResolveError),
+
+    #[error("registry `{registry}`: {source}")]
+    Registry {
+        registry: String,
+        source: Box<trellis_registry::RegistryError>,
+    },
+
     #[error("cannot {step} `{plugin}`: {}", violations.join("; "))]
     PolicyRefused {
         plugin: String,
@@ -269,6 +296,13 @@ impl ProjectError {
                     "to replace it, run `trellis plugin install --force <dir>`; to remove it, `trellis plugin remove {name}`"
                 )
             }
+            InvalidRegistry { .. } => {
+                "see `trellis plugin registry --help`; a registry URL is file://, http:// or https:// and holds metadata/ and targets/".to_owned()
+            }
+            UnknownRegistry { .. } => "`trellis plugin registry list` shows the configured ones".to_owned(),
+            Offline { .. } => "run the command once without --offline to fill the cache".to_owned(),
+            Registry { .. } => return None,
+            Resolve(_) => "change the requirements, or install an older version of the plugin that asks for the other".to_owned(),
             ChangedMeanwhile { .. } => {
                 "run the command again: it asks only about what is different now".to_owned()
             }
@@ -385,6 +419,11 @@ impl ProjectError {
             NotInstalled { .. } => "not_installed",
             AlreadyInstalled { .. } => "already_installed",
             ChangedMeanwhile { .. } => "changed_meanwhile",
+            InvalidRegistry { .. } => "invalid_registry",
+            UnknownRegistry { .. } => "unknown_registry",
+            Offline { .. } => "offline",
+            Registry { .. } => "registry",
+            Resolve(_) => "resolve",
             IncompatibleTrellis { .. } => "incompatible_trellis",
             UnsupportedPlatform { .. } => "unsupported_platform",
             MissingDependency { .. } => "missing_dependency",

@@ -183,7 +183,11 @@ impl Project {
         self.audit.record(
             AuditEvent::new(
                 "plugin.recovered",
-                if committed { "completed" } else { "rolled back" },
+                if committed {
+                    "completed"
+                } else {
+                    "rolled back"
+                },
             )
             .plugin(&journal.plugin)
             .attempted(&journal.op)

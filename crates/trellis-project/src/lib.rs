@@ -32,7 +32,12 @@ mod deps;
 mod error;
 mod fsutil;
 mod journal;
+mod registries;
 pub use journal::KILL_AT_ENV;
+pub use registries::{
+    DEFAULT_PRIORITY, RegistryCatalog, RegistryPlan, RegistrySource, RegistryView, parse_spec,
+    registry_url,
+};
 mod security;
 mod state;
 
@@ -55,8 +60,8 @@ pub use config::{env_references, expand_env};
 pub use error::{Conflict, ProjectError};
 pub use security::{
     GrantChoices, GrantDecisions, GrantPlan, GrantPrompt, PendingGrant, PluginAudit,
-    PreparedInstall, SYSTEM_ADMIN_DIR, SecuritySettings, WithheldGrant, same_grant, scope_text,
-    user_config_dir,
+    PreparedInstall, RegistryOrigin, SYSTEM_ADMIN_DIR, SecuritySettings, WithheldGrant, same_grant,
+    scope_text, user_config_dir,
 };
 pub use state::{
     GrantSet, LifecycleState, LockedPlugin, Lockfile, PackageRecord, PluginRecord, ProjectState,
@@ -327,6 +332,8 @@ impl Project {
                 version: record.version.clone(),
                 source: record.source.clone(),
                 checksum: record.checksum.clone(),
+                package: record.package.as_ref().map(|p| p.sha256.clone()),
+                registry: record.registry.clone(),
                 dependencies,
             });
         }
@@ -1013,7 +1020,7 @@ impl Project {
                     .into_iter()
                     .map(str::to_owned)
                     .collect(),
-                provided_summary(m),
+                m.provided_summary(),
             ),
             None => (None, "unknown", Vec::new(), BTreeMap::new()),
         };
@@ -1055,7 +1062,13 @@ impl Project {
             .map(|(n, _)| n.clone())
             .collect();
         Ok(PluginInfo {
-            summary: self.summary(name, record, Some(&loaded.manifest), &order, &self.security()?),
+            summary: self.summary(
+                name,
+                record,
+                Some(&loaded.manifest),
+                &order,
+                &self.security()?,
+            ),
             path: loaded.dir.clone(),
             manifest: loaded.manifest,
             config,
@@ -1388,68 +1401,6 @@ fn check_known_key(
         });
     }
     Ok(())
-}
-
-fn provided_summary(m: &Manifest) -> BTreeMap<&'static str, Vec<String>> {
-    let p = &m.provides;
-    let mut out = BTreeMap::new();
-    let mut put = |kind: &'static str, names: Vec<String>| {
-        if !names.is_empty() {
-            out.insert(kind, names);
-        }
-    };
-    put(
-        "commands",
-        p.commands.iter().map(|c| c.name.clone()).collect(),
-    );
-    put("hooks", p.hooks.iter().map(|h| h.hook.clone()).collect());
-    put(
-        "workflows",
-        p.workflows
-            .iter()
-            .map(|w| format!("{} ({} {})", w.name, mode_str(w.mode), w.phase))
-            .collect(),
-    );
-    put("agents", p.agents.iter().map(|a| a.name.clone()).collect());
-    put("stacks", p.stacks.iter().map(|s| s.name.clone()).collect());
-    put(
-        "templates",
-        p.templates.iter().map(|t| t.name.clone()).collect(),
-    );
-    put(
-        "integrations",
-        p.integrations.iter().map(|i| i.name.clone()).collect(),
-    );
-    put(
-        "guardrails",
-        p.guardrails.iter().map(|g| g.name.clone()).collect(),
-    );
-    put(
-        "outcome_types",
-        p.outcome_types.iter().map(|o| o.name.clone()).collect(),
-    );
-    put(
-        "step_types",
-        p.step_types.iter().map(|s| s.name.clone()).collect(),
-    );
-    put(
-        "schemas",
-        p.schemas
-            .iter()
-            .map(|s| format!("{}@{}", s.name, s.version))
-            .collect(),
-    );
-    out
-}
-
-fn mode_str(mode: trellis_manifest::PhaseMode) -> &'static str {
-    use trellis_manifest::PhaseMode::*;
-    match mode {
-        Before => "before",
-        After => "after",
-        Replace => "replaces",
-        Wrap => "wraps",
-    }
 }
 
 /// The platform name manifests use.

@@ -196,6 +196,20 @@ impl GrantPlan {
     }
 }
 
+/// Where a package being installed was downloaded from.
+#[derive(Debug, Clone)]
+pub struct RegistryOrigin {
+    /// The registry's name, as configured.
+    pub registry: String,
+    pub url: String,
+}
+
+/// The staging directories of one package being committed.
+struct Staged {
+    plugin: PathBuf,
+    package: PathBuf,
+}
+
 /// A verified, extracted package waiting for the user's grant decisions. Dropping it removes
 /// its temporary files; nothing of it is in the project yet.
 pub struct PreparedInstall {
@@ -212,6 +226,8 @@ pub struct PreparedInstall {
     pub file_list: FileList,
     /// Where it came from, as the state and the lockfile record it.
     pub source: String,
+    /// The configured registry it was downloaded from, if any.
+    pub registry: Option<String>,
     pub previous: Option<PluginRecord>,
     pub plan: GrantPlan,
 }
@@ -333,10 +349,13 @@ impl Project {
                 }
             }
         }
-        let allowed_signers = files
+        let mut allowed_signers = files
             .iter()
             .map(|f| AllowedSigners::load(f))
             .collect::<Result<Vec<_>, _>>()?;
+        // A configured registry the policy allows attests its publishers' keys: a package
+        // signed by one of them, for that publisher, is verified.
+        allowed_signers.extend(self.registry_attestations(&policy)?);
         let certifiers = policy
             .certifiers()
             .into_iter()
@@ -370,7 +389,7 @@ impl Project {
     }
 
     /// Refuses with every violation, after writing each to the audit log.
-    fn refuse_by_policy(
+    pub(crate) fn refuse_by_policy(
         &self,
         plugin: &str,
         step: &'static str,
@@ -408,6 +427,17 @@ impl Project {
     /// directory, which is packaged first and is then unsigned), extracts it privately and
     /// applies the policy. See the module documentation.
     pub fn prepare_install(&self, source: &Path) -> Result<PreparedInstall, ProjectError> {
+        self.prepare_install_from(source, None)
+    }
+
+    /// [`Project::prepare_install`] for an archive downloaded from a registry: the registry's
+    /// URL is what the policy's `registries` rules judge, and the source recorded says where
+    /// it came from.
+    pub fn prepare_install_from(
+        &self,
+        source: &Path,
+        origin: Option<&RegistryOrigin>,
+    ) -> Result<PreparedInstall, ProjectError> {
         let workdir = tempfile::Builder::new()
             .prefix("trellis-install-")
             .tempdir()
@@ -483,12 +513,9 @@ impl Project {
             .signer
             .as_ref()
             .and_then(|s| s.principal.as_deref());
-        let violations = security.policy.check_plugin(&Self::plugin_facts(
-            &name,
-            verification.level,
-            principal,
-            &capabilities,
-        ));
+        let mut facts = Self::plugin_facts(&name, verification.level, principal, &capabilities);
+        facts.registry = origin.map(|o| o.url.as_str());
+        let violations = security.policy.check_plugin(&facts);
         if !violations.is_empty() {
             return Err(self.refuse_by_policy(&name, "install", violations));
         }
@@ -502,6 +529,10 @@ impl Project {
             &package_sha256,
             &security.policy,
         );
+        let source = match origin {
+            Some(o) => format!("registry+{}#{}@{}", o.url, name, manifest.metadata.version),
+            None => source_text,
+        };
         Ok(PreparedInstall {
             workdir,
             archive,
@@ -513,7 +544,8 @@ impl Project {
             verification,
             package_sha256,
             file_list: unpacked.file_list,
-            source: source_text,
+            registry: origin.map(|o| o.registry.clone()),
+            source,
             previous,
             plan,
         })
@@ -529,113 +561,167 @@ impl Project {
         decisions: GrantDecisions,
         force: bool,
     ) -> Result<InstallReport, ProjectError> {
-        let name = prepared.manifest.metadata.name.clone();
+        let mut reports = self.commit_installs(vec![(prepared, decisions)], force)?;
+        reports.pop().ok_or_else(|| ProjectError::Io {
+            path: self.dir.clone(),
+            source: std::io::Error::other("no install was committed"),
+        })
+    }
+
+    /// Commits several prepared packages (a plugin with its dependencies) as one change: all of
+    /// them are installed, or, on any error or crash, none.
+    pub fn commit_installs(
+        &self,
+        items: Vec<(PreparedInstall, GrantDecisions)>,
+        force: bool,
+    ) -> Result<Vec<InstallReport>, ProjectError> {
         let _lock = self.lock()?;
         let mut state = self.state()?;
-        let previous = state.plugins.get(&name).cloned();
-        // The grant plan was made from the state at prepare time; deciding on top of a state
-        // that changed since would undo, say, a revoke made in the meantime.
-        if previous != prepared.previous {
-            return Err(ProjectError::ChangedMeanwhile {
-                plugin: name,
-                step: if prepared.previous.is_some() { "update" } else { "install" },
-            });
-        }
-        if let Some(prev) = &previous
-            && !force
-        {
-            return Err(ProjectError::AlreadyInstalled {
-                name,
-                installed: prev.version.clone(),
-                source_text: prev.source.clone(),
-            });
+        for (prepared, _) in &items {
+            let name = prepared.name();
+            let previous = state.plugins.get(name);
+            // The grant plan was made from the state at prepare time; deciding on top of a
+            // state that changed since would undo, say, a revoke made in the meantime.
+            if previous != prepared.previous.as_ref() {
+                return Err(ProjectError::ChangedMeanwhile {
+                    plugin: name.to_owned(),
+                    step: if prepared.previous.is_some() {
+                        "update"
+                    } else {
+                        "install"
+                    },
+                });
+            }
+            if let Some(prev) = previous
+                && !force
+            {
+                return Err(ProjectError::AlreadyInstalled {
+                    name: name.to_owned(),
+                    installed: prev.version.clone(),
+                    source_text: prev.source.clone(),
+                });
+            }
         }
         self.clean_orphans(&state)?;
 
         let plugins_dir = self.plugins_dir();
         fs::create_dir_all(&plugins_dir).map_err(io_err(&plugins_dir))?;
-        let staging = plugins_dir.join(format!(".staging-{}", ulid::Ulid::generate()));
-        let packages_dir = self.packages_dir(&name);
-        let package_staging = self
-            .dir
-            .join("packages")
-            .join(format!(".staging-{}", ulid::Ulid::generate()));
-        let staged = (|| -> Result<String, ProjectError> {
-            copy_tree(&prepared.extracted, &staging)?;
-            fs::create_dir_all(&package_staging).map_err(io_err(&package_staging))?;
-            let kept = package_staging.join(&prepared.archive_name);
-            fs::copy(&prepared.archive, &kept).map_err(io_err(&kept))?;
-            if let Some(sig) = &prepared.signature {
-                write_atomic(&trellis_trust::signature_path(&kept), sig.as_bytes())?;
-            }
-            if let Some(cert) = &prepared.certification {
-                write_atomic(&trellis_trust::certification_path(&kept), cert.as_bytes())?;
-            }
-            tree_checksum(&staging)
-        })();
-        let checksum = match staged {
-            Ok(c) => c,
-            Err(e) => {
-                let _ = remove_tree(&staging);
-                let _ = remove_tree(&package_staging);
-                return Err(e);
+        let packages_root = self.dir.join("packages");
+        let mut staged: Vec<Staged> = Vec::new();
+        let cleanup = |staged: &[Staged]| {
+            for s in staged {
+                let _ = remove_tree(&s.plugin);
+                let _ = remove_tree(&s.package);
             }
         };
-
         let now = Utc::now();
-        let state_after = match previous.as_ref().map(|p| p.state) {
-            None | Some(LifecycleState::Failed) => LifecycleState::Installed,
-            Some(s) => s,
-        };
-        let record = PluginRecord {
-            version: prepared.manifest.metadata.version.clone(),
-            state: state_after,
-            reason: None,
-            failed_from: None,
-            source: prepared.source.clone(),
-            checksum: checksum.clone(),
-            installed_at: now,
-            changed_at: now,
-            allow_conflicts: previous.as_ref().is_some_and(|p| p.allow_conflicts),
-            package: Some(PackageRecord {
-                sha256: prepared.package_sha256.clone(),
-                archive: prepared.archive_name.clone(),
-                trust: trust_record(&prepared.verification),
-                files: prepared.file_list.files.clone(),
-            }),
-            grants: GrantSet {
-                package: prepared.package_sha256.clone(),
-                granted: decisions.granted.clone(),
-                refused: decisions.refused.clone(),
-                approved: decisions.approved.clone(),
-                decided_at: Some(now),
-            },
-        };
+        for (prepared, decisions) in &items {
+            let item = Staged {
+                plugin: plugins_dir.join(format!(".staging-{}", ulid::Ulid::generate())),
+                package: packages_root.join(format!(".staging-{}", ulid::Ulid::generate())),
+            };
+            let result = (|| -> Result<String, ProjectError> {
+                copy_tree(&prepared.extracted, &item.plugin)?;
+                fs::create_dir_all(&item.package).map_err(io_err(&item.package))?;
+                let kept = item.package.join(&prepared.archive_name);
+                fs::copy(&prepared.archive, &kept).map_err(io_err(&kept))?;
+                if let Some(sig) = &prepared.signature {
+                    write_atomic(&trellis_trust::signature_path(&kept), sig.as_bytes())?;
+                }
+                if let Some(cert) = &prepared.certification {
+                    write_atomic(&trellis_trust::certification_path(&kept), cert.as_bytes())?;
+                }
+                tree_checksum(&item.plugin)
+            })();
+            staged.push(item);
+            let checksum = match result {
+                Ok(c) => c,
+                Err(e) => {
+                    cleanup(&staged);
+                    return Err(e);
+                }
+            };
+            let previous = prepared.previous.as_ref();
+            let record = PluginRecord {
+                version: prepared.manifest.metadata.version.clone(),
+                state: match previous.map(|p| p.state) {
+                    None | Some(LifecycleState::Failed) => LifecycleState::Installed,
+                    Some(s) => s,
+                },
+                reason: None,
+                failed_from: None,
+                source: prepared.source.clone(),
+                checksum,
+                installed_at: now,
+                changed_at: now,
+                allow_conflicts: previous.is_some_and(|p| p.allow_conflicts),
+                package: Some(PackageRecord {
+                    sha256: prepared.package_sha256.clone(),
+                    archive: prepared.archive_name.clone(),
+                    trust: trust_record(&prepared.verification),
+                    files: prepared.file_list.files.clone(),
+                }),
+                grants: GrantSet {
+                    package: prepared.package_sha256.clone(),
+                    granted: decisions.granted.clone(),
+                    refused: decisions.refused.clone(),
+                    approved: decisions.approved.clone(),
+                    decided_at: Some(now),
+                },
+                registry: prepared.registry.clone(),
+            };
+            state.plugins.insert(prepared.name().to_owned(), record);
+        }
 
-        if record.state == LifecycleState::Enabled {
-            let mut probe = state.clone();
-            probe.plugins.insert(name.clone(), record.clone());
-            if let Err(e) =
-                self.check_enable(&probe, &name, &prepared.manifest, record.allow_conflicts)
+        // An enabled plugin being replaced must still be enableable with everything new.
+        for (prepared, _) in &items {
+            let record = &state.plugins[prepared.name()];
+            if record.state == LifecycleState::Enabled
+                && let Err(e) = self.check_enable(
+                    &state,
+                    prepared.name(),
+                    &prepared.manifest,
+                    record.allow_conflicts,
+                )
             {
-                let _ = remove_tree(&staging);
-                let _ = remove_tree(&package_staging);
+                cleanup(&staged);
                 return Err(e);
             }
         }
 
-        let target = self.plugin_dir(&name);
-        let mut journal = Journal::new("install", &name);
-        journal
-            .slot(self, &target, Some(&staging))
-            .slot(self, &packages_dir, Some(&package_staging));
-        state.plugins.insert(name.clone(), record.clone());
+        let names: Vec<&str> = items.iter().map(|(p, _)| p.name()).collect();
+        let mut journal = Journal::new("install", &names.join(", "));
+        for ((prepared, _), item) in items.iter().zip(&staged) {
+            journal
+                .slot(self, &self.plugin_dir(prepared.name()), Some(&item.plugin))
+                .slot(
+                    self,
+                    &self.packages_dir(prepared.name()),
+                    Some(&item.package),
+                );
+        }
         if let Err(e) = self.apply_journal(&journal, &mut state) {
-            let _ = remove_tree(&staging);
-            let _ = remove_tree(&package_staging);
+            cleanup(&staged);
             return Err(e);
         }
 
+        let mut reports = Vec::new();
+        for (prepared, decisions) in items {
+            reports.push(self.report_install(&state, prepared, decisions));
+        }
+        Ok(reports)
+    }
+
+    /// Audits and announces one committed install.
+    fn report_install(
+        &self,
+        state: &crate::ProjectState,
+        prepared: PreparedInstall,
+        decisions: GrantDecisions,
+    ) -> InstallReport {
+        let name = prepared.name().to_owned();
+        let record = &state.plugins[&name];
+        let previous = prepared.previous.as_ref();
         let action = if previous.is_some() {
             "plugin.updated"
         } else {
@@ -645,10 +731,7 @@ impl Project {
             AuditEvent::new(action, "ok")
                 .plugin(&name)
                 .detail("version", json!(record.version.to_string()))
-                .detail(
-                    "previous",
-                    json!(previous.as_ref().map(|p| p.version.to_string())),
-                )
+                .detail("previous", json!(previous.map(|p| p.version.to_string())))
                 .detail("package", json!(prepared.package_sha256))
                 .detail("trust", json!(prepared.verification.level.as_str()))
                 .detail("signer", json!(record.signer()))
@@ -676,15 +759,15 @@ impl Project {
         self.emit(
             "plugin.installed",
             json!({"plugin": name, "version": record.version.to_string(), "source": record.source,
-                   "replaced": previous.as_ref().map(|p| p.version.to_string()),
+                   "replaced": previous.map(|p| p.version.to_string()),
                    "trust": prepared.verification.level.as_str()}),
         );
-        Ok(InstallReport {
-            name,
-            version: record.version,
-            replaced: previous.map(|p| p.version),
-            checksum,
-            path: target,
+        InstallReport {
+            name: name.clone(),
+            version: record.version.clone(),
+            replaced: previous.map(|p| p.version.clone()),
+            checksum: record.checksum.clone(),
+            path: self.plugin_dir(&name),
             state: record.state,
             trust: prepared.verification.level,
             signer: record
@@ -694,7 +777,7 @@ impl Project {
             package_sha256: prepared.package_sha256,
             granted: decisions.granted.iter().map(|c| c.name.clone()).collect(),
             refused: decisions.refused,
-        })
+        }
     }
 
     /// Where the installed package of a plugin and its signatures are kept.

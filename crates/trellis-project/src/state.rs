@@ -81,6 +81,9 @@ pub struct PluginRecord {
     /// The capabilities the user granted, for exactly that package.
     #[serde(default)]
     pub grants: GrantSet,
+    /// The configured registry it was installed from, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
 }
 
 impl PluginRecord {
@@ -222,6 +225,12 @@ pub struct LockedPlugin {
     pub version: Version,
     pub source: String,
     pub checksum: String,
+    /// `sha256:<hex>` of the package archive, when installed from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub package: Option<String>,
+    /// The registry it resolved from, when it did; `install --locked` requires the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dependencies: Vec<String>,
 }

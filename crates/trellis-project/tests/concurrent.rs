@@ -16,7 +16,11 @@ fn plugin(root: &Path, dir: &str, version: &str) -> PathBuf {
         ),
     )
     .unwrap();
-    fs::write(path.join("templates/hello.md"), format!("hello {version}\n")).unwrap();
+    fs::write(
+        path.join("templates/hello.md"),
+        format!("hello {version}\n"),
+    )
+    .unwrap();
     path
 }
 
@@ -52,13 +56,20 @@ fn a_revoke_made_while_an_update_waits_for_decisions_is_not_overwritten() {
     // ... while another command revokes it.
     project.revoke_grant("sierra", "network").unwrap();
 
-    let err = project.commit_install(prepared, decisions, true).unwrap_err();
+    let err = project
+        .commit_install(prepared, decisions, true)
+        .unwrap_err();
     assert!(
         matches!(err, ProjectError::ChangedMeanwhile { .. }),
         "{err}"
     );
     assert!(project.grants("sierra").unwrap().granted.is_empty());
-    assert_eq!(project.state().unwrap().plugins["sierra"].version.to_string(), "1.0.0");
+    assert_eq!(
+        project.state().unwrap().plugins["sierra"]
+            .version
+            .to_string(),
+        "1.0.0"
+    );
 
     // Asked again, the update sees the revoke and asks instead of carrying the grant.
     let prepared = project.prepare_install(&v2).unwrap();

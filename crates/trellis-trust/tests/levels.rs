@@ -168,7 +168,11 @@ fn a_wildcard_principal_verifies_the_claimed_name() {
     // unknown, so that a policy rule about signers can never match the pattern's text.
     let v = verify_package(&s.archive, Some(&s.signature), None, None, &ctx).unwrap();
     assert_eq!(v.level, TrustLevel::Verified);
-    assert!(v.notes.iter().any(|n| n.contains("a pattern")), "{:?}", v.notes);
+    assert!(
+        v.notes.iter().any(|n| n.contains("a pattern")),
+        "{:?}",
+        v.notes
+    );
     assert_eq!(v.signer.unwrap().principal, None);
 
     // A list of names is no more one name than a pattern is.

@@ -1,0 +1,575 @@
+//! Registries from the command line: running a registry kept as a directory (`trellis
+//! registry ...`), configuring the registries a project uses (`trellis plugin registry ...`),
+//! and finding and installing plugins from them (`search`, `browse`, `install NAME`).
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::Subcommand;
+use serde_json::json;
+use trellis_project::{GrantChoices, PendingGrant, Project, RegistrySource};
+use trellis_registry::index::IndexEntry;
+use trellis_registry::local::LocalRegistry;
+
+use crate::render::{Failure, Output};
+
+#[derive(Subcommand)]
+pub enum RegistryCommand {
+    /// Create a registry in a directory: its config, an empty index and signed TUF metadata.
+    /// Serve the directory from any static host, or use it as a `file://` registry.
+    Init {
+        dir: PathBuf,
+        /// The registry's name (default: the directory's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Where its signing keys are kept, outside the published directory (default:
+        /// ~/.config/trellis/registry-keys/<name>).
+        #[arg(long, value_name = "DIR")]
+        keys: Option<PathBuf>,
+    },
+    /// Register a publisher's signing key: packages it signs are accepted and attested.
+    AddKey {
+        dir: PathBuf,
+        /// Who the key belongs to, e.g. alice@example.com.
+        principal: String,
+        /// The public key: a `.pub` file or the `ssh-ed25519 AAAA…` line itself.
+        key: String,
+        #[arg(long, value_name = "DIR")]
+        keys: Option<PathBuf>,
+    },
+    /// Publish a package (with its `.sig` beside it) after the quality gates.
+    Publish {
+        dir: PathBuf,
+        archive: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        keys: Option<PathBuf>,
+    },
+    /// Mark a version yanked: new installs skip it; lockfiles that pin it still work.
+    Yank {
+        dir: PathBuf,
+        name: String,
+        version: semver::Version,
+        /// Take the yank back.
+        #[arg(long)]
+        undo: bool,
+        #[arg(long, value_name = "DIR")]
+        keys: Option<PathBuf>,
+    },
+    /// Re-sign timestamp.json so that clients see the registry is current (run it daily).
+    Refresh {
+        dir: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        keys: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum PluginRegistryCommand {
+    /// Add a registry to this project (its root metadata is pinned in .trellis/registries/).
+    Add {
+        name: String,
+        /// `https://…`, `file:///…` or a directory.
+        url: String,
+        /// Lower is consulted first; a plugin name resolves from the first registry listing it.
+        #[arg(long, default_value_t = trellis_project::DEFAULT_PRIORITY)]
+        priority: i64,
+        /// The environment variable holding a token for publishing to this registry.
+        #[arg(long, value_name = "VAR")]
+        token_env: Option<String>,
+        /// Pin this root.json instead of trusting the registry's own on first use.
+        #[arg(long, value_name = "FILE")]
+        root: Option<PathBuf>,
+    },
+    /// Remove a registry from this project.
+    Remove { name: String },
+    /// List this project's registries in the order they are consulted.
+    List,
+}
+
+fn keys_dir(explicit: Option<&Path>, name: &str) -> Result<PathBuf, Failure> {
+    if let Some(dir) = explicit {
+        return Ok(dir.to_owned());
+    }
+    let env = |k: &str| std::env::var(k).ok();
+    let base = trellis_project::user_config_dir(&env).ok_or_else(|| {
+        anyhow::anyhow!(
+            "no HOME or TRELLIS_CONFIG_DIR to keep the registry keys in: pass --keys DIR"
+        )
+    })?;
+    Ok(base.join("registry-keys").join(name))
+}
+
+fn registry_name(dir: &Path) -> String {
+    dir.canonicalize()
+        .ok()
+        .and_then(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "registry".to_owned())
+}
+
+fn open_local(dir: &Path, keys: Option<&Path>) -> Result<LocalRegistry, Failure> {
+    let name = LocalRegistry::open(dir, Path::new("."))?.config()?.name;
+    Ok(LocalRegistry::open(dir, &keys_dir(keys, &name)?)?)
+}
+
+pub fn registry(cmd: &RegistryCommand, out: &Output) -> Result<(), Failure> {
+    match cmd {
+        RegistryCommand::Init { dir, name, keys } => {
+            let name = name.clone().unwrap_or_else(|| registry_name(dir));
+            let keys = keys_dir(keys.as_deref(), &name)?;
+            let registry = LocalRegistry::init(dir, &keys, &name)?;
+            out.value(
+                &json!({"registry": dir, "name": name, "keys": keys, "root": registry.root_path()}),
+                || {
+                    format!(
+                        "Created registry `{name}` in {}\n  signing keys: {} (keep them out of the published directory)\n  add it to a project: trellis plugin registry add {name} {}",
+                        dir.display(),
+                        keys.display(),
+                        dir.display()
+                    )
+                },
+            );
+            Ok(())
+        }
+        RegistryCommand::AddKey {
+            dir,
+            principal,
+            key,
+            keys,
+        } => {
+            let line = if Path::new(key).is_file() {
+                std::fs::read_to_string(key).with_context(|| format!("reading {key}"))?
+            } else {
+                key.clone()
+            };
+            open_local(dir, keys.as_deref())?.add_key(principal, &line)?;
+            out.value(&json!({"principal": principal, "added": true}), || {
+                format!("Registered a signing key for {principal}")
+            });
+            Ok(())
+        }
+        RegistryCommand::Publish { dir, archive, keys } => {
+            let entry = open_local(dir, keys.as_deref())?.publish(archive, chrono::Utc::now())?;
+            out.value(&serde_json::to_value(&entry).context("rendering")?, || {
+                format!(
+                    "Published {} {} ({}, signed by {})",
+                    entry.name,
+                    entry.version,
+                    entry.trust,
+                    entry
+                        .signer
+                        .as_ref()
+                        .and_then(|s| s.principal.clone())
+                        .unwrap_or_default()
+                )
+            });
+            Ok(())
+        }
+        RegistryCommand::Yank {
+            dir,
+            name,
+            version,
+            undo,
+            keys,
+        } => {
+            open_local(dir, keys.as_deref())?.set_yanked(name, version, !undo)?;
+            out.value(
+                &json!({"name": name, "version": version.to_string(), "yanked": !undo}),
+                || {
+                    format!(
+                        "{} {name} {version}",
+                        if *undo { "Unyanked" } else { "Yanked" }
+                    )
+                },
+            );
+            Ok(())
+        }
+        RegistryCommand::Refresh { dir, keys } => {
+            let version = open_local(dir, keys.as_deref())?.refresh()?;
+            out.value(&json!({"timestamp_version": version}), || {
+                format!("Re-signed timestamp.json (version {version})")
+            });
+            Ok(())
+        }
+    }
+}
+
+pub fn plugin_registry(
+    project: &Project,
+    cmd: &PluginRegistryCommand,
+    out: &Output,
+) -> Result<(), Failure> {
+    match cmd {
+        PluginRegistryCommand::Add {
+            name,
+            url,
+            priority,
+            token_env,
+            root,
+        } => {
+            let view = project.add_registry(
+                RegistrySource {
+                    name: name.clone(),
+                    url: url.clone(),
+                    priority: *priority,
+                    token_env: token_env.clone(),
+                },
+                root.as_deref(),
+            )?;
+            out.value(
+                &json!({"name": name, "url": view.source.url, "priority": priority,
+                        "plugins": view.indexes.len()}),
+                || {
+                    format!(
+                        "Added registry `{name}` ({}, priority {priority}): {} plugins",
+                        view.source.url,
+                        view.indexes.len()
+                    )
+                },
+            );
+            Ok(())
+        }
+        PluginRegistryCommand::Remove { name } => {
+            project.remove_registry(name)?;
+            out.value(&json!({"removed": name}), || {
+                format!("Removed registry `{name}`")
+            });
+            Ok(())
+        }
+        PluginRegistryCommand::List => {
+            let list = project.registries()?;
+            out.value(&serde_json::to_value(&list).context("rendering")?, || {
+                if list.is_empty() {
+                    return "No registries configured. Add one with `trellis plugin registry add NAME URL`.".to_owned();
+                }
+                list.iter()
+                    .map(|r| format!("{:<20} {:>5}  {}", r.name, r.priority, r.url))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+            Ok(())
+        }
+    }
+}
+
+/// The newest version of each plugin that is not yanked.
+fn newest(entries: &[IndexEntry]) -> Option<&IndexEntry> {
+    entries
+        .iter()
+        .filter(|e| !e.yanked)
+        .max_by(|a, b| a.version.cmp(&b.version))
+}
+
+pub struct SearchArgs<'a> {
+    pub query: &'a str,
+    pub category: Option<&'a str>,
+    pub trust: Option<trellis_trust::TrustLevel>,
+    pub offline: bool,
+}
+
+pub fn search(project: &Project, args: SearchArgs<'_>, out: &Output) -> Result<(), Failure> {
+    let catalog = project.registry_catalog(args.offline)?;
+    let mut hits = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for view in &catalog.registries {
+        for (name, entries) in &view.indexes {
+            // A name belongs to the first registry listing it, as install resolves it.
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            let Some(entry) = newest(entries) else {
+                continue;
+            };
+            let category_ok = args
+                .category
+                .is_none_or(|c| entry.categories.iter().any(|e| e == c));
+            let trust_ok = args.trust.is_none_or(|min| {
+                trellis_trust::TrustLevel::parse(&entry.trust).is_some_and(|t| t >= min)
+            });
+            if category_ok && trust_ok && entry.matches(args.query) {
+                hits.push((view.source.name.clone(), entry.clone()));
+            }
+        }
+    }
+    let offline_note = offline_note(&catalog);
+    out.value(
+        &json!({"results": hits.iter().map(|(r, e)| json!({"registry": r, "name": e.name,
+            "version": e.version.to_string(), "trust": e.trust, "description": e.description,
+            "categories": e.categories})).collect::<Vec<_>>(), "offline": args.offline}),
+        || {
+            let mut text = offline_note.clone();
+            if hits.is_empty() {
+                text.push_str("No plugins match.");
+                return text;
+            }
+            text.push_str(&format!(
+                "{:<28} {:<10} {:<12} {:<14} DESCRIPTION\n",
+                "NAME", "VERSION", "TRUST", "REGISTRY"
+            ));
+            for (registry, e) in &hits {
+                text.push_str(&format!(
+                    "{:<28} {:<10} {:<12} {:<14} {}\n",
+                    e.name,
+                    e.version.to_string(),
+                    e.trust,
+                    registry,
+                    e.description
+                ));
+            }
+            text.trim_end().to_owned()
+        },
+    );
+    Ok(())
+}
+
+fn offline_note(catalog: &trellis_project::RegistryCatalog) -> String {
+    if catalog.registries.iter().any(|r| r.offline) {
+        "(offline: read from this machine's cache; whether the registries changed since was not checked)\n".to_owned()
+    } else {
+        String::new()
+    }
+}
+
+pub fn browse(project: &Project, offline: bool, out: &Output) -> Result<(), Failure> {
+    let catalog = project.registry_catalog(offline)?;
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut seen = std::collections::BTreeSet::new();
+    for view in &catalog.registries {
+        for (name, entries) in &view.indexes {
+            if !seen.insert(name.clone()) {
+                continue;
+            }
+            if let Some(entry) = newest(entries) {
+                for c in &entry.categories {
+                    *counts.entry(c.clone()).or_default() += 1;
+                }
+            }
+        }
+    }
+    let note = offline_note(&catalog);
+    out.value(&json!({"categories": counts}), || {
+        let mut text = note.clone();
+        text.push_str("Categories:\n");
+        if counts.is_empty() {
+            text.push_str("  none yet\n");
+        }
+        for (c, n) in &counts {
+            text.push_str(&format!(
+                "  {c} ({n} plugin{})\n",
+                if *n == 1 { "" } else { "s" }
+            ));
+        }
+        text.trim_end().to_owned()
+    });
+    Ok(())
+}
+
+/// `plugin info NAME` for a plugin that is not installed: what the registries say.
+pub fn registry_info(
+    project: &Project,
+    name: &str,
+    offline: bool,
+    out: &Output,
+) -> Result<(), Failure> {
+    let catalog = project.registry_catalog(offline)?;
+    let Some((view, entries)) = catalog
+        .registries
+        .iter()
+        .find_map(|v| v.indexes.get(name).map(|e| (v, e)))
+    else {
+        return Err(trellis_project::ProjectError::NotInstalled {
+            name: name.to_owned(),
+            suggestion: None,
+            installed: Vec::new(),
+        }
+        .into());
+    };
+    let Some(entry) = newest(entries) else {
+        return Err(anyhow::anyhow!("every version of {name} is yanked").into());
+    };
+    let versions: Vec<String> = entries
+        .iter()
+        .rev()
+        .map(|e| format!("{}{}", e.version, if e.yanked { " (yanked)" } else { "" }))
+        .collect();
+    out.value(
+        &json!({"registry": view.source.name, "entry": entry, "versions": versions}),
+        || {
+            let mut text = format!(
+                "{} v{}  (from registry {})\n\n{}\n\n",
+                entry.name, entry.version, view.source.name, entry.description
+            );
+            text.push_str(&format!(
+                "License:     {}\nTrust:       {}{}\nPublished:   {}\nVersions:    {}\n",
+                entry.license.as_deref().unwrap_or("-"),
+                entry.trust,
+                entry
+                    .signer
+                    .as_ref()
+                    .and_then(|s| s.principal.as_ref())
+                    .map(|p| format!(" (signed by {p})"))
+                    .unwrap_or_default(),
+                entry.published_at.format("%Y-%m-%d"),
+                versions.join(", ")
+            ));
+            if !entry.provides.is_empty() {
+                text.push_str("\nProvides:\n");
+                for (kind, names) in &entry.provides {
+                    text.push_str(&format!("  {kind}: {}\n", names.join(", ")));
+                }
+            }
+            text.push_str("\nRequires:\n");
+            text.push_str(&format!("  trellis {}\n", entry.trellis));
+            for d in &entry.dependencies {
+                text.push_str(&format!(
+                    "  plugin {} {}{}\n",
+                    d.name,
+                    d.req,
+                    if d.optional { " (optional)" } else { "" }
+                ));
+            }
+            for c in &entry.capabilities {
+                text.push_str(&format!(
+                    "  capability {}{}\n",
+                    c.name,
+                    c.reason
+                        .as_ref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ));
+            }
+            text.push_str(&format!("\nInstall: trellis plugin install {}", entry.name));
+            text
+        },
+    );
+    Ok(())
+}
+
+pub struct RegistryInstallArgs<'a> {
+    pub specs: &'a [String],
+    pub force: bool,
+    pub locked: bool,
+    pub offline: bool,
+    pub choices: GrantChoices,
+}
+
+pub fn install(
+    project: &Project,
+    args: RegistryInstallArgs<'_>,
+    out: &Output,
+) -> Result<(), Failure> {
+    let specs = args
+        .specs
+        .iter()
+        .map(|s| trellis_project::parse_spec(s))
+        .collect::<Result<Vec<_>, _>>()?;
+    let plan = project.plan_registry_install(&specs, args.locked, args.offline)?;
+    let interactive = std::io::stderr().is_terminal() && !out.is_json();
+    if interactive {
+        eprintln!("Resolved:");
+        for r in &plan.resolved {
+            let note = if plan.unchanged.contains(&r.entry.name) {
+                " — already installed".to_owned()
+            } else {
+                format!(
+                    " — trust: {}, capabilities: {}",
+                    r.entry.trust,
+                    if r.entry.capabilities.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        r.entry
+                            .capabilities
+                            .iter()
+                            .map(|c| c.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    }
+                )
+            };
+            eprintln!("  {r}{note}");
+        }
+    }
+    let total: u64 = plan.to_install().map(|r| r.entry.size).sum();
+    let bar = if interactive {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{msg:30} [{bar:30}] {bytes}/{total_bytes}")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let prepared = project.prepare_registry_install(&plan, &mut |label, size| {
+        bar.set_message(label.to_owned());
+        bar.inc(size);
+    })?;
+    bar.finish_and_clear();
+
+    let stdin_tty = std::io::stdin().is_terminal() && !out.is_json();
+    let mut items = Vec::new();
+    for ready in prepared {
+        if ready.previous.is_some() && !args.force {
+            let prev = ready.previous.as_ref().map(|p| p.version.clone());
+            return Err(trellis_project::ProjectError::AlreadyInstalled {
+                name: ready.name().to_owned(),
+                installed: prev.unwrap_or_else(|| semver::Version::new(0, 0, 0)),
+                source_text: ready.source.clone(),
+            }
+            .into());
+        }
+        if stdin_tty {
+            eprintln!("{}", crate::trust::describe_prepared(&ready));
+        }
+        let mut ask =
+            |pending: &PendingGrant| -> std::io::Result<bool> { crate::trust::ask_grant(pending) };
+        let prompt: Option<trellis_project::GrantPrompt<'_>> =
+            if stdin_tty { Some(&mut ask) } else { None };
+        let decisions = ready.plan.decide(&args.choices, prompt)?;
+        items.push((ready, decisions));
+    }
+    let reports = if items.is_empty() {
+        Vec::new()
+    } else {
+        project.commit_installs(items, args.force)?
+    };
+    out.value(
+        &json!({"installed": reports, "unchanged": plan.unchanged,
+                "offline": args.offline}),
+        || {
+            let mut text = String::new();
+            if args.offline {
+                text.push_str(
+                    "(offline: resolved from this machine's cache; freshness not checked)\n",
+                );
+            }
+            for r in &reports {
+                text.push_str(&format!(
+                    "Installed {} {} ({}; trust {}{}; granted: {})\n",
+                    r.name,
+                    r.version,
+                    r.state,
+                    r.trust,
+                    r.signer
+                        .as_ref()
+                        .map(|s| format!(", signed by {s}"))
+                        .unwrap_or_default(),
+                    if r.granted.is_empty() {
+                        "nothing".to_owned()
+                    } else {
+                        r.granted.join(", ")
+                    }
+                ));
+            }
+            for name in &plan.unchanged {
+                text.push_str(&format!(
+                    "{name} is already installed at the resolved version\n"
+                ));
+            }
+            text.push_str("Run `trellis plugin enable NAME` to activate what was installed.");
+            text
+        },
+    );
+    Ok(())
+}

@@ -1,0 +1,201 @@
+use std::path::PathBuf;
+
+/// Everything that can go wrong reading or writing a registry.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+
+    // --- A registry directory ---
+    #[error("{path} already holds a registry (metadata/root.json exists)")]
+    AlreadyExists { path: PathBuf },
+
+    #[error(
+        "{path} is not a registry directory (no metadata/root.json): create one with `trellis registry init {path}`"
+    )]
+    NotARegistry { path: PathBuf },
+
+    #[error(
+        "this registry's download template `{template}` is an absolute URL: archives must be uploaded there, not into the directory"
+    )]
+    RemoteDownload { template: String },
+
+    #[error("{name} {version} is not published here (published: {})", published.join(", "))]
+    UnknownVersion {
+        name: String,
+        version: semver::Version,
+        published: Vec<String>,
+    },
+
+    // --- Publishing ---
+    #[error("not publishable ({gate} gate): {reason}")]
+    GateFailed {
+        gate: &'static str,
+        reason: String,
+        hint: String,
+    },
+
+    #[error(transparent)]
+    Trust(Box<trellis_trust::TrustError>),
+
+    // --- The index and config files ---
+    #[error("{source_name}:{line}: {reason}")]
+    InvalidIndex {
+        source_name: String,
+        line: usize,
+        reason: String,
+    },
+
+    #[error(
+        "{source_name} is in format {found}, written by a newer trellis (this one reads up to {supported}): upgrade trellis"
+    )]
+    NewerFormat {
+        source_name: String,
+        found: u32,
+        supported: u32,
+    },
+
+    // --- TUF: keys and signing (crate::tuf) ---
+    #[error("cannot generate keys in {keys_dir}: a registry needs at least one root key")]
+    NoRootKeys { keys_dir: PathBuf },
+
+    #[error(
+        "{path} already exists: refusing to overwrite a signing key (what was signed with it would no longer verify); move it away first if you really mean to replace it"
+    )]
+    KeyExists { path: PathBuf },
+
+    #[error("generating the key {path} failed: {reason}: check the system's random number source")]
+    KeyGeneration { path: PathBuf, reason: String },
+
+    #[error(
+        "{path}: signing key not found: point at the keys directory the registry was initialised with (or generate keys before initialising a registry)"
+    )]
+    KeyMissing { path: PathBuf },
+
+    #[error(
+        "{path} is not a usable signing key: {reason}: it must be an Ed25519 private key in PKCS#8 PEM (`openssl genpkey -algorithm ed25519`)"
+    )]
+    InvalidKey { path: PathBuf, reason: String },
+
+    #[error(
+        "{key} is not a {role} key {root} lists: sign with the keys directory this registry was initialised with"
+    )]
+    KeyNotInRoot {
+        key: PathBuf,
+        role: String,
+        root: PathBuf,
+    },
+
+    #[error(
+        "a root threshold of {threshold} cannot be met by the {available} distinct root key(s) in {keys_dir} (root.pem, root-2.pem, …): the threshold must be at least 1 and at most the number of root keys; generate more root keys or lower the threshold"
+    )]
+    RootThreshold {
+        threshold: u64,
+        available: usize,
+        keys_dir: PathBuf,
+    },
+
+    #[error(
+        "{path}: {reason}: the registry's TUF metadata is damaged; restore metadata/ from a backup"
+    )]
+    InvalidMetadata { path: PathBuf, reason: String },
+
+    #[error("{path} cannot be signed as a target: {reason}: rename or remove it")]
+    InvalidTarget { path: PathBuf, reason: String },
+
+    #[error(
+        "the {role} expiry period is invalid: {reason}: use a positive period (e.g. a day for timestamp.json)"
+    )]
+    InvalidExpiry { role: String, reason: String },
+
+    #[error(
+        "signing {what} failed: {reason}: check the keys directory and that the registry directory is writable"
+    )]
+    Signing { what: String, reason: String },
+
+    #[error(
+        "cannot start the async runtime TUF needs: {0}: the system may be out of threads or file descriptors"
+    )]
+    Runtime(std::io::Error),
+
+    // --- TUF: verifying a registry (crate::tuf::VerifiedRegistry) ---
+    #[error(
+        "registry {registry}: the pinned root.json cannot be trusted: {reason}: re-add the registry with the root.json its operator publishes (and check it out of band)"
+    )]
+    UntrustedRoot { registry: String, reason: String },
+
+    #[error(
+        "registry {registry}: {file} expired{}: the registry has not been refreshed (a freeze attack or a stale mirror); try again later or ask its operator",
+        expired_at.as_ref().map(|t| format!(" at {t}")).unwrap_or_default()
+    )]
+    Expired {
+        registry: String,
+        file: String,
+        expired_at: Option<String>,
+    },
+
+    #[error(
+        "registry {registry}: {file} version {found} is older than version {seen} seen before (a rollback attack, or a mirror serving old files); refusing it: try again later or another mirror, and tell the registry's operator if it persists"
+    )]
+    Rollback {
+        registry: String,
+        file: String,
+        found: u64,
+        seen: u64,
+    },
+
+    #[error(
+        "registry {registry}: {file} does not match the metadata that lists it: {reason} (files from different signings: a mix-and-match attack, or the registry was being updated); try again, and tell its operator if it persists"
+    )]
+    MetadataMismatch {
+        registry: String,
+        file: String,
+        reason: String,
+    },
+
+    #[error(
+        "registry {registry}: {file} is not signed by enough trusted keys ({reason}): it may have been tampered with; do not use this registry until its operator confirms its keys"
+    )]
+    BadSignature {
+        registry: String,
+        file: String,
+        reason: String,
+    },
+
+    #[error(
+        "registry {registry}: target {target} ({url}) does not match targets.json: {reason}: the file was altered on the server or a mirror and was not used; tell the registry's operator"
+    )]
+    TargetMismatch {
+        registry: String,
+        target: String,
+        url: String,
+        reason: String,
+    },
+
+    #[error("cannot fetch {url}: {reason}: check the registry's URL and your network connection")]
+    Fetch { url: String, reason: String },
+
+    #[error("registry {registry}: {reason}: {hint}")]
+    Tuf {
+        registry: String,
+        reason: String,
+        hint: String,
+    },
+}
+
+impl RegistryError {
+    /// What to do about it, where the message does not already say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            RegistryError::GateFailed { hint, .. } => Some(hint.clone()),
+            RegistryError::InvalidIndex { .. } => Some(
+                "the registry's index is damaged: tell its operator; an index line is one JSON object per published version"
+                    .to_owned(),
+            ),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,267 @@
+//! A registry kept as a directory: the embedded registry a team can start with (no server),
+//! and the static form `trellis registry export` writes for any static host or CDN.
+//!
+//! ```text
+//! <dir>/metadata/          TUF metadata (root, targets, snapshot, timestamp)
+//! <dir>/targets/config.json
+//! <dir>/targets/index/<name>.jsonl
+//! <dir>/targets/archives/<name>/<name>-<version>.tar.gz (+ .sig, .cert.sig)
+//! ```
+//!
+//! The signing keys are kept apart from the directory, which is what gets published. Every
+//! change takes a lock on the directory, writes the targets, then re-signs the metadata with
+//! `timestamp.json` last, so a reader sees the old registry or the new one.
+
+use std::fs::{self, File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use semver::Version;
+
+use crate::RegistryError;
+use crate::index::{
+    CONFIG_TARGET, IndexEntry, PublisherKey, RegistryConfig, index_target, parse_index,
+    plugin_of_index_target, render_index,
+};
+use crate::publish::{Published, check_package};
+use crate::tuf::{self, Expiries, write_atomic};
+
+/// A registry directory with the keys that sign it.
+#[derive(Debug)]
+pub struct LocalRegistry {
+    dir: PathBuf,
+    keys: PathBuf,
+    expiries: Expiries,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError + '_ {
+    move |source| RegistryError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+impl LocalRegistry {
+    /// Creates a registry at `dir` (which must not hold one yet), generating its keys in `keys`
+    /// unless they exist.
+    pub fn init(dir: &Path, keys: &Path, name: &str) -> Result<LocalRegistry, RegistryError> {
+        if dir.join("metadata").join("root.json").exists() {
+            return Err(RegistryError::AlreadyExists {
+                path: dir.to_owned(),
+            });
+        }
+        if !keys.join("root.pem").exists() {
+            tuf::generate_keys(keys, 1)?;
+        }
+        let registry = LocalRegistry {
+            dir: dir.to_owned(),
+            keys: keys.to_owned(),
+            expiries: Expiries::default(),
+        };
+        write_atomic(
+            &registry.target_path(CONFIG_TARGET),
+            &RegistryConfig::new(name).to_json(),
+        )?;
+        tuf::init_repository(dir, keys, 1, &registry.expiries)?;
+        Ok(registry)
+    }
+
+    /// Opens an existing registry directory, signing with the keys in `keys`.
+    pub fn open(dir: &Path, keys: &Path) -> Result<LocalRegistry, RegistryError> {
+        if !dir.join("metadata").join("root.json").exists() {
+            return Err(RegistryError::NotARegistry {
+                path: dir.to_owned(),
+            });
+        }
+        Ok(LocalRegistry {
+            dir: dir.to_owned(),
+            keys: keys.to_owned(),
+            expiries: Expiries::default(),
+        })
+    }
+
+    /// Uses other expiry periods for what is signed from now on (tests, short-lived mirrors).
+    pub fn with_expiries(mut self, expiries: Expiries) -> LocalRegistry {
+        self.expiries = expiries;
+        self
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The root metadata a client pins when it adds this registry.
+    pub fn root_path(&self) -> PathBuf {
+        self.dir.join("metadata").join("root.json")
+    }
+
+    fn target_path(&self, target: &str) -> PathBuf {
+        target
+            .split('/')
+            .fold(self.dir.join("targets"), |p, part| p.join(part))
+    }
+
+    fn lock(&self) -> Result<File, RegistryError> {
+        let path = self.dir.join(".lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        file.lock().map_err(io(&path))?;
+        Ok(file)
+    }
+
+    pub fn config(&self) -> Result<RegistryConfig, RegistryError> {
+        let path = self.target_path(CONFIG_TARGET);
+        let bytes = fs::read(&path).map_err(io(&path))?;
+        RegistryConfig::parse(&bytes, &path.display().to_string())
+    }
+
+    /// Registers a publisher's signing key (an OpenSSH public key line) for `principal`.
+    pub fn add_key(&self, principal: &str, key: &str) -> Result<(), RegistryError> {
+        let _lock = self.lock()?;
+        let mut config = self.config()?;
+        let key = key.trim().to_owned();
+        // Checked by parsing it as an allowed-signers line would be.
+        trellis_trust::AllowedSigners::parse(&format!("{principal} {key}\n"), "the key given")
+            .map_err(|e| RegistryError::Trust(Box::new(e)))?;
+        if !config
+            .keys
+            .iter()
+            .any(|k| k.principal == principal && k.key == key)
+        {
+            config.keys.push(PublisherKey {
+                principal: principal.to_owned(),
+                key,
+            });
+        }
+        write_atomic(&self.target_path(CONFIG_TARGET), &config.to_json())?;
+        tuf::sign_repository(&self.dir, &self.keys, &self.expiries)?;
+        Ok(())
+    }
+
+    /// Runs the publish gates on `archive` (with the `.sig`/`.cert.sig` beside it) and adds it.
+    pub fn publish(&self, archive: &Path, now: DateTime<Utc>) -> Result<IndexEntry, RegistryError> {
+        let _lock = self.lock()?;
+        let config = self.config()?;
+        let read = |p: PathBuf| -> Result<Option<String>, RegistryError> {
+            match fs::read_to_string(&p) {
+                Ok(t) => Ok(Some(t)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(io(&p)(e)),
+            }
+        };
+        let signature = read(trellis_trust::signature_path(archive))?;
+        let certification = read(trellis_trust::certification_path(archive))?;
+        let accepted = check_package(
+            archive,
+            signature.as_deref(),
+            certification.as_deref(),
+            &config,
+            self,
+            now,
+        )?;
+        let entry = accepted.entry;
+        let location = config.download_location(&entry.name, &entry.version);
+        if location.contains("://") {
+            return Err(RegistryError::RemoteDownload {
+                template: config.download,
+            });
+        }
+        let dest = self.target_path(&location);
+        let bytes = fs::read(archive).map_err(io(archive))?;
+        write_atomic(&dest, &bytes)?;
+        if let Some(sig) = &signature {
+            write_atomic(&trellis_trust::signature_path(&dest), sig.as_bytes())?;
+        }
+        if let Some(cert) = &certification {
+            write_atomic(&trellis_trust::certification_path(&dest), cert.as_bytes())?;
+        }
+        let mut entries = self.versions(&entry.name)?;
+        entries.push(entry.clone());
+        write_atomic(
+            &self.target_path(&index_target(&entry.name)),
+            render_index(&entries).as_bytes(),
+        )?;
+        tuf::sign_repository(&self.dir, &self.keys, &self.expiries)?;
+        Ok(entry)
+    }
+
+    /// Marks a version yanked (or not): resolvers skip it unless a lockfile pins it.
+    pub fn set_yanked(
+        &self,
+        name: &str,
+        version: &Version,
+        yanked: bool,
+    ) -> Result<(), RegistryError> {
+        let _lock = self.lock()?;
+        let mut entries = self.versions(name)?;
+        let Some(entry) = entries.iter_mut().find(|e| &e.version == version) else {
+            return Err(RegistryError::UnknownVersion {
+                name: name.to_owned(),
+                version: version.clone(),
+                published: self
+                    .versions(name)?
+                    .iter()
+                    .map(|e| e.version.to_string())
+                    .collect(),
+            });
+        };
+        entry.yanked = yanked;
+        write_atomic(
+            &self.target_path(&index_target(name)),
+            render_index(&entries).as_bytes(),
+        )?;
+        tuf::sign_repository(&self.dir, &self.keys, &self.expiries)?;
+        Ok(())
+    }
+
+    /// Re-signs `timestamp.json` so clients see the registry is alive (run it more often than
+    /// the timestamp expiry, e.g. daily from cron).
+    pub fn refresh(&self) -> Result<u64, RegistryError> {
+        let _lock = self.lock()?;
+        tuf::refresh_timestamp(&self.dir, &self.keys, &self.expiries)
+    }
+}
+
+impl Published for LocalRegistry {
+    fn versions(&self, name: &str) -> Result<Vec<IndexEntry>, RegistryError> {
+        let target = index_target(name);
+        let path = self.target_path(&target);
+        match fs::read_to_string(&path) {
+            Ok(text) => parse_index(name, &text, &path.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+            Err(e) => Err(io(&path)(e)),
+        }
+    }
+
+    fn names(&self) -> Result<Vec<String>, RegistryError> {
+        let targets = self.dir.join("targets");
+        let mut names = Vec::new();
+        if !targets.join("index").is_dir() {
+            return Ok(names);
+        }
+        for entry in walkdir::WalkDir::new(targets.join("index")).min_depth(1) {
+            let entry = entry.map_err(|e| RegistryError::Io {
+                path: targets.join("index"),
+                source: e.into(),
+            })?;
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let relative = entry
+                .path()
+                .strip_prefix(&targets)
+                .unwrap_or(entry.path())
+                .to_string_lossy()
+                .replace('\\', "/");
+            if let Some(name) = plugin_of_index_target(&relative) {
+                names.push(name.to_owned());
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+}
