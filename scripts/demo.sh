@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job on embedded defaults: a fresh project, a plugin scaffolded, validated,
 # installed, enabled, configured and run; then a WebAssembly plugin packaged, signed, verified
-# and installed with its trust level and grants; and the tamper-evident audit log verified.
+# and installed with its trust level and grants; a directory registry created, published to,
+# searched and installed from with a dependency; and the tamper-evident audit log verified.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -46,5 +47,26 @@ ls backlog/tasks
 trellis plugin stats
 trellis events tail
 trellis plugin audit
+
+# A team registry kept as a directory (no server): TUF-signed, the publisher's key registered,
+# two plugins published after the quality gates. The project adds it, searches it, and
+# installs release-notes by name, which brings its dependency team-conventions along; both
+# are verified through the registry's attestation of the publisher's key.
+for p in team-conventions release-notes; do
+  trellis plugin build "$repo/examples/plugins/$p" --out dist
+  trellis plugin sign "dist/$p-1.0.0.tar.gz" --key keys/security
+done
+trellis registry init registry --name team --keys registry-keys
+trellis registry add-key registry security@trellis.example keys/security.pub --keys registry-keys
+trellis registry publish registry dist/team-conventions-1.0.0.tar.gz --keys registry-keys
+trellis registry publish registry dist/release-notes-1.0.0.tar.gz --keys registry-keys
+trellis plugin registry add team ./registry
+trellis plugin search release
+trellis plugin info release-notes
+trellis plugin install release-notes --yes
+trellis plugin enable team-conventions
+trellis plugin enable release-notes
+trellis release-notes
+cat .trellis/trellis.lock
 trellis audit log --plugin security-scanner
 trellis audit verify

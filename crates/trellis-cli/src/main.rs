@@ -376,17 +376,22 @@ fn plugin(cli: &Cli, cmd: &PluginCommand, out: &Output) -> Result<(), Failure> {
                 grant: grant.clone(),
                 deny: deny.clone(),
             };
-            // A path that exists (or looks like a file) is a package or a directory; anything
-            // else names plugins in the registries.
+            // What looks like a path is a package or a directory; a bare word names a plugin in
+            // the registries, unless none is configured and a directory of that name exists
+            // (write `./notes` to mean the directory when registries are configured).
+            let project = project(cli)?;
+            let has_registries = !project.registries()?.is_empty();
             let is_path = |s: &str| {
-                Path::new(s).exists()
-                    || s.ends_with(".tar.gz")
+                let looks_like_path = (s.contains('/') && !s.starts_with('@'))
+                    || s.contains('\\')
                     || s.starts_with('.')
-                    || s.starts_with('/')
+                    || s.ends_with(".tar.gz")
+                    || Path::new(s).is_file();
+                looks_like_path || (!has_registries && Path::new(s).is_dir())
             };
             match sources.as_slice() {
                 [one] if is_path(one) => trust::install(
-                    &project(cli)?,
+                    &project,
                     trust::InstallArgs {
                         source: Path::new(one),
                         force: *force,
@@ -402,7 +407,7 @@ fn plugin(cli: &Cli, cmd: &PluginCommand, out: &Output) -> Result<(), Failure> {
                         .into());
                     }
                     registry::install(
-                        &project(cli)?,
+                        &project,
                         registry::RegistryInstallArgs {
                             specs: many,
                             force: *force,

@@ -46,6 +46,11 @@ fn trust_doc_session_runs_as_written() {
     run_sessions("trust.md");
 }
 
+#[test]
+fn registry_doc_session_runs_as_written() {
+    run_sessions("registry.md");
+}
+
 fn run_sessions(name: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../docs")
@@ -56,6 +61,7 @@ fn run_sessions(name: &str) {
     for steps in all {
         let dir = tempfile::tempdir().unwrap();
         let user_config = tempfile::tempdir().unwrap();
+        let cache = tempfile::tempdir().unwrap();
         for (line, expected) in steps {
             let words: Vec<&str> = line.split_whitespace().collect();
             assert_eq!(
@@ -66,6 +72,7 @@ fn run_sessions(name: &str) {
                 .unwrap()
                 .current_dir(dir.path())
                 .env("TRELLIS_CONFIG_DIR", user_config.path())
+                .env("TRELLIS_CACHE_DIR", cache.path())
                 .env_remove("TRELLIS_POLICY")
                 .env_remove("TRELLIS_PROJECT")
                 .args(&words[1..])
