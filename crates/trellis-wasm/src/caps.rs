@@ -18,6 +18,53 @@ impl Grants {
         self.grants.iter().any(|g| g.name == name)
     }
 
+    /// The project directories the filesystem grants open, as (project-relative directory,
+    /// writable) pairs; `""` is the whole project. Each `paths` pattern opens the directory
+    /// before its first wildcard (`docs/**` opens `docs`, `src/*.rs` opens `src`, a literal
+    /// file opens the directory holding it): scopes are enforced at directory granularity,
+    /// since WASI can only hand a plugin directories. A grant without `paths` opens the whole
+    /// project. A pattern that is absolute or climbs with `..` opens nothing. A mount inside
+    /// another one that allows at least as much is left out.
+    pub(crate) fn filesystem_mounts(&self, project_root: &std::path::Path) -> Vec<(String, bool)> {
+        let mut mounts: Vec<(String, bool)> = Vec::new();
+        for grant in &self.grants {
+            let writable = match grant.name.as_str() {
+                "filesystem.write" => true,
+                "filesystem.read" => false,
+                _ => continue,
+            };
+            if grant.paths.is_empty() {
+                mounts.push((String::new(), writable));
+                continue;
+            }
+            for pattern in &grant.paths {
+                if let Some(dir) = directory_of(pattern, project_root) {
+                    mounts.push((dir, writable));
+                }
+            }
+        }
+        // Widest first, writable before read-only, so that covered mounts can be dropped.
+        mounts.sort_by(|a, b| {
+            a.0.split('/')
+                .filter(|c| !c.is_empty())
+                .count()
+                .cmp(&b.0.split('/').filter(|c| !c.is_empty()).count())
+                .then(b.1.cmp(&a.1))
+                .then(a.0.cmp(&b.0))
+        });
+        let mut kept: Vec<(String, bool)> = Vec::new();
+        for (dir, writable) in mounts {
+            let covered = kept.iter().any(|(outer, outer_writable)| {
+                (*outer_writable || !writable)
+                    && (outer.is_empty() || dir == *outer || dir.starts_with(&format!("{outer}/")))
+            });
+            if !covered {
+                kept.push((dir, writable));
+            }
+        }
+        kept
+    }
+
     /// Whether `variable` is listed by a granted `environment` capability. An empty list allows
     /// nothing: a plugin must name every variable it reads.
     pub(crate) fn allows_variable(&self, variable: &str) -> bool {
@@ -46,6 +93,37 @@ impl Grants {
                 .any(|p| host_pattern_matches(p, host, port, default_port))
         })
     }
+}
+
+/// The project-relative directory a `paths` pattern opens (see
+/// [`Grants::filesystem_mounts`]); `None` for a pattern that could leave the project.
+fn directory_of(pattern: &str, project_root: &std::path::Path) -> Option<String> {
+    let pattern = pattern.trim().trim_start_matches("./");
+    if pattern.starts_with('/') || pattern.contains('\\') {
+        return None;
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    let mut wildcard = false;
+    for part in pattern.split('/').filter(|p| !p.is_empty() && *p != ".") {
+        if part == ".." {
+            return None;
+        }
+        if part.contains(['*', '?', '[', '{']) {
+            wildcard = true;
+            break;
+        }
+        parts.push(part);
+    }
+    // A literal path names a file or a directory; WASI opens directories only.
+    if !wildcard && !parts.is_empty() {
+        let full = parts
+            .iter()
+            .fold(project_root.to_path_buf(), |p, part| p.join(part));
+        if !full.is_dir() {
+            parts.pop();
+        }
+    }
+    Some(parts.join("/"))
 }
 
 /// Whether `host:port` matches one `network` host pattern:
@@ -146,6 +224,71 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fs_grant(name: &str, paths: &[&str]) -> CapabilityRequest {
+        let mut c = CapabilityRequest::named(name);
+        c.paths = paths.iter().map(|p| (*p).to_owned()).collect();
+        c
+    }
+
+    #[test]
+    fn filesystem_scopes_open_the_directories_before_the_wildcards() {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root.path().join("docs/api")).unwrap();
+        std::fs::write(root.path().join("README.md"), "").unwrap();
+        let mounts =
+            |grants: Vec<CapabilityRequest>| Grants::new(grants).filesystem_mounts(root.path());
+        let m = |v: &[(&str, bool)]| {
+            v.iter()
+                .map(|(d, w)| ((*d).to_owned(), *w))
+                .collect::<Vec<_>>()
+        };
+
+        assert_eq!(
+            mounts(vec![fs_grant("filesystem.read", &[])]),
+            m(&[("", false)])
+        );
+        assert_eq!(
+            mounts(vec![fs_grant(
+                "filesystem.read",
+                &["docs/**", "docs/api/*.md", "src/*.rs"]
+            )]),
+            m(&[("docs", false), ("src", false)])
+        );
+        // A literal file opens its directory; a file at the root opens the project.
+        assert_eq!(
+            mounts(vec![fs_grant("filesystem.read", &["docs/api"])]),
+            m(&[("docs/api", false)])
+        );
+        assert_eq!(
+            mounts(vec![fs_grant("filesystem.read", &["README.md"])]),
+            m(&[("", false)])
+        );
+        // Writable inside read-only stays; read-only inside writable goes.
+        assert_eq!(
+            mounts(vec![
+                fs_grant("filesystem.read", &["docs/**"]),
+                fs_grant("filesystem.write", &["docs/api/**"]),
+            ]),
+            m(&[("docs", false), ("docs/api", true)])
+        );
+        assert_eq!(
+            mounts(vec![
+                fs_grant("filesystem.write", &["docs/**"]),
+                fs_grant("filesystem.read", &["docs/api/**"]),
+            ]),
+            m(&[("docs", true)])
+        );
+        // Escapes open nothing.
+        assert_eq!(
+            mounts(vec![fs_grant(
+                "filesystem.read",
+                &["../x/**", "/etc/**", "a/../../b"]
+            )]),
+            m(&[])
+        );
+        assert_eq!(mounts(vec![CapabilityRequest::named("network")]), m(&[]));
+    }
 
     #[test]
     fn glob() {

@@ -151,20 +151,34 @@ impl HostState {
             .monotonic_clock(Monotonic {
                 origin: clock_origin,
             });
-        let perms = if shared.grants.has("filesystem.write") {
-            Some(wasmtime_wasi::FsPerms::ReadWrite)
-        } else if shared.grants.has("filesystem.read") {
-            Some(wasmtime_wasi::FsPerms::ReadOnly)
-        } else {
-            None
-        };
-        if let Some(perms) = perms {
+        for (dir, writable) in shared.grants.filesystem_mounts(&shared.project_root) {
+            let host_dir = dir
+                .split('/')
+                .filter(|p| !p.is_empty())
+                .fold(shared.project_root.clone(), |p, part| p.join(part));
+            if writable {
+                // A plugin granted `reports/**` for writing gets the directory even before it
+                // holds a report.
+                std::fs::create_dir_all(&host_dir)?;
+            } else if !host_dir.is_dir() {
+                continue;
+            }
+            let guest = if dir.is_empty() {
+                GUEST_PROJECT_DIR.to_owned()
+            } else {
+                format!("{GUEST_PROJECT_DIR}/{dir}")
+            };
+            let perms = if writable {
+                wasmtime_wasi::FsPerms::ReadWrite
+            } else {
+                wasmtime_wasi::FsPerms::ReadOnly
+            };
             builder
-                .preopened_dir(&shared.project_root, GUEST_PROJECT_DIR, perms)
+                .preopened_dir(&host_dir, &guest, perms)
                 .map_err(|e| {
                     std::io::Error::other(format!(
-                        "cannot open the project directory {} for the plugin: {e}",
-                        shared.project_root.display()
+                        "cannot open {} for the plugin: {e}",
+                        host_dir.display()
                     ))
                 })?;
         }
@@ -873,6 +887,32 @@ mod tests {
             "read-only grant cannot write"
         );
         assert!(!f.root.join("new.txt").exists());
+
+        // A scoped grant opens only the directories of its patterns.
+        std::fs::create_dir_all(f.root.join("docs/api")).unwrap();
+        std::fs::write(f.root.join("docs/api/a.md"), "api").unwrap();
+        let mut scoped_read = CapabilityRequest::named("filesystem.read");
+        scoped_read.paths = vec!["docs/**".into(), "docs/api/*.md".into()];
+        let mut scoped_write = CapabilityRequest::named("filesystem.write");
+        scoped_write.paths = vec!["reports/**".into()];
+        let mut scoped = host(&f, "s", vec![scoped_read, scoped_write]);
+        let mut dirs = scoped.filesystem().get_directories().unwrap();
+        let names: Vec<String> = dirs.iter().map(|(_, n)| n.clone()).collect();
+        assert_eq!(names, ["/project/reports", "/project/docs"]);
+        assert!(
+            f.root.join("reports").is_dir(),
+            "a write scope's directory is created"
+        );
+        let (docs, _) = dirs.pop().unwrap();
+        let (reports, _) = dirs.pop().unwrap();
+        assert_eq!(read_file(&mut scoped, &docs, "api/a.md").unwrap(), "api");
+        assert!(read_file(&mut scoped, &docs, "../inside.txt").is_err());
+        assert!(
+            create_file(&mut scoped, &docs, "x.md").is_err(),
+            "docs is read-only"
+        );
+        create_file(&mut scoped, &reports, "r.txt").unwrap();
+        assert!(read_file(&mut scoped, &reports, "../inside.txt").is_err());
 
         let mut rw = host(&f, "c", vec![CapabilityRequest::named("filesystem.write")]);
         let dir = project_dir(&mut rw).expect("preopen");
