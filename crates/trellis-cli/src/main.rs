@@ -164,6 +164,27 @@ enum PluginCommand {
         #[arg(long)]
         offline: bool,
     },
+    /// Update plugins installed from registries: shows the changes, migrates configuration,
+    /// keeps a backup, and rolls back if the new version cannot be enabled.
+    Update {
+        /// One plugin (default: every plugin installed from a registry).
+        name: Option<String>,
+        /// Allow new major versions.
+        #[arg(long)]
+        major: bool,
+        /// Grant every new capability the policy does not require approval for.
+        #[arg(long)]
+        yes: bool,
+        /// Grant this capability (repeatable).
+        #[arg(long, value_name = "CAP")]
+        grant: Vec<String>,
+        /// Refuse this capability (repeatable).
+        #[arg(long, value_name = "CAP")]
+        deny: Vec<String>,
+        /// Use this machine's cached copy of the registries.
+        #[arg(long)]
+        offline: bool,
+    },
     /// Configure the registries this project installs from.
     #[command(subcommand)]
     Registry(registry::PluginRegistryCommand),
@@ -421,6 +442,27 @@ fn plugin(cli: &Cli, cmd: &PluginCommand, out: &Output) -> Result<(), Failure> {
             }
         }
         PluginCommand::Registry(cmd) => registry::plugin_registry(&project(cli)?, cmd, out),
+        PluginCommand::Update {
+            name,
+            major,
+            yes,
+            grant,
+            deny,
+            offline,
+        } => registry::update(
+            &project(cli)?,
+            registry::UpdateArgs {
+                name: name.as_deref(),
+                major: *major,
+                offline: *offline,
+                choices: GrantChoices {
+                    yes: *yes,
+                    grant: grant.clone(),
+                    deny: deny.clone(),
+                },
+            },
+            out,
+        ),
         PluginCommand::Search {
             query,
             category,

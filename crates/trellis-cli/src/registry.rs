@@ -446,6 +446,54 @@ pub fn registry_info(
     Ok(())
 }
 
+/// The `--grant`/`--deny` flags that concern one of several plugins being installed: each
+/// names a capability of at least one of them, and applies to those that request it.
+fn choices_for(
+    prepared: &[trellis_project::PreparedInstall],
+    choices: &GrantChoices,
+) -> Result<Vec<GrantChoices>, Failure> {
+    for cap in choices.grant.iter().chain(&choices.deny) {
+        let requested = prepared
+            .iter()
+            .any(|p| p.manifest.capability_names().contains(&cap.as_str()));
+        if !requested && prepared.len() > 1 {
+            let all: Vec<String> = prepared
+                .iter()
+                .flat_map(|p| p.manifest.capability_names())
+                .map(str::to_owned)
+                .collect();
+            return Err(trellis_project::ProjectError::UnknownGrant {
+                plugin: prepared
+                    .iter()
+                    .map(|p| p.name().to_owned())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                capability: cap.clone(),
+                requested: all,
+                suggestion: None,
+            }
+            .into());
+        }
+    }
+    Ok(prepared
+        .iter()
+        .map(|p| {
+            let names = p.manifest.capability_names();
+            let keep = |list: &Vec<String>| -> Vec<String> {
+                list.iter()
+                    .filter(|c| prepared.len() == 1 || names.contains(&c.as_str()))
+                    .cloned()
+                    .collect()
+            };
+            GrantChoices {
+                yes: choices.yes,
+                grant: keep(&choices.grant),
+                deny: keep(&choices.deny),
+            }
+        })
+        .collect())
+}
+
 pub struct RegistryInstallArgs<'a> {
     pub specs: &'a [String],
     pub force: bool,
@@ -508,8 +556,9 @@ pub fn install(
     bar.finish_and_clear();
 
     let stdin_tty = std::io::stdin().is_terminal() && !out.is_json();
+    let per_plugin = choices_for(&prepared, &args.choices)?;
     let mut items = Vec::new();
-    for ready in prepared {
+    for (ready, choices) in prepared.into_iter().zip(per_plugin) {
         if ready.previous.is_some() && !args.force {
             let prev = ready.previous.as_ref().map(|p| p.version.clone());
             return Err(trellis_project::ProjectError::AlreadyInstalled {
@@ -526,7 +575,7 @@ pub fn install(
             |pending: &PendingGrant| -> std::io::Result<bool> { crate::trust::ask_grant(pending) };
         let prompt: Option<trellis_project::GrantPrompt<'_>> =
             if stdin_tty { Some(&mut ask) } else { None };
-        let decisions = ready.plan.decide(&args.choices, prompt)?;
+        let decisions = ready.plan.decide(&choices, prompt)?;
         items.push((ready, decisions));
     }
     let reports = if items.is_empty() {
@@ -568,6 +617,135 @@ pub fn install(
                 ));
             }
             text.push_str("Run `trellis plugin enable NAME` to activate what was installed.");
+            text
+        },
+    );
+    Ok(())
+}
+
+pub struct UpdateArgs<'a> {
+    pub name: Option<&'a str>,
+    pub major: bool,
+    pub offline: bool,
+    pub choices: GrantChoices,
+}
+
+/// `trellis plugin update [NAME] [--major]`.
+pub fn update(project: &Project, args: UpdateArgs<'_>, out: &Output) -> Result<(), Failure> {
+    let plan = project.plan_update(args.name, args.major, args.offline)?;
+    let held_back: Vec<String> = plan
+        .held_back
+        .iter()
+        .map(|(n, v)| format!("{n} {v} (a new major version: run with --major)"))
+        .collect();
+    if plan.items.is_empty() {
+        out.value(
+            &json!({"updated": [], "up_to_date": plan.up_to_date, "held_back": held_back}),
+            || {
+                let mut text = "Everything is up to date.".to_owned();
+                for h in &held_back {
+                    text.push_str(&format!("\n  available: {h}"));
+                }
+                text
+            },
+        );
+        return Ok(());
+    }
+    let interactive = std::io::stdin().is_terminal() && !out.is_json();
+    let mut summary = String::from("Updates:\n");
+    for item in &plan.items {
+        summary.push_str(&format!(
+            "  {}: {} → {}{}\n",
+            item.name,
+            item.from
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_else(|| "(new dependency)".to_owned()),
+            item.to,
+            if item.major { " (major)" } else { "" }
+        ));
+        if !item.capabilities_added.is_empty() {
+            summary.push_str(&format!(
+                "    capabilities added: {}\n",
+                item.capabilities_added.join(", ")
+            ));
+        }
+        if !item.capabilities_removed.is_empty() {
+            summary.push_str(&format!(
+                "    capabilities removed: {}\n",
+                item.capabilities_removed.join(", ")
+            ));
+        }
+    }
+    if !out.is_json() {
+        eprint!("{summary}");
+    }
+    let prepared = project.prepare_registry_install(&plan.plan, &mut |_, _| {})?;
+    let mut changelogs = Vec::new();
+    let per_plugin = choices_for(&prepared, &args.choices)?;
+    let mut items = Vec::new();
+    for (ready, choices) in prepared.into_iter().zip(per_plugin) {
+        if let Some(log) = trellis_project::shipped_changelog(&ready) {
+            changelogs.push((ready.name().to_owned(), log));
+        }
+        if interactive {
+            eprintln!("{}", crate::trust::describe_prepared(&ready));
+        }
+        let mut ask =
+            |pending: &PendingGrant| -> std::io::Result<bool> { crate::trust::ask_grant(pending) };
+        let prompt: Option<trellis_project::GrantPrompt<'_>> =
+            if interactive { Some(&mut ask) } else { None };
+        let decisions = ready.plan.decide(&choices, prompt)?;
+        items.push((ready, decisions));
+    }
+    let start =
+        |project: &Project| -> Result<Vec<(String, String)>, trellis_project::ProjectError> {
+            match trellis_host::Host::start(project.clone()) {
+                Ok(host) => Ok(host.failed().to_vec()),
+                Err(trellis_host::HostError::Project(e)) => Err(e),
+                Err(other) => Err(trellis_project::ProjectError::Io {
+                    path: project.root().to_owned(),
+                    source: std::io::Error::other(other.to_string()),
+                }),
+            }
+        };
+    let report = project.commit_update(&plan, items, &start)?;
+    out.value(
+        &json!({"updated": report.updated, "migrated": report.migrated,
+                "backup": report.backup, "held_back": held_back,
+                "changelogs": changelogs.iter().map(|(n, l)| json!({"plugin": n, "changelog": l})).collect::<Vec<_>>()}),
+        || {
+            let mut text = String::new();
+            for item in &report.updated {
+                text.push_str(&format!(
+                    "Updated {} {} → {}\n",
+                    item.name,
+                    item.from
+                        .as_ref()
+                        .map(ToString::to_string)
+                        .unwrap_or_else(|| "(new)".to_owned()),
+                    item.to
+                ));
+            }
+            for (name, changes) in &report.migrated {
+                text.push_str(&format!("Configuration of {name} migrated:\n"));
+                for c in changes {
+                    text.push_str(&format!("  {c}\n"));
+                }
+            }
+            for (name, log) in &changelogs {
+                text.push_str(&format!("\nChangelog of {name}:\n"));
+                for line in log.lines().take(30) {
+                    text.push_str(&format!("  {line}\n"));
+                }
+            }
+            for h in &held_back {
+                text.push_str(&format!("Also available: {h}\n"));
+            }
+            text.push_str(&format!(
+                "Backup of the previous packages and configuration: {}",
+                report.backup.display()
+            ));
             text
         },
     );

@@ -85,12 +85,24 @@ impl Env {
 
     /// A declarative plugin, built and signed with `key`; returns the archive.
     fn package(&self, name: &str, version: &str, requires: &str, key: &Path) -> PathBuf {
+        self.package_with(name, version, requires, "", key)
+    }
+
+    /// [`Env::package`] with `extra` appended to the manifest (a `config:` section, say).
+    fn package_with(
+        &self,
+        name: &str,
+        version: &str,
+        requires: &str,
+        extra: &str,
+        key: &Path,
+    ) -> PathBuf {
         let dir = self.root.join("src").join(format!("{name}-{version}"));
         fs::create_dir_all(dir.join("templates")).unwrap();
         fs::write(
             dir.join("plugin.yaml"),
             format!(
-                "apiVersion: trellis.dev/v1\nkind: Plugin\nmetadata:\n  name: {name}\n  version: {version}\n  description: the {name} plugin\n  license: MIT\n  keywords: [demo]\n  categories: [commands]\nprovides:\n  commands:\n    - name: {name}-hello\n      description: says hello\n      template: templates/hello.md\nrequires:\n{requires}  capabilities:\n    - name: state\n      reason: remember things\n"
+                "apiVersion: trellis.dev/v1\nkind: Plugin\nmetadata:\n  name: {name}\n  version: {version}\n  description: the {name} plugin\n  license: MIT\n  keywords: [demo]\n  categories: [commands]\nprovides:\n  commands:\n    - name: {name}-hello\n      description: says hello\n      template: templates/hello.md\nrequires:\n{requires}  capabilities:\n    - name: state\n      reason: remember things\n{extra}"
             ),
         )
         .unwrap();
@@ -424,4 +436,147 @@ fn a_tampered_archive_and_a_rollback_are_refused() {
     }
     let err = env.fails(&["plugin", "search", "base"]);
     assert!(err.contains("rollback"), "{err}");
+}
+
+const CONFIG_V1: &str = "config:\n  schema:\n    type: object\n    additionalProperties: false\n    properties:\n      severity_threshold: { type: integer }\n";
+const CONFIG_V2: &str = "config:\n  schema:\n    type: object\n    additionalProperties: false\n    properties:\n      severity:\n        type: object\n        properties:\n          threshold: { type: integer }\n  migrations:\n    - version: 2.0.0\n      rename:\n        severity_threshold: severity.threshold\n";
+const NETWORK: &str =
+    "    - name: network\n      reason: fetch advisories\n      hosts: [api.example.com]\n";
+
+/// Updates stay within the major version unless asked, show what changes, migrate the
+/// configuration, and roll back when the new version cannot be enabled.
+#[test]
+fn update_migrates_configuration_and_rolls_back_what_cannot_be_enabled() {
+    let env = Env::new();
+    let alice = team_registry(&env, false);
+    let reg = env.registry.to_str().unwrap();
+    let publish = |name: &str, version: &str, requires: &str, extra: &str| {
+        let archive = env.package_with(name, version, requires, extra, &alice);
+        env.reg(&["publish", reg, archive.to_str().unwrap()]);
+    };
+    publish("scanner", "1.0.0", "", CONFIG_V1);
+    env.ok(&["plugin", "install", "scanner", "--yes"]);
+    env.ok(&["plugin", "enable", "scanner"]);
+    env.ok(&[
+        "plugin",
+        "config",
+        "scanner",
+        "set",
+        "severity_threshold",
+        "7",
+    ]);
+
+    let out = env.ok(&["plugin", "update"]);
+    assert!(out.contains("up to date"), "{out}");
+
+    publish("scanner", "1.1.0", "", CONFIG_V1);
+    // 2.0.0 adds a capability and moves a configuration key.
+    publish("scanner", "2.0.0", "", &format!("{NETWORK}{CONFIG_V2}"));
+
+    let out = env.ok(&["plugin", "update", "scanner", "--yes"]);
+    assert!(out.contains("Updated scanner 1.0.0 → 1.1.0"), "{out}");
+    assert!(out.contains("scanner 2.0.0 (a new major version"), "{out}");
+
+    // Without a terminal the new capability must be decided, or nothing changes.
+    let err = env.fails(&["plugin", "update", "scanner", "--major"]);
+    assert!(err.contains("--grant network"), "{err}");
+    assert_eq!(
+        env.installed(&env.project),
+        [triple("scanner", "1.1.0", "verified")]
+    );
+    let out = env.ok(&[
+        "plugin", "update", "scanner", "--major", "--grant", "network",
+    ]);
+    assert!(out.contains("Updated scanner 1.1.0 → 2.0.0"), "{out}");
+    assert!(
+        out.contains("severity_threshold → severity.threshold"),
+        "{out}"
+    );
+    assert!(out.contains("capabilities added: network"), "{out}");
+    let config = env.json(&["plugin", "config", "scanner", "get"]);
+    assert_eq!(config["severity"]["threshold"], 7, "{config}");
+    assert_eq!(
+        env.installed(&env.project),
+        [triple("scanner", "2.0.0", "verified")]
+    );
+
+    // 3.0.0 needs a plugin that gets installed but is not enabled: scanner cannot be enabled
+    // any more, so the update is rolled back.
+    publish("helper", "1.0.0", "", "");
+    publish(
+        "scanner",
+        "3.0.0",
+        "  plugins:\n    - name: helper\n      version: ^1\n",
+        &format!("{NETWORK}{CONFIG_V2}"),
+    );
+    let err = env.fails(&[
+        "plugin", "update", "scanner", "--major", "--yes", "--grant", "network",
+    ]);
+    assert!(
+        err.contains("rolled back") && err.contains("helper"),
+        "{err}"
+    );
+    let list = env.json(&["plugin", "list"]);
+    let plugins = list["plugins"].as_array().unwrap();
+    assert_eq!(plugins.len(), 1, "{list}");
+    assert_eq!(plugins[0]["version"], "2.0.0");
+    assert_eq!(plugins[0]["state"], "enabled");
+    assert_eq!(
+        plugins[0]["granted"],
+        serde_json::json!(["state", "network"])
+    );
+    let config = env.json(&["plugin", "config", "scanner", "get"]);
+    assert_eq!(config["severity"]["threshold"], 7, "{config}");
+    env.ok(&["scanner-hello"]);
+
+    // 4.0.0 installs and enables on paper, but its WebAssembly does not start: the update is
+    // applied, fails to start, and is rolled back to 2.0.0 with its grants and configuration.
+    let dir = env.root.join("src/scanner-4.0.0");
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("plugin.yaml"),
+        format!(
+            "apiVersion: trellis.dev/v1\nkind: Plugin\nmetadata:\n  name: scanner\n  version: 4.0.0\n  description: the scanner plugin\n  license: MIT\nprovides:\n  commands:\n    - name: scanner-hello\n      description: says hello\n      entrypoint: hello\nrequires:\n  capabilities:\n    - name: state\n      reason: remember things\n{NETWORK}{CONFIG_V2}runtime:\n  type: wasm\n  entry: plugin.wasm\n"
+        ),
+    )
+    .unwrap();
+    fs::write(dir.join("plugin.wasm"), b"\0asm not really").unwrap();
+    fs::write(dir.join("README.md"), "# scanner\n").unwrap();
+    let built = env.json(&[
+        "plugin",
+        "build",
+        dir.to_str().unwrap(),
+        "--out",
+        env.root.join("dist").to_str().unwrap(),
+    ]);
+    let archive = built["archive"].as_str().unwrap().to_owned();
+    env.ok(&["plugin", "sign", &archive, "--key", alice.to_str().unwrap()]);
+    env.reg(&["publish", reg, &archive]);
+    let err = env.fails(&["plugin", "update", "scanner", "--major", "--yes"]);
+    assert!(err.contains("rolled back"), "{err}");
+    let list = env.json(&["plugin", "list"]);
+    let plugins = list["plugins"].as_array().unwrap();
+    assert_eq!(plugins.len(), 1, "{list}");
+    assert_eq!(plugins[0]["version"], "2.0.0", "{list}");
+    assert_eq!(plugins[0]["state"], "enabled", "{list}");
+    assert_eq!(
+        plugins[0]["granted"],
+        serde_json::json!(["state", "network"])
+    );
+    let config = env.json(&["plugin", "config", "scanner", "get"]);
+    assert_eq!(config["severity"]["threshold"], 7, "{config}");
+    let out = env.ok(&["scanner-hello"]);
+    assert!(out.contains("hello from scanner 2.0.0"), "{out}");
+    env.ok(&["plugin", "audit"]);
+    let actions = env.json(&["audit", "log"])["records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["action"].as_str().unwrap().to_owned())
+        .collect::<Vec<_>>();
+    assert!(
+        actions.contains(&"plugin.update.rolled_back".to_owned()),
+        "{actions:?}"
+    );
+    env.ok(&["audit", "verify"]);
 }

@@ -647,6 +647,80 @@ pub struct ConfigSection {
     pub schema: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub defaults: Option<Value>,
+    /// How the configuration's shape changed between versions, oldest first or in any order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub migrations: Vec<ConfigMigration>,
+}
+
+/// The configuration changes one version made: keys renamed or moved, and keys removed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigMigration {
+    /// The version that introduced the change.
+    pub version: Version,
+    /// Old dotted key path → new dotted key path.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rename: BTreeMap<String, String>,
+    /// Dotted key paths that no longer exist.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+}
+
+impl ConfigMigration {
+    /// Applies this migration to a user's configuration: each rename moves the value (creating
+    /// the objects on the new path), then each removal deletes its key. Returns what changed,
+    /// in words, for the user to review.
+    pub fn apply(&self, config: &mut Value) -> Vec<String> {
+        let mut changes = Vec::new();
+        for (from, to) in &self.rename {
+            if let Some(value) = take_path(config, from) {
+                put_path(config, to, value);
+                changes.push(format!("{from} → {to}"));
+            }
+        }
+        for key in &self.remove {
+            if take_path(config, key).is_some() {
+                changes.push(format!("{key} removed"));
+            }
+        }
+        changes
+    }
+}
+
+fn take_path(config: &mut Value, path: &str) -> Option<Value> {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let last = parts.pop()?;
+    let mut node = config;
+    for part in parts {
+        node = node.as_object_mut()?.get_mut(part)?;
+    }
+    node.as_object_mut()?.remove(last)
+}
+
+fn put_path(config: &mut Value, path: &str, value: Value) {
+    let mut parts: Vec<&str> = path.split('.').collect();
+    let Some(last) = parts.pop() else {
+        return;
+    };
+    if !config.is_object() {
+        *config = Value::Object(serde_json::Map::new());
+    }
+    let mut node = config;
+    for part in parts {
+        let Some(map) = node.as_object_mut() else {
+            return;
+        };
+        let child = map
+            .entry(part.to_owned())
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if !child.is_object() {
+            *child = Value::Object(serde_json::Map::new());
+        }
+        node = child;
+    }
+    if let Some(map) = node.as_object_mut() {
+        map.insert(last.to_owned(), value);
+    }
 }
 
 /// Signature metadata carried in the manifest. Package signatures proper live beside the

@@ -153,6 +153,20 @@ pub enum ProjectError {
     #[error(transparent)]
     Resolve(trellis_registry::resolve::ResolveError),
 
+    #[error(
+        "`{plugin}` was not installed from a registry (source: {source_text}), so it has no newer versions to update to"
+    )]
+    NotFromRegistry { plugin: String, source_text: String },
+
+    #[error(
+        "the update was rolled back: `{plugin}` could not be enabled with the new versions: {reason}"
+    )]
+    UpdateRolledBack {
+        plugin: String,
+        reason: String,
+        backup: PathBuf,
+    },
+
     #[error("registry `{registry}`: {source}")]
     Registry {
         registry: String,
@@ -302,6 +316,13 @@ impl ProjectError {
             UnknownRegistry { .. } => "`trellis plugin registry list` shows the configured ones".to_owned(),
             Offline { .. } => "run the command once without --offline to fill the cache".to_owned(),
             Registry { .. } => return None,
+            NotFromRegistry { plugin, .. } => format!(
+                "install the new version with `trellis plugin install --force <ARCHIVE|DIR>`, or remove `{plugin}` and install it by name from a registry"
+            ),
+            UpdateRolledBack { backup, .. } => format!(
+                "the previous versions, grants and configuration are back; the backup stays in {}; fix what the reason names and update again",
+                backup.display()
+            ),
             Resolve(_) => "change the requirements, or install an older version of the plugin that asks for the other".to_owned(),
             ChangedMeanwhile { .. } => {
                 "run the command again: it asks only about what is different now".to_owned()
@@ -424,6 +445,8 @@ impl ProjectError {
             Offline { .. } => "offline",
             Registry { .. } => "registry",
             Resolve(_) => "resolve",
+            NotFromRegistry { .. } => "not_from_registry",
+            UpdateRolledBack { .. } => "update_rolled_back",
             IncompatibleTrellis { .. } => "incompatible_trellis",
             UnsupportedPlatform { .. } => "unsupported_platform",
             MissingDependency { .. } => "missing_dependency",

@@ -33,11 +33,13 @@ mod error;
 mod fsutil;
 mod journal;
 mod registries;
+mod update;
 pub use journal::KILL_AT_ENV;
 pub use registries::{
     DEFAULT_PRIORITY, RegistryCatalog, RegistryPlan, RegistrySource, RegistryView, parse_spec,
     registry_url,
 };
+pub use update::{StartCheck, UpdateItem, UpdatePlan, UpdateReport, shipped_changelog};
 mod security;
 mod state;
 
@@ -186,6 +188,7 @@ impl ConfigReport {
 type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
 /// A project directory and its `.trellis/` state.
+#[derive(Clone)]
 pub struct Project {
     root: PathBuf,
     dir: PathBuf,

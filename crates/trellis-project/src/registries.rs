@@ -620,6 +620,16 @@ impl Project {
         offline: bool,
     ) -> Result<RegistryPlan, ProjectError> {
         let catalog = self.registry_catalog(offline)?;
+        self.resolve_against(catalog, specs, locked)
+    }
+
+    /// Resolves `specs` against an already read catalog (see [`Project::plan_registry_install`]).
+    pub(crate) fn resolve_against(
+        &self,
+        catalog: RegistryCatalog,
+        specs: &[(String, semver::VersionReq)],
+        locked: bool,
+    ) -> Result<RegistryPlan, ProjectError> {
         if catalog.registries.is_empty() {
             return Err(ProjectError::UnknownRegistry {
                 name: "(any)".to_owned(),

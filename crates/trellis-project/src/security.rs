@@ -233,6 +233,11 @@ pub struct PreparedInstall {
 }
 
 impl PreparedInstall {
+    /// Where the verified package was extracted (private, removed with this value).
+    pub fn extracted_dir(&self) -> &Path {
+        &self.extracted
+    }
+
     pub fn name(&self) -> &str {
         &self.manifest.metadata.name
     }
