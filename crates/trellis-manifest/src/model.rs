@@ -859,6 +859,37 @@ fn mode_str(mode: PhaseMode) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_migrations_move_and_remove_keys() {
+        let migration: ConfigMigration = serde_json::from_value(serde_json::json!({
+            "version": "2.0.0",
+            "rename": {"severity_threshold": "severity.threshold", "a.b": "c"},
+            "remove": ["legacy_mode", "absent"]
+        }))
+        .unwrap();
+        let mut config = serde_json::json!({
+            "severity_threshold": 7, "legacy_mode": true, "a": {"b": 1, "keep": 2}, "other": "x"
+        });
+        let mut changes = migration.apply(&mut config);
+        changes.sort();
+        assert_eq!(
+            config,
+            serde_json::json!({"severity": {"threshold": 7}, "a": {"keep": 2}, "c": 1, "other": "x"})
+        );
+        assert_eq!(
+            changes,
+            [
+                "a.b → c",
+                "legacy_mode removed",
+                "severity_threshold → severity.threshold"
+            ]
+        );
+        // Nothing to migrate leaves the configuration alone.
+        let mut untouched = serde_json::json!({"other": 1});
+        assert!(migration.apply(&mut untouched).is_empty());
+        assert_eq!(untouched, serde_json::json!({"other": 1}));
+    }
     use std::time::Duration;
 
     #[test]
