@@ -580,3 +580,33 @@ fn update_migrates_configuration_and_rolls_back_what_cannot_be_enabled() {
     );
     env.ok(&["audit", "verify"]);
 }
+
+/// The policy's `registries` rules apply when a registry is added and at every read.
+#[test]
+fn the_policy_decides_which_registries_may_be_used() {
+    let env = Env::new();
+    let reg = env.registry.to_str().unwrap();
+    env.reg(&["init", reg, "--name", "team"]);
+    let policy = env.project.join(".trellis/policy.yaml");
+    fs::create_dir_all(policy.parent().unwrap()).unwrap();
+    fs::write(
+        &policy,
+        "plugin_policy:\n  registries:\n    blocked: [\"file://*\"]\n",
+    )
+    .unwrap();
+    let err = env.fails(&["plugin", "registry", "add", "team", reg]);
+    assert!(
+        err.contains("registries.blocked") && err.contains("policy.yaml"),
+        "{err}"
+    );
+    assert!(!env.project.join(".trellis/registries.yaml").exists());
+
+    fs::remove_file(&policy).unwrap();
+    env.ok(&["plugin", "registry", "add", "team", reg]);
+    fs::write(&policy, "plugin_policy:\n  registries:\n    allowed: [\"https://plugins.example.com/*\"]\n    blocked: [\"*\"]\n").unwrap();
+    let err = env.fails(&["plugin", "search", "x"]);
+    assert!(err.contains("registries.allowed"), "{err}");
+    assert_eq!(err.matches("hint:").count(), 1, "{err}");
+    let err = env.fails(&["plugin", "install", "x", "--yes"]);
+    assert!(err.contains("registries.allowed"), "{err}");
+}

@@ -413,7 +413,19 @@ impl Project {
         ProjectError::PolicyRefused {
             plugin: plugin.to_owned(),
             step,
-            violations: violations.iter().map(ToString::to_string).collect(),
+            // The hints are shown once, after the violations.
+            violations: violations
+                .iter()
+                .map(|v| {
+                    format!(
+                        "refused by {} in {} ({} policy): {}",
+                        v.rule,
+                        v.file.display(),
+                        v.scope,
+                        v.message
+                    )
+                })
+                .collect(),
             hints: violations.iter().map(|v| v.hint.clone()).collect(),
         }
     }
