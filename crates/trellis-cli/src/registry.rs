@@ -62,7 +62,16 @@ pub enum RegistryCommand {
         dir: PathBuf,
         #[arg(long, value_name = "DIR")]
         keys: Option<PathBuf>,
+        /// How long the new timestamp.json is valid (default 1440m, a day): clients refuse a
+        /// registry whose timestamp has expired (a frozen mirror).
+        #[arg(long, value_name = "DURATION", value_parser = parse_expiry)]
+        timestamp_expiry: Option<chrono::Duration>,
     },
+}
+
+fn parse_expiry(text: &str) -> Result<chrono::Duration, String> {
+    let duration = trellis_manifest::parse_duration(text)?;
+    chrono::Duration::from_std(duration).map_err(|e| e.to_string())
 }
 
 #[derive(Subcommand)]
@@ -185,8 +194,19 @@ pub fn registry(cmd: &RegistryCommand, out: &Output) -> Result<(), Failure> {
             );
             Ok(())
         }
-        RegistryCommand::Refresh { dir, keys } => {
-            let version = open_local(dir, keys.as_deref())?.refresh()?;
+        RegistryCommand::Refresh {
+            dir,
+            keys,
+            timestamp_expiry,
+        } => {
+            let mut registry = open_local(dir, keys.as_deref())?;
+            if let Some(timestamp) = timestamp_expiry {
+                registry = registry.with_expiries(trellis_registry::tuf::Expiries {
+                    timestamp: *timestamp,
+                    ..trellis_registry::tuf::Expiries::default()
+                });
+            }
+            let version = registry.refresh()?;
             out.value(&json!({"timestamp_version": version}), || {
                 format!("Re-signed timestamp.json (version {version})")
             });

@@ -438,6 +438,56 @@ fn a_tampered_archive_and_a_rollback_are_refused() {
     assert!(err.contains("rollback"), "{err}");
 }
 
+/// A registry whose timestamp has expired is refused (a freeze attack, or a stale mirror),
+/// until its operator refreshes it; `--offline` still reads the cache and says so.
+#[test]
+fn a_frozen_registry_is_refused_until_refreshed() {
+    let env = Env::new();
+    team_registry(&env, false);
+    let reg = env.registry.to_str().unwrap();
+    env.reg(&["refresh", reg, "--timestamp-expiry", "1s"]);
+    env.ok(&["plugin", "search", "base"]);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let err = env.fails(&["plugin", "search", "base"]);
+    assert!(
+        err.contains("timestamp.json expired") && err.contains("freeze"),
+        "{err}"
+    );
+    let err = env.fails(&["plugin", "install", "base", "--yes"]);
+    assert!(err.contains("expired"), "{err}");
+    let out = env.ok(&["plugin", "search", "base", "--offline"]);
+    assert!(
+        out.contains("freshness") || out.contains("not checked"),
+        "{out}"
+    );
+    env.reg(&["refresh", reg]);
+    env.ok(&["plugin", "install", "base", "--yes"]);
+}
+
+/// Removing a plugin installed from a registry takes it out of the lockfile and its grants
+/// with it; installing again asks again.
+#[test]
+fn remove_cleans_the_lockfile_and_the_grants() {
+    let env = Env::new();
+    team_registry(&env, false);
+    env.ok(&["plugin", "install", "base", "--yes"]);
+    let lock = env.project.join(".trellis/trellis.lock");
+    assert!(
+        fs::read_to_string(&lock)
+            .unwrap()
+            .contains("name = \"base\"")
+    );
+    env.ok(&["plugin", "remove", "base"]);
+    assert!(
+        !fs::read_to_string(&lock)
+            .unwrap()
+            .contains("name = \"base\"")
+    );
+    assert!(!env.project.join(".trellis/packages/base").exists());
+    let err = env.fails(&["plugin", "install", "base"]);
+    assert!(err.contains("--grant state"), "{err}");
+}
+
 const CONFIG_V1: &str = "config:\n  schema:\n    type: object\n    additionalProperties: false\n    properties:\n      severity_threshold: { type: integer }\n";
 const CONFIG_V2: &str = "config:\n  schema:\n    type: object\n    additionalProperties: false\n    properties:\n      severity:\n        type: object\n        properties:\n          threshold: { type: integer }\n  migrations:\n    - version: 2.0.0\n      rename:\n        severity_threshold: severity.threshold\n";
 const NETWORK: &str =
@@ -500,8 +550,24 @@ fn update_migrates_configuration_and_rolls_back_what_cannot_be_enabled() {
         [triple("scanner", "2.0.0", "verified")]
     );
 
-    // 3.0.0 needs a plugin that gets installed but is not enabled: scanner cannot be enabled
-    // any more, so the update is rolled back.
+    // 2.1.0 requires a setting nobody has set: refused before anything is written.
+    publish(
+        "scanner",
+        "2.1.0",
+        "",
+        &format!(
+            "{NETWORK}config:\n  schema:\n    type: object\n    required: [token]\n    properties:\n      token: {{ type: string }}\n      severity: {{ type: object }}\n"
+        ),
+    );
+    let err = env.fails(&["plugin", "update", "scanner", "--yes"]);
+    assert!(err.contains("token"), "{err}");
+    assert_eq!(
+        env.installed(&env.project),
+        [triple("scanner", "2.0.0", "verified")]
+    );
+    env.reg(&["yank", reg, "scanner", "2.1.0"]);
+
+    // 3.0.0 needs a new plugin: it is installed and enabled with scanner, which stays enabled.
     publish("helper", "1.0.0", "", "");
     publish(
         "scanner",
@@ -509,28 +575,30 @@ fn update_migrates_configuration_and_rolls_back_what_cannot_be_enabled() {
         "  plugins:\n    - name: helper\n      version: ^1\n",
         &format!("{NETWORK}{CONFIG_V2}"),
     );
-    let err = env.fails(&[
-        "plugin", "update", "scanner", "--major", "--yes", "--grant", "network",
-    ]);
-    assert!(
-        err.contains("rolled back") && err.contains("helper"),
-        "{err}"
-    );
+    let out = env.ok(&["plugin", "update", "scanner", "--major", "--yes"]);
+    assert!(out.contains("Updated scanner 2.0.0 → 3.0.0"), "{out}");
     let list = env.json(&["plugin", "list"]);
-    let plugins = list["plugins"].as_array().unwrap();
-    assert_eq!(plugins.len(), 1, "{list}");
-    assert_eq!(plugins[0]["version"], "2.0.0");
-    assert_eq!(plugins[0]["state"], "enabled");
+    let states: Vec<(String, String)> = list["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["name"].as_str().unwrap().to_owned(),
+                p["state"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
     assert_eq!(
-        plugins[0]["granted"],
-        serde_json::json!(["state", "network"])
+        states,
+        [
+            ("helper".to_owned(), "enabled".to_owned()),
+            ("scanner".to_owned(), "enabled".to_owned())
+        ]
     );
-    let config = env.json(&["plugin", "config", "scanner", "get"]);
-    assert_eq!(config["severity"]["threshold"], 7, "{config}");
-    env.ok(&["scanner-hello"]);
 
     // 4.0.0 installs and enables on paper, but its WebAssembly does not start: the update is
-    // applied, fails to start, and is rolled back to 2.0.0 with its grants and configuration.
+    // applied, fails to start, and is rolled back to 3.0.0 with its grants and configuration.
     let dir = env.root.join("src/scanner-4.0.0");
     fs::create_dir_all(&dir).unwrap();
     fs::write(
@@ -556,17 +624,18 @@ fn update_migrates_configuration_and_rolls_back_what_cannot_be_enabled() {
     assert!(err.contains("rolled back"), "{err}");
     let list = env.json(&["plugin", "list"]);
     let plugins = list["plugins"].as_array().unwrap();
-    assert_eq!(plugins.len(), 1, "{list}");
-    assert_eq!(plugins[0]["version"], "2.0.0", "{list}");
-    assert_eq!(plugins[0]["state"], "enabled", "{list}");
+    assert_eq!(plugins.len(), 2, "{list}");
+    assert_eq!(plugins[1]["name"], "scanner", "{list}");
+    assert_eq!(plugins[1]["version"], "3.0.0", "{list}");
+    assert_eq!(plugins[1]["state"], "enabled", "{list}");
     assert_eq!(
-        plugins[0]["granted"],
+        plugins[1]["granted"],
         serde_json::json!(["state", "network"])
     );
     let config = env.json(&["plugin", "config", "scanner", "get"]);
     assert_eq!(config["severity"]["threshold"], 7, "{config}");
     let out = env.ok(&["scanner-hello"]);
-    assert!(out.contains("hello from scanner 2.0.0"), "{out}");
+    assert!(out.contains("hello from scanner 3.0.0"), "{out}");
     env.ok(&["plugin", "audit"]);
     let actions = env.json(&["audit", "log"])["records"]
         .as_array()

@@ -592,6 +592,17 @@ impl Project {
         items: Vec<(PreparedInstall, GrantDecisions)>,
         force: bool,
     ) -> Result<Vec<InstallReport>, ProjectError> {
+        self.commit_installs_enabling(items, force, &[])
+    }
+
+    /// [`Project::commit_installs`], with the newly installed plugins named in `enable`
+    /// enabled in the same change (new dependencies of an enabled plugin being updated).
+    pub(crate) fn commit_installs_enabling(
+        &self,
+        items: Vec<(PreparedInstall, GrantDecisions)>,
+        force: bool,
+        enable: &[String],
+    ) -> Result<Vec<InstallReport>, ProjectError> {
         let _lock = self.lock()?;
         let mut state = self.state()?;
         for (prepared, _) in &items {
@@ -662,6 +673,7 @@ impl Project {
             let record = PluginRecord {
                 version: prepared.manifest.metadata.version.clone(),
                 state: match previous.map(|p| p.state) {
+                    None if enable.iter().any(|n| n == prepared.name()) => LifecycleState::Enabled,
                     None | Some(LifecycleState::Failed) => LifecycleState::Installed,
                     Some(s) => s,
                 },
@@ -725,6 +737,16 @@ impl Project {
         let mut reports = Vec::new();
         for (prepared, decisions) in items {
             reports.push(self.report_install(&state, prepared, decisions));
+        }
+        for name in enable {
+            if reports.iter().any(|r| &r.name == name) {
+                self.audit.record(
+                    AuditEvent::new("plugin.enabled", "ok")
+                        .plugin(name)
+                        .detail("because", json!("a dependency of a plugin being updated")),
+                );
+                self.emit("plugin.enabled", json!({"plugin": name}));
+            }
         }
         Ok(reports)
     }

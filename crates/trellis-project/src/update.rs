@@ -304,7 +304,31 @@ impl Project {
             .filter(|(_, p)| p.as_ref().map(|p| p.state) == Some(LifecycleState::Enabled))
             .map(|(n, _)| n.clone())
             .collect();
-        if let Err(e) = self.commit_installs(items, true) {
+        // New dependencies of an enabled plugin (and theirs) are enabled with it, or it could
+        // not be.
+        let mut needed: Vec<String> = enabled.clone();
+        let mut enable: Vec<String> = Vec::new();
+        loop {
+            let before = enable.len();
+            for (dep, _) in items.iter().filter(|(p, _)| p.previous.is_none()) {
+                let required = items.iter().any(|(p, _)| {
+                    needed.iter().any(|n| n == p.name())
+                        && p.manifest
+                            .requires
+                            .plugins
+                            .iter()
+                            .any(|d| d.name == dep.name() && !d.optional)
+                });
+                if required && !enable.iter().any(|n| n == dep.name()) {
+                    enable.push(dep.name().to_owned());
+                    needed.push(dep.name().to_owned());
+                }
+            }
+            if enable.len() == before {
+                break;
+            }
+        }
+        if let Err(e) = self.commit_installs_enabling(items, true, &enable) {
             if !migrated.is_empty() {
                 config_before.write(&self.config_path())?;
             }
