@@ -59,7 +59,8 @@ enum Command {
     /// Read and verify the tamper-evident audit log (.trellis/audit.jsonl).
     #[command(subcommand)]
     Audit(trust::AuditCommand),
-    /// Run a registry kept as a directory: create it, register publisher keys, publish, yank.
+    /// Run a registry: kept as a directory (init, add-key, publish, yank, refresh) or served
+    /// over HTTP (serve, token).
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
     /// Opt in to or out of usage telemetry (off until you enable it).
@@ -184,6 +185,14 @@ enum PluginCommand {
         /// Use this machine's cached copy of the registries.
         #[arg(long)]
         offline: bool,
+    },
+    /// Publish a signed package to a registry server: the quality gates run here first.
+    Publish {
+        /// The package (`.tar.gz`, its `.sig` beside it).
+        archive: PathBuf,
+        /// The configured registry to publish to (default: the first).
+        #[arg(long)]
+        registry: Option<String>,
     },
     /// Configure the registries this project installs from.
     #[command(subcommand)]
@@ -442,6 +451,9 @@ fn plugin(cli: &Cli, cmd: &PluginCommand, out: &Output) -> Result<(), Failure> {
             }
         }
         PluginCommand::Registry(cmd) => registry::plugin_registry(&project(cli)?, cmd, out),
+        PluginCommand::Publish { archive, registry } => {
+            registry::publish(&project(cli)?, archive, registry.as_deref(), out)
+        }
         PluginCommand::Update {
             name,
             major,

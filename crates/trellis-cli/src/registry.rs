@@ -57,6 +57,33 @@ pub enum RegistryCommand {
         #[arg(long, value_name = "DIR")]
         keys: Option<PathBuf>,
     },
+    /// Serve a registry over HTTP: the signed static form under /registry/, the API under
+    /// /api/v1/, /health and /metrics. SQLite in the data directory by default.
+    Serve {
+        /// Address to listen on (port 0 picks a free one; the address is printed).
+        #[arg(long, default_value = "127.0.0.1:8440")]
+        listen: std::net::SocketAddr,
+        /// The data directory: the signed registry (static/) and the SQLite database.
+        #[arg(long, value_name = "DIR", default_value = "registry-data")]
+        data: PathBuf,
+        /// `postgres://…` to keep the database in PostgreSQL instead.
+        #[arg(long, value_name = "URL", env = "TRELLIS_REGISTRY_DATABASE")]
+        database: Option<String>,
+        /// The registry's name when the data directory is new.
+        #[arg(long, default_value = "registry")]
+        name: String,
+        #[arg(long, value_name = "DIR")]
+        keys: Option<PathBuf>,
+        /// Largest archive accepted, in bytes.
+        #[arg(long, default_value_t = 50 * 1024 * 1024)]
+        max_body: usize,
+        /// Requests per second per client address (0: no limit).
+        #[arg(long, default_value_t = 100)]
+        rate_limit: u32,
+    },
+    /// Manage the server's publish tokens (stored hashed; the secret is shown once).
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Re-sign timestamp.json so that clients see the registry is current (run it daily).
     Refresh {
         dir: PathBuf,
@@ -72,6 +99,58 @@ pub enum RegistryCommand {
 fn parse_expiry(text: &str) -> Result<chrono::Duration, String> {
     let duration = trellis_manifest::parse_duration(text)?;
     chrono::Duration::from_std(duration).map_err(|e| e.to_string())
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Create a token for OWNER with the given scopes (publish:NAME, publish:*, yank:NAME,
+    /// yank:*, admin).
+    Create {
+        #[arg(long)]
+        owner: String,
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+    /// Revoke a token by id: requests with it fail from now on.
+    Revoke {
+        id: String,
+        #[command(flatten)]
+        db: DatabaseArgs,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct DatabaseArgs {
+    /// The server's data directory.
+    #[arg(long, value_name = "DIR", default_value = "registry-data")]
+    data: PathBuf,
+    #[arg(long, value_name = "URL", env = "TRELLIS_REGISTRY_DATABASE")]
+    database: Option<String>,
+}
+
+impl DatabaseArgs {
+    fn url(&self) -> String {
+        self.database.clone().unwrap_or_else(|| {
+            format!(
+                "sqlite://{}?mode=rwc",
+                self.data.join("registry.db").display()
+            )
+        })
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?)
 }
 
 #[derive(Subcommand)]
@@ -194,6 +273,48 @@ pub fn registry(cmd: &RegistryCommand, out: &Output) -> Result<(), Failure> {
             );
             Ok(())
         }
+        RegistryCommand::Serve {
+            listen,
+            data,
+            database,
+            name,
+            keys,
+            max_body,
+            rate_limit,
+        } => {
+            std::fs::create_dir_all(data)
+                .with_context(|| format!("creating {}", data.display()))?;
+            let config = trellis_registry_server::ServerConfig {
+                listen: *listen,
+                data: data.clone(),
+                database: database.clone(),
+                keys: keys_dir(keys.as_deref(), name)?,
+                name: name.clone(),
+                max_body: *max_body,
+                rate_limit: *rate_limit,
+            };
+            let json = out.is_json();
+            let registry_name = name.clone();
+            runtime()?.block_on(trellis_registry_server::serve(
+                config,
+                move |addr| {
+                    if json {
+                        println!("{}", json!({"listening": addr.to_string(), "registry": format!("http://{addr}/registry/")}));
+                    } else {
+                        println!("Serving registry `{registry_name}` on http://{addr}/");
+                        println!("  add it to a project: trellis plugin registry add {registry_name} http://{addr}/registry/");
+                    }
+                    use std::io::Write as _;
+                    let _ = std::io::stdout().flush();
+                },
+                async {
+                    let _ = tokio::signal::ctrl_c().await;
+                },
+            ))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            Ok(())
+        }
+        RegistryCommand::Token(cmd) => token(cmd, out),
         RegistryCommand::Refresh {
             dir,
             keys,
@@ -213,6 +334,66 @@ pub fn registry(cmd: &RegistryCommand, out: &Output) -> Result<(), Failure> {
             Ok(())
         }
     }
+}
+
+fn token(cmd: &TokenCommand, out: &Output) -> Result<(), Failure> {
+    let rt = runtime()?;
+    let connect = |db: &DatabaseArgs| {
+        rt.block_on(trellis_registry_server::Db::connect(&db.url()))
+            .map_err(|e| anyhow::anyhow!("{e}"))
+    };
+    match cmd {
+        TokenCommand::Create { owner, scopes, db } => {
+            let db = connect(db)?;
+            let (token, secret) = rt
+                .block_on(db.create_token(owner, scopes))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            out.value(&json!({"token": token, "secret": secret}), || {
+                format!(
+                    "Token {} for {} ({}):\n{secret}\nIt is shown only now; keep it in the variable named by the registry's --token-env.",
+                    token.id,
+                    token.owner,
+                    token.scopes.join(", ")
+                )
+            });
+        }
+        TokenCommand::List { db } => {
+            let db = connect(db)?;
+            let tokens = rt
+                .block_on(db.tokens())
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            out.value(&json!({"tokens": tokens}), || {
+                tokens
+                    .iter()
+                    .map(|t| {
+                        format!(
+                            "{}  {:<24} {:<30} {}{}",
+                            t.id,
+                            t.owner,
+                            t.scopes.join(","),
+                            t.created_at,
+                            if t.revoked { "  (revoked)" } else { "" }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        TokenCommand::Revoke { id, db } => {
+            let db = connect(db)?;
+            let found = rt
+                .block_on(db.revoke_token(id))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if !found {
+                return Err(anyhow::anyhow!(
+                    "no token has the id `{id}`; `trellis registry token list` shows them"
+                )
+                .into());
+            }
+            out.value(&json!({"revoked": id}), || format!("Revoked token {id}"));
+        }
+    }
+    Ok(())
 }
 
 pub fn plugin_registry(
@@ -767,6 +948,139 @@ pub fn update(project: &Project, args: UpdateArgs<'_>, out: &Output) -> Result<(
                 report.backup.display()
             ));
             text
+        },
+    );
+    Ok(())
+}
+
+/// A registry's verified index as the publish gates read it.
+struct ViewIndex<'a>(&'a trellis_project::RegistryView);
+
+impl trellis_registry::publish::Published for ViewIndex<'_> {
+    fn versions(&self, name: &str) -> Result<Vec<IndexEntry>, trellis_registry::RegistryError> {
+        Ok(self.0.indexes.get(name).cloned().unwrap_or_default())
+    }
+
+    fn names(&self) -> Result<Vec<String>, trellis_registry::RegistryError> {
+        Ok(self.0.indexes.keys().cloned().collect())
+    }
+}
+
+/// `trellis plugin publish ARCHIVE [--registry NAME]`: the quality gates run here first, against
+/// the registry's verified index, then the package goes to the registry's API with a token.
+pub fn publish(
+    project: &Project,
+    archive: &Path,
+    registry: Option<&str>,
+    out: &Output,
+) -> Result<(), Failure> {
+    let catalog = project.registry_catalog(false)?;
+    let view = match registry {
+        Some(name) => catalog.registries.iter().find(|v| v.source.name == name),
+        None => catalog.registries.first(),
+    }
+    .ok_or_else(|| trellis_project::ProjectError::UnknownRegistry {
+        name: registry.unwrap_or("(any)").to_owned(),
+        configured: catalog
+            .registries
+            .iter()
+            .map(|v| v.source.name.clone())
+            .collect(),
+    })?;
+    let read = |p: PathBuf| -> Result<Option<String>, Failure> {
+        match std::fs::read_to_string(&p) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(anyhow::Error::new(e)
+                .context(format!("reading {}", p.display()))
+                .into()),
+        }
+    };
+    let signature = read(trellis_trust::signature_path(archive))?;
+    let certification = read(trellis_trust::certification_path(archive))?;
+    let accepted = trellis_registry::publish::check_package(
+        archive,
+        signature.as_deref(),
+        certification.as_deref(),
+        &view.config,
+        &ViewIndex(view),
+        chrono::Utc::now(),
+    )?;
+    let entry = accepted.entry;
+
+    let api = match &view.config.api {
+        Some(api) => api.trim_end_matches('/').to_owned(),
+        None => view
+            .source
+            .url
+            .trim_end_matches('/')
+            .strip_suffix("/registry")
+            .filter(|_| view.source.url.starts_with("http"))
+            .map(str::to_owned)
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "registry `{}` has no API to publish to ({}): publish to a directory registry with `trellis registry publish DIR ARCHIVE`",
+                    view.source.name,
+                    view.source.url
+                )
+            })?,
+    };
+    let token_var = view
+        .source
+        .token_env
+        .clone()
+        .unwrap_or_else(|| "TRELLIS_REGISTRY_TOKEN".to_owned());
+    let token = std::env::var(&token_var).map_err(|_| {
+        anyhow::anyhow!(
+            "no token in ${token_var}: ask the registry's admin for one (`trellis registry token create`) and set it there"
+        )
+    })?;
+    use base64::Engine;
+    let encode = |t: &str| base64::engine::general_purpose::STANDARD.encode(t.as_bytes());
+    let url = format!(
+        "{api}/api/v1/plugins/{}/versions/{}",
+        entry.name.replace('/', "%2F"),
+        entry.version
+    );
+    let body = std::fs::read(archive).with_context(|| format!("reading {}", archive.display()))?;
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = agent
+        .put(&url)
+        .header("Authorization", &format!("Bearer {}", token.trim()))
+        .header("Content-Type", "application/gzip");
+    if let Some(sig) = &signature {
+        request = request.header("X-Trellis-Signature", &encode(sig));
+    }
+    if let Some(cert) = &certification {
+        request = request.header("X-Trellis-Certification", &encode(cert));
+    }
+    let mut response = request
+        .send(&body[..])
+        .map_err(|e| anyhow::anyhow!("cannot reach {url}: {e}"))?;
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    if status != 201 {
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
+        return Err(Failure::Library {
+            kind: "registry",
+            message: format!(
+                "{} refused the package ({status}): {}",
+                view.source.name,
+                v["error"].as_str().unwrap_or(&text)
+            ),
+            hint: v["hint"].as_str().map(str::to_owned),
+        });
+    }
+    out.value(
+        &json!({"published": entry, "registry": view.source.name}),
+        || {
+            format!(
+                "Published {} {} to {} ({})",
+                entry.name, entry.version, view.source.name, entry.trust
+            )
         },
     );
     Ok(())

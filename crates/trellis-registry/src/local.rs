@@ -26,6 +26,18 @@ use crate::index::{
 use crate::publish::{Published, check_package};
 use crate::tuf::{self, Expiries, write_atomic};
 
+/// Written while a publish is in flight; see [`LocalRegistry::recover`].
+const PUBLISHING_MARKER: &str = ".publishing";
+
+/// The environment variable that names a publish step to abort at (tests only).
+pub const KILL_AT_ENV: &str = "TRELLIS_TEST_KILL_AT";
+
+fn kill_point(step: &str) {
+    if std::env::var(KILL_AT_ENV).is_ok_and(|at| at == step) {
+        std::process::abort();
+    }
+}
+
 /// A registry directory with the keys that sign it.
 #[derive(Debug)]
 pub struct LocalRegistry {
@@ -78,6 +90,37 @@ impl LocalRegistry {
             keys: keys.to_owned(),
             expiries: Expiries::default(),
         })
+    }
+
+    /// Finishes a publish that was interrupted (the process was killed between writing files
+    /// and signing them): the files on disk are signed as they are, so the index and the
+    /// metadata agree again. A version whose index line was written is then published whole;
+    /// one whose index line was not stays unpublished (its archive is an unlisted file).
+    /// Returns whether there was anything to finish.
+    pub fn recover(&self) -> Result<bool, RegistryError> {
+        let _lock = self.lock()?;
+        let marker = self.dir.join(PUBLISHING_MARKER);
+        if !marker.exists() {
+            return Ok(false);
+        }
+        tuf::sign_repository(&self.dir, &self.keys, &self.expiries)?;
+        fs::remove_file(&marker).map_err(io(&marker))?;
+        Ok(true)
+    }
+
+    /// Every plugin's index entries, by name.
+    pub fn all_versions(
+        &self,
+    ) -> Result<std::collections::BTreeMap<String, Vec<IndexEntry>>, RegistryError> {
+        self.names()?
+            .into_iter()
+            .map(|name| self.versions(&name).map(|v| (name, v)))
+            .collect()
+    }
+
+    /// Where a target (an archive, an index file) is on disk.
+    pub fn target_file(&self, target: &str) -> PathBuf {
+        self.target_path(target)
     }
 
     /// Uses other expiry periods for what is signed from now on (tests, short-lived mirrors).
@@ -164,6 +207,11 @@ impl LocalRegistry {
             now,
         )?;
         let entry = accepted.entry;
+        // Until the metadata is re-signed the new files are not published; the marker tells
+        // the next open to finish (or discard) a publish that was interrupted.
+        let marker = self.dir.join(PUBLISHING_MARKER);
+        write_atomic(&marker, entry.name.as_bytes())?;
+        kill_point("publish:marked");
         let location = config.download_location(&entry.name, &entry.version);
         if location.contains("://") {
             return Err(RegistryError::RemoteDownload {
@@ -181,11 +229,14 @@ impl LocalRegistry {
         }
         let mut entries = self.versions(&entry.name)?;
         entries.push(entry.clone());
+        kill_point("publish:archived");
         write_atomic(
             &self.target_path(&index_target(&entry.name)),
             render_index(&entries).as_bytes(),
         )?;
+        kill_point("publish:indexed");
         tuf::sign_repository(&self.dir, &self.keys, &self.expiries)?;
+        fs::remove_file(&marker).map_err(io(&marker))?;
         Ok(entry)
     }
 

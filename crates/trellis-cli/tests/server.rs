@@ -1,0 +1,405 @@
+//! The registry server through its real binary on loopback: publishing with tokens (scoped,
+//! revocable), the API, TUF-verified installs over HTTP, limits, metrics, and a server killed
+//! in the middle of a publish.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command as StdCommand, Stdio};
+
+use assert_cmd::cargo::CommandCargoExt;
+use base64::Engine;
+use serde_json::Value;
+
+struct Env {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    project: PathBuf,
+    /// The server's address, the same across restarts (the project's registry URL names it).
+    listen: String,
+}
+
+/// A running `trellis registry serve`, killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Env {
+    fn new() -> Env {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().to_owned();
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let listen = probe.local_addr().unwrap().to_string();
+        drop(probe);
+        let env = Env {
+            project: root.join("project"),
+            root,
+            listen,
+            _tmp: tmp,
+        };
+        fs::create_dir_all(&env.project).unwrap();
+        env
+    }
+
+    fn cmd(&self) -> StdCommand {
+        let mut cmd = StdCommand::cargo_bin("trellis").unwrap();
+        cmd.current_dir(&self.project)
+            .env_remove("TRELLIS_PROJECT")
+            .env_remove("TRELLIS_POLICY")
+            .env_remove("TRELLIS_REGISTRY_TOKEN")
+            .env_remove("TRELLIS_TEST_KILL_AT")
+            .env("HOME", self.root.join("home"))
+            .env("TRELLIS_CONFIG_DIR", self.root.join("user"))
+            .env("TRELLIS_CACHE_DIR", self.root.join("cache"));
+        cmd
+    }
+
+    fn run(&self, args: &[&str], token: Option<&str>, ok: bool) -> String {
+        let mut cmd = self.cmd();
+        if let Some(t) = token {
+            cmd.env("TRELLIS_REGISTRY_TOKEN", t);
+        }
+        let out = cmd.args(args).output().unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.success(), ok, "trellis {args:?}:\n{text}");
+        text
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        self.run(args, None, true)
+    }
+
+    fn data(&self) -> String {
+        self.root.join("data").display().to_string()
+    }
+
+    fn keys(&self) -> String {
+        self.root.join("registry-keys").display().to_string()
+    }
+
+    /// Starts the server on a free port with `extra` arguments and `env` variables.
+    fn serve(&self, extra: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = self.cmd();
+        cmd.args(["--json", "registry", "serve", "--listen", &self.listen])
+            .args([
+                "--data",
+                &self.data(),
+                "--keys",
+                &self.keys(),
+                "--name",
+                "team",
+            ])
+            .args(extra)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        Server {
+            child,
+            base: format!("http://{}", v["listening"].as_str().unwrap()),
+        }
+    }
+
+    fn token(&self, owner: &str, scopes: &[&str]) -> (String, String) {
+        let mut args = vec![
+            "--json", "registry", "token", "create", "--owner", owner, "--data",
+        ];
+        let data = self.data();
+        args.push(&data);
+        for s in scopes {
+            args.extend(["--scope", s]);
+        }
+        let v: Value = serde_json::from_str(&self.ok(&args)).unwrap();
+        (
+            v["token"]["id"].as_str().unwrap().to_owned(),
+            v["secret"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// A declarative plugin, built and signed; returns the archive.
+    fn package(&self, name: &str, version: &str, key: &Path) -> PathBuf {
+        let dir = self.root.join("src").join(format!("{name}-{version}"));
+        fs::create_dir_all(dir.join("t")).unwrap();
+        fs::write(
+            dir.join("plugin.yaml"),
+            format!(
+                "apiVersion: trellis.dev/v1\nkind: Plugin\nmetadata:\n  name: {name}\n  version: {version}\n  description: the {name} plugin\n  license: MIT\n  keywords: [notes]\n  categories: [commands]\nprovides:\n  commands:\n    - name: {name}-hi\n      description: hi\n      template: t/hi.md\n"
+            ),
+        )
+        .unwrap();
+        fs::write(dir.join("t/hi.md"), format!("hi from {name} {version}\n")).unwrap();
+        fs::write(dir.join("README.md"), "# readme\n").unwrap();
+        let dist = self.root.join("dist").display().to_string();
+        let v: Value = serde_json::from_str(&self.ok(&[
+            "--json",
+            "plugin",
+            "build",
+            dir.to_str().unwrap(),
+            "--out",
+            &dist,
+        ]))
+        .unwrap();
+        let archive = v["archive"].as_str().unwrap().to_owned();
+        self.ok(&["plugin", "sign", &archive, "--key", key.to_str().unwrap()]);
+        PathBuf::from(archive)
+    }
+
+    /// A registry server with alice's key registered, added to the project.
+    fn started(&self, extra: &[&str]) -> (Server, PathBuf) {
+        let server = self.serve(extra, &[]);
+        let key = self.root.join("keys/alice");
+        self.ok(&[
+            "plugin",
+            "keygen",
+            "--principal",
+            "alice@example.com",
+            "--out",
+            key.to_str().unwrap(),
+        ]);
+        let static_dir = self.root.join("data/static").display().to_string();
+        let public = format!("{}.pub", key.display());
+        self.ok(&[
+            "registry",
+            "add-key",
+            &static_dir,
+            "alice@example.com",
+            &public,
+            "--keys",
+            &self.keys(),
+        ]);
+        self.ok(&[
+            "plugin",
+            "registry",
+            "add",
+            "team",
+            &format!("{}/registry/", server.base),
+        ]);
+        (server, key)
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+fn get(url: &str) -> (u16, String) {
+    let mut r = agent().get(url).call().unwrap();
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+}
+
+/// A raw publish, bypassing the client's own gates.
+fn put(base: &str, archive: &Path, name: &str, version: &str, token: &str) -> (u16, String) {
+    let sig = fs::read_to_string(format!("{}.sig", archive.display())).unwrap();
+    let mut r = agent()
+        .put(&format!("{base}/api/v1/plugins/{name}/versions/{version}"))
+        .header("Authorization", &format!("Bearer {token}"))
+        .header(
+            "X-Trellis-Signature",
+            &base64::engine::general_purpose::STANDARD.encode(sig),
+        )
+        .send(&fs::read(archive).unwrap()[..])
+        .unwrap();
+    (r.status().as_u16(), r.body_mut().read_to_string().unwrap())
+}
+
+#[test]
+fn publish_with_tokens_search_and_install_over_http() {
+    let env = Env::new();
+    let (server, alice) = env.started(&["--max-body", "200000"]);
+    let base = server.base.clone();
+    let (_, alice_token) = env.token("alice@example.com", &["publish:*", "yank:notes"]);
+    let (bob_id, bob_token) = env.token("bob@example.com", &["publish:other"]);
+
+    let notes = env.package("notes", "1.0.0", &alice);
+    let archive = notes.to_str().unwrap();
+    let err = env.run(&["plugin", "publish", archive], None, false);
+    assert!(err.contains("TRELLIS_REGISTRY_TOKEN"), "{err}");
+    let err = env.run(&["plugin", "publish", archive], Some(&bob_token), false);
+    assert!(
+        err.contains("403") && err.contains("may not publish `notes`"),
+        "{err}"
+    );
+    env.run(&["plugin", "publish", archive], Some(&alice_token), true);
+    // The server's own gates, without the client's: versions are immutable.
+    let (status, body) = put(&base, &notes, "notes", "1.0.0", &alice_token);
+    assert_eq!(status, 422, "{body}");
+    assert!(body.contains("immutable"), "{body}");
+    let (status, body) = put(&base, &notes, "notes", "1.0.0", "trl_wrong");
+    assert_eq!(status, 401, "{body}");
+
+    // A revoked token stops working.
+    env.ok(&[
+        "registry",
+        "token",
+        "revoke",
+        &bob_id,
+        "--data",
+        &env.data(),
+    ]);
+    let other = env.package("other", "1.0.0", &alice);
+    let (status, _) = put(&base, &other, "other", "1.0.0", &bob_token);
+    assert_eq!(status, 401);
+
+    // The API.
+    let (status, body) = get(&format!(
+        "{base}/api/v1/plugins?q=notes&category=commands&trust=verified"
+    ));
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["results"][0]["name"], "notes", "{v}");
+    assert_eq!(v["results"][0]["owners"][0], "alice@example.com", "{v}");
+    let (_, body) = get(&format!("{base}/api/v1/plugins?q=notes&trust=certified"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["results"],
+        serde_json::json!([])
+    );
+    let (_, body) = get(&format!("{base}/api/v1/categories"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["categories"]["commands"],
+        1
+    );
+    let (status, body) = get(&format!("{base}/api/v1/plugins/notes"));
+    assert_eq!(status, 200);
+    assert!(body.contains("trellis plugin install notes"), "{body}");
+    let (status, _) = get(&format!("{base}/api/v1/plugins/ghost"));
+    assert_eq!(status, 404);
+    let mut r = agent()
+        .get(&format!(
+            "{base}/api/v1/plugins/notes/versions/1.0.0/download"
+        ))
+        .call()
+        .unwrap();
+    let downloaded = r.body_mut().read_to_vec().unwrap();
+    assert_eq!(downloaded, fs::read(&notes).unwrap());
+
+    // The client installs over HTTP, verified by TUF and attested by the registry.
+    let out = env.ok(&["plugin", "search", "notes"]);
+    assert!(out.contains("notes") && out.contains("verified"), "{out}");
+    env.ok(&["plugin", "install", "notes", "--yes"]);
+    let list: Value = serde_json::from_str(&env.ok(&["--json", "plugin", "list"])).unwrap();
+    assert_eq!(list["plugins"][0]["trust"], "verified", "{list}");
+
+    // Yank through the API.
+    let mut r = agent()
+        .post(&format!("{base}/api/v1/plugins/notes/versions/1.0.0/yank"))
+        .header("Authorization", &format!("Bearer {alice_token}"))
+        .send_empty()
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        200,
+        "{}",
+        r.body_mut().read_to_string().unwrap()
+    );
+    let (_, body) = get(&format!("{base}/api/v1/plugins?q=notes"));
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["results"],
+        serde_json::json!([])
+    );
+
+    // Limits, health and metrics.
+    let big = vec![0u8; 300_000];
+    let mut r = agent()
+        .put(&format!("{base}/api/v1/plugins/big/versions/1.0.0"))
+        .header("Authorization", &format!("Bearer {alice_token}"))
+        .send(&big[..])
+        .unwrap();
+    assert_eq!(
+        r.status().as_u16(),
+        413,
+        "{}",
+        r.body_mut().read_to_string().unwrap_or_default()
+    );
+    let (status, body) = get(&format!("{base}/health"));
+    assert_eq!((status, body.contains("\"ok\"")), (200, true), "{body}");
+    let (_, metrics) = get(&format!("{base}/metrics"));
+    assert!(
+        metrics.contains("trellis_registry_published_total 1"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("status=\"401\""), "{metrics}");
+    assert!(metrics.trim_end().ends_with("# EOF"), "{metrics}");
+}
+
+#[test]
+fn requests_past_the_rate_limit_are_refused() {
+    let env = Env::new();
+    let server = env.serve(&["--rate-limit", "3"], &[]);
+    let statuses: Vec<u16> = (0..6)
+        .map(|_| get(&format!("{}/health", server.base)).0)
+        .collect();
+    assert!(statuses.contains(&429), "{statuses:?}");
+    assert_eq!(statuses[0], 200);
+}
+
+/// A server killed between writing a version's files and signing them finishes the publish
+/// when it starts again; one killed before the index line was written never published it.
+/// Either way the index, the archives and the signed metadata agree.
+#[test]
+fn a_server_killed_during_a_publish_leaves_no_half_published_version() {
+    let env = Env::new();
+    let (server, alice) = env.started(&[]);
+    let (_, token) = env.token("alice@example.com", &["publish:*"]);
+    let v1 = env.package("notes", "1.0.0", &alice);
+    assert_eq!(put(&server.base, &v1, "notes", "1.0.0", &token).0, 201);
+    drop(server);
+
+    for (step, version, published) in [
+        ("publish:marked", "1.1.0", false),
+        ("publish:archived", "1.2.0", false),
+        ("publish:indexed", "1.3.0", true),
+    ] {
+        let server = env.serve(&[], &[("TRELLIS_TEST_KILL_AT", step)]);
+        let archive = env.package("notes", version, &alice);
+        let sig = fs::read_to_string(format!("{}.sig", archive.display())).unwrap();
+        let died = agent()
+            .put(&format!(
+                "{}/api/v1/plugins/notes/versions/{version}",
+                server.base
+            ))
+            .header("Authorization", &format!("Bearer {token}"))
+            .header(
+                "X-Trellis-Signature",
+                &base64::engine::general_purpose::STANDARD.encode(sig),
+            )
+            .send(&fs::read(&archive).unwrap()[..]);
+        assert!(died.is_err(), "the server should have died at {step}");
+        drop(server);
+
+        let server = env.serve(&[], &[]);
+        let (_, body) = get(&format!("{}/api/v1/plugins/notes", server.base));
+        let listed = body.contains(&format!("\"{version}\""));
+        assert_eq!(listed, published, "after a kill at {step}: {body}");
+        // The client verifies the whole registry and installs the newest version whole.
+        let out = env.ok(&["plugin", "search", "notes"]);
+        assert!(out.contains("notes"), "{out}");
+        drop(server);
+    }
+    let server = env.serve(&[], &[]);
+    env.ok(&["plugin", "install", "notes", "--yes"]);
+    let list: Value = serde_json::from_str(&env.ok(&["--json", "plugin", "list"])).unwrap();
+    assert_eq!(list["plugins"][0]["version"], "1.3.0", "{list}");
+    drop(server);
+}
