@@ -14,3 +14,15 @@ if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
   echo "setup: adding the wasm32-wasip2 Rust target" >&2
   rustup target add wasm32-wasip2 >&2
 fi
+
+# PostgreSQL: the registry server's tests run against a real one as well as SQLite
+# (scripts/postgres.sh starts a throwaway cluster for them).
+if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing PostgreSQL from Debian's packages for the registry server tests" >&2
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >&2
+  else
+    echo "setup: PostgreSQL is missing; install Debian's postgresql package (the server tests need it)" >&2
+  fi
+fi

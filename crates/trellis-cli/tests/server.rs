@@ -17,6 +17,8 @@ struct Env {
     project: PathBuf,
     /// The server's address, the same across restarts (the project's registry URL names it).
     listen: String,
+    /// `--database URL` for the server and the token commands; SQLite in the data dir if not.
+    database: Option<String>,
 }
 
 /// A running `trellis registry serve`, killed when dropped.
@@ -43,6 +45,7 @@ impl Env {
             project: root.join("project"),
             root,
             listen,
+            database: None,
             _tmp: tmp,
         };
         fs::create_dir_all(&env.project).unwrap();
@@ -101,6 +104,11 @@ impl Env {
                 "--name",
                 "team",
             ])
+            .args(
+                self.database
+                    .iter()
+                    .flat_map(|url| ["--database", url.as_str()]),
+            )
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -125,6 +133,9 @@ impl Env {
         ];
         let data = self.data();
         args.push(&data);
+        if let Some(url) = &self.database {
+            args.extend(["--database", url.as_str()]);
+        }
         for s in scopes {
             args.extend(["--scope", s]);
         }
@@ -226,7 +237,55 @@ fn put(base: &str, archive: &Path, name: &str, version: &str, token: &str) -> (u
 
 #[test]
 fn publish_with_tokens_search_and_install_over_http() {
-    let env = Env::new();
+    publish_search_install(Env::new());
+}
+
+/// A throwaway PostgreSQL server from scripts/postgres.sh, stopped when dropped.
+struct Postgres {
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        let dir = tempfile::Builder::new()
+            .prefix("trellis-pg-")
+            .tempdir_in("/tmp")
+            .unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres.sh");
+        let out = StdCommand::new("bash")
+            .args([script, "start", dir.path().to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "PostgreSQL did not start (scripts/setup.sh installs it): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        Postgres { dir, url }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres.sh");
+        let _ = StdCommand::new("bash")
+            .args([script, "stop", self.dir.path().to_str().unwrap()])
+            .output();
+    }
+}
+
+/// The same, with the database in a real PostgreSQL.
+#[test]
+fn the_server_runs_on_postgresql_with_the_same_code() {
+    let postgres = Postgres::start();
+    let mut env = Env::new();
+    env.database = Some(postgres.url.clone());
+    publish_search_install(env);
+}
+
+fn publish_search_install(env: Env) {
     let (server, alice) = env.started(&["--max-body", "200000"]);
     let base = server.base.clone();
     let (_, alice_token) = env.token("alice@example.com", &["publish:*", "yank:notes"]);
@@ -250,14 +309,19 @@ fn publish_with_tokens_search_and_install_over_http() {
     assert_eq!(status, 401, "{body}");
 
     // A revoked token stops working.
-    env.ok(&[
+    let data = env.data();
+    let mut revoke = vec![
         "registry",
         "token",
         "revoke",
-        &bob_id,
+        bob_id.as_str(),
         "--data",
-        &env.data(),
-    ]);
+        &data,
+    ];
+    if let Some(url) = &env.database {
+        revoke.extend(["--database", url.as_str()]);
+    }
+    env.ok(&revoke);
     let other = env.package("other", "1.0.0", &alice);
     let (status, _) = put(&base, &other, "other", "1.0.0", &bob_token);
     assert_eq!(status, 401);

@@ -129,8 +129,8 @@ impl Db {
                 refresh_plugin(&mut tx, &first.name, entries).await?;
                 if let Some(owner) = first.signer.as_ref().and_then(|s| s.principal.clone()) {
                     sqlx::query(
-                        "INSERT INTO owners (name, principal) SELECT $1, $2 WHERE NOT EXISTS
-                         (SELECT 1 FROM owners WHERE name = $1 AND principal = $2)",
+                        "INSERT INTO owners (name, principal) VALUES ($1, $2)
+                         ON CONFLICT (name, principal) DO NOTHING",
                     )
                     .bind(first.name.clone())
                     .bind(owner)
@@ -269,8 +269,8 @@ impl Db {
 
     pub async fn add_owner(&self, name: &str, principal: &str) -> Result<(), ServerError> {
         sqlx::query(
-            "INSERT INTO owners (name, principal) SELECT $1, $2 WHERE NOT EXISTS
-             (SELECT 1 FROM owners WHERE name = $1 AND principal = $2)",
+            "INSERT INTO owners (name, principal) VALUES ($1, $2)
+             ON CONFLICT (name, principal) DO NOTHING",
         )
         .bind(name.to_owned())
         .bind(principal.to_owned())
