@@ -26,3 +26,14 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
     echo "setup: PostgreSQL is missing; install Debian's postgresql package (the server tests need it)" >&2
   fi
 fi
+
+# Chromium: the registry's web UI is tested in a real headless browser.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "setup: installing Chromium from Debian's packages for the web UI test" >&2
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >&2
+  else
+    echo "setup: Chromium is missing; install Debian's chromium package (the web UI test needs it)" >&2
+  fi
+fi

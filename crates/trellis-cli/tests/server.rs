@@ -467,3 +467,118 @@ fn a_server_killed_during_a_publish_leaves_no_half_published_version() {
     assert_eq!(list["plugins"][0]["version"], "1.3.0", "{list}");
     drop(server);
 }
+
+/// What headless Chromium renders at `url` (the DOM after the page loaded).
+fn browse(url: &str, profile: &Path) -> String {
+    let out = StdCommand::new("chromium")
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--dump-dom", url])
+        .output()
+        .expect("chromium (scripts/setup.sh installs Debian's chromium)");
+    assert!(
+        out.status.success(),
+        "chromium failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The web UI in a real browser: search with filters, follow a result to its plugin page, and
+/// check the page shows the README (rendered, its HTML neutralised), versions, capabilities
+/// with reasons, the trust badge and the install command.
+#[test]
+fn the_web_ui_searches_and_shows_a_plugin_in_headless_chromium() {
+    let env = Env::new();
+    let (server, alice) = env.started(&[]);
+    let (_, token) = env.token("alice@example.com", &["publish:*"]);
+    let dir = env.root.join("src/scanner");
+    fs::create_dir_all(dir.join("t")).unwrap();
+    fs::write(
+        dir.join("plugin.yaml"),
+        "apiVersion: trellis.dev/v1\nkind: Plugin\nmetadata:\n  name: scanner\n  version: 1.2.0\n  description: Finds leaked secrets\n  license: MIT\n  keywords: [security]\n  categories: [security]\nprovides:\n  commands:\n    - name: scan\n      description: scan\n      template: t/scan.md\nrequires:\n  capabilities:\n    - name: network\n      reason: looks up advisories\n      hosts: [api.example.com]\n",
+    )
+    .unwrap();
+    fs::write(dir.join("t/scan.md"), "scan\n").unwrap();
+    fs::write(
+        dir.join("README.md"),
+        "# Scanner\n\nKeeps **secrets** out of the repository.\n\n<script>document.title='pwned'</script>\n",
+    )
+    .unwrap();
+    let dist = env.root.join("dist").display().to_string();
+    let built: Value = serde_json::from_str(&env.ok(&[
+        "--json",
+        "plugin",
+        "build",
+        dir.to_str().unwrap(),
+        "--out",
+        &dist,
+    ]))
+    .unwrap();
+    let archive = built["archive"].as_str().unwrap().to_owned();
+    env.ok(&["plugin", "sign", &archive, "--key", alice.to_str().unwrap()]);
+    assert_eq!(
+        put(
+            &server.base,
+            Path::new(&archive),
+            "scanner",
+            "1.2.0",
+            &token
+        )
+        .0,
+        201
+    );
+    let notes = env.package("notes", "1.0.0", &alice);
+    assert_eq!(put(&server.base, &notes, "notes", "1.0.0", &token).0, 201);
+
+    let profile = tempfile::tempdir().unwrap();
+    let all = browse(&format!("{}/", server.base), profile.path());
+    assert!(all.contains("2 plugins"), "{all}");
+    assert!(
+        all.contains(r#"<option value="security">security (1)</option>"#),
+        "{all}"
+    );
+    let search = browse(
+        &format!(
+            "{}/?q=secrets&category=security&trust=verified",
+            server.base
+        ),
+        profile.path(),
+    );
+    assert!(search.contains("1 plugin<"), "{search}");
+    let link = search
+        .split(r#"class="name" href=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a result links to its page")
+        .to_owned();
+    assert_eq!(link, "/plugins/scanner");
+    let none = browse(
+        &format!("{}/?q=secrets&trust=certified", server.base),
+        profile.path(),
+    );
+    assert!(none.contains("0 plugins"), "{none}");
+
+    let page = browse(&format!("{}{link}", server.base), profile.path());
+    assert!(
+        page.contains("<title>scanner — Trellis plugin registry</title>"),
+        "the README's script did not run: {page}"
+    );
+    assert!(page.contains("<strong>secrets</strong>"), "{page}");
+    assert!(page.contains("&lt;script&gt;"), "{page}");
+    assert!(page.contains(r#"data-trust="verified""#), "{page}");
+    assert!(page.contains("trellis plugin install scanner"), "{page}");
+    assert!(page.contains("looks up advisories"), "{page}");
+    assert!(page.contains("hosts: api.example.com"), "{page}");
+    assert!(page.contains("1.2.0"), "{page}");
+    assert!(page.contains("alice@example.com"), "{page}");
+}

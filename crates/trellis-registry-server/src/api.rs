@@ -92,6 +92,8 @@ pub const ROUTES: &[&str] = &[
     "GET /health",
     "GET /metrics",
     "GET /registry/{path}",
+    "GET /",
+    "GET /plugins/{name}",
 ];
 
 pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
@@ -111,6 +113,8 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         )
         .route("/api/v1/plugins/{name}/owners", get(owners))
         .route("/api/v1/plugins/{name}/owners/{principal}", put(add_owner))
+        .route("/", get(crate::ui::index))
+        .route("/plugins/{name}", get(crate::ui::plugin_page))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .nest_service(

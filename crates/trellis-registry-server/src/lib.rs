@@ -6,7 +6,8 @@
 //! for a `postgres://` URL) indexes the plugins for search and holds publish tokens (stored
 //! hashed, scoped, revocable) and owners. The HTTP API (`/api/v1/…`, documented in
 //! `docs/registry-api.yaml`, OpenAPI) searches, browses, shows and downloads plugins, and publishes and
-//! yanks with a token. `/health` and `/metrics` (OpenMetrics text) are for operators.
+//! yanks with a token. `/health` and `/metrics` (OpenMetrics text) are for operators. `/` and
+//! `/plugins/{name}` are the web UI, rendered on the server.
 //!
 //! What this crate must not know about: projects, installing, grants, the CLI's rendering.
 
@@ -14,6 +15,7 @@ mod api;
 mod db;
 mod limits;
 mod metrics;
+mod ui;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
