@@ -81,6 +81,15 @@ pub enum RegistryCommand {
         #[arg(long, default_value_t = 100)]
         rate_limit: u32,
     },
+    /// Write a registry's static form (signed metadata and targets) to DIR for any static host
+    /// or CDN; the copy is verified before the command succeeds.
+    Export {
+        /// Where to write it (a new or empty directory).
+        dir: PathBuf,
+        /// The registry directory, or a server's data directory (its `static/`).
+        #[arg(long, value_name = "DIR", default_value = "registry-data")]
+        from: PathBuf,
+    },
     /// Manage the server's publish tokens (stored hashed; the secret is shown once).
     #[command(subcommand)]
     Token(TokenCommand),
@@ -315,6 +324,21 @@ pub fn registry(cmd: &RegistryCommand, out: &Output) -> Result<(), Failure> {
             Ok(())
         }
         RegistryCommand::Token(cmd) => token(cmd, out),
+        RegistryCommand::Export { dir, from } => {
+            let source = if from.join("static").join("metadata").is_dir() {
+                from.join("static")
+            } else {
+                from.clone()
+            };
+            let files = LocalRegistry::open(&source, Path::new("."))?.export(dir)?;
+            out.value(&json!({"exported": dir, "files": files}), || {
+                format!(
+                    "Exported {files} files to {} (verified); serve the directory as it is",
+                    dir.display()
+                )
+            });
+            Ok(())
+        }
         RegistryCommand::Refresh {
             dir,
             keys,

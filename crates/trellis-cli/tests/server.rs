@@ -466,6 +466,45 @@ fn a_server_killed_during_a_publish_leaves_no_half_published_version() {
     let list: Value = serde_json::from_str(&env.ok(&["--json", "plugin", "list"])).unwrap();
     assert_eq!(list["plugins"][0]["version"], "1.3.0", "{list}");
     drop(server);
+
+    // The static form exported for a CDN is a registry a project can use as it is.
+    let exported = env.root.join("exported");
+    env.ok(&[
+        "registry",
+        "export",
+        exported.to_str().unwrap(),
+        "--from",
+        &env.data(),
+    ]);
+    assert!(!exported.join(".publishing").exists() && !exported.join(".lock").exists());
+    let err = env.run(
+        &[
+            "registry",
+            "export",
+            exported.to_str().unwrap(),
+            "--from",
+            &env.data(),
+        ],
+        None,
+        false,
+    );
+    assert!(err.contains("is not empty"), "{err}");
+    // (The server is stopped, and a registry that cannot be read fails the whole read: a name
+    // must never silently resolve from a lower-priority registry.)
+    env.ok(&["plugin", "registry", "remove", "team"]);
+    env.ok(&[
+        "plugin",
+        "registry",
+        "add",
+        "cdn",
+        exported.to_str().unwrap(),
+        "--priority",
+        "1",
+    ]);
+    let found: Value =
+        serde_json::from_str(&env.ok(&["--json", "plugin", "search", "notes"])).unwrap();
+    assert_eq!(found["results"][0]["registry"], "cdn", "{found}");
+    assert_eq!(found["results"][0]["version"], "1.3.0", "{found}");
 }
 
 /// What headless Chromium renders at `url` (the DOM after the page loaded).

@@ -13,6 +13,9 @@ pub enum RegistryError {
     #[error("{path} already holds a registry (metadata/root.json exists)")]
     AlreadyExists { path: PathBuf },
 
+    #[error("{path} is not empty: export into a new or empty directory")]
+    NotEmpty { path: PathBuf },
+
     #[error(
         "{path} is not a registry directory (no metadata/root.json): create one with `trellis registry init {path}`"
     )]

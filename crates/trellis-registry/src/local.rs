@@ -108,6 +108,57 @@ impl LocalRegistry {
         Ok(true)
     }
 
+    /// Writes the registry's static form (`metadata/` and `targets/`, nothing else) to `dest`,
+    /// a new or empty directory, for any static host or CDN, and checks the copy verifies with
+    /// its own root before returning. Taken under the registry's lock, so it is one consistent
+    /// signing.
+    pub fn export(&self, dest: &Path) -> Result<u64, RegistryError> {
+        let _lock = self.lock()?;
+        if dest.exists() && fs::read_dir(dest).map_err(io(dest))?.next().is_some() {
+            return Err(RegistryError::NotEmpty {
+                path: dest.to_owned(),
+            });
+        }
+        let mut files = 0;
+        for part in ["metadata", "targets"] {
+            let from = self.dir.join(part);
+            for entry in walkdir::WalkDir::new(&from) {
+                let entry = entry.map_err(|e| RegistryError::Io {
+                    path: from.clone(),
+                    source: e.into(),
+                })?;
+                let relative = entry.path().strip_prefix(&self.dir).unwrap_or(entry.path());
+                // Temporary and lock files are not part of the registry.
+                if relative
+                    .components()
+                    .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+                {
+                    continue;
+                }
+                let to = dest.join(relative);
+                if entry.file_type().is_dir() {
+                    fs::create_dir_all(&to).map_err(io(&to))?;
+                } else if entry.file_type().is_file() {
+                    fs::copy(entry.path(), &to).map_err(io(&to))?;
+                    files += 1;
+                }
+            }
+        }
+        let root = fs::read(dest.join("metadata").join("root.json"))
+            .map_err(io(&dest.join("metadata")))?;
+        let as_url = |p: PathBuf| {
+            url::Url::from_directory_path(&p).map_err(|()| RegistryError::NotARegistry { path: p })
+        };
+        let check = tempfile::tempdir().map_err(io(dest))?;
+        tuf::VerifiedRegistry::load(
+            &root,
+            &as_url(dest.join("metadata"))?,
+            &as_url(dest.join("targets"))?,
+            check.path(),
+        )?;
+        Ok(files)
+    }
+
     /// Every plugin's index entries, by name.
     pub fn all_versions(
         &self,
