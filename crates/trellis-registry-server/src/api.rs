@@ -94,6 +94,8 @@ pub const ROUTES: &[&str] = &[
     "GET /registry/{path}",
     "GET /",
     "GET /plugins/{name}",
+    "GET /api/v1/keys",
+    "PUT /api/v1/keys/{principal}",
 ];
 
 pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
@@ -115,6 +117,8 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .route("/api/v1/plugins/{name}/owners/{principal}", put(add_owner))
         .route("/", get(crate::ui::index))
         .route("/plugins/{name}", get(crate::ui::plugin_page))
+        .route("/api/v1/keys", get(keys))
+        .route("/api/v1/keys/{principal}", put(add_key))
         .route("/health", get(health))
         .route("/metrics", get(metrics))
         .nest_service(
@@ -456,6 +460,48 @@ async fn add_owner(
     }
     state.db.add_owner(&name, &principal).await?;
     Ok(Json(json!({"owners": state.db.owners(&name).await?})).into_response())
+}
+
+/// The publisher keys the registry attests (its `config.json`).
+async fn keys(State(state): Shared) -> ApiResult<Response> {
+    Ok(Json(json!({"keys": state.registry.config()?.keys})).into_response())
+}
+
+/// `PUT /api/v1/keys/{principal}` with an OpenSSH public key line as the body (admin only):
+/// registers a publisher's signing key and re-signs the registry.
+async fn add_key(
+    State(state): Shared,
+    Path(principal): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let token = authenticate(&state, &headers).await?;
+    if !token.is_admin() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "registering publisher keys needs an admin token",
+            Some("an admin creates one with `trellis registry token create --scope admin`"),
+        ));
+    }
+    let key = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "the key is not text", None))?;
+    let state2 = Arc::clone(&state);
+    let principal2 = principal.clone();
+    tokio::task::spawn_blocking(move || state2.registry.add_key(&principal2, &key))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string(), None))?
+        .map_err(|e| match e {
+            RegistryError::Trust(t) => ApiError::new(
+                StatusCode::BAD_REQUEST,
+                t.to_string(),
+                Some("send one OpenSSH public key line, e.g. the contents of a .pub file"),
+            ),
+            other => other.into(),
+        })?;
+    Ok(
+        Json(json!({"principal": principal, "keys": state.registry.config()?.keys}))
+            .into_response(),
+    )
 }
 
 async fn health(State(state): Shared) -> ApiResult<Response> {
