@@ -61,12 +61,11 @@ fn panicked(hook: &str, plugin: &str, payload: &(dyn Any + Send)) -> HookError {
     }
 }
 
-#[cold]
 fn missing_argument(call: &HookCall<'_>, imp: &RegisteredImpl) -> Option<HookError> {
     imp.opts
         .argnames
         .iter()
-        .find(|a| call.args.get(a.as_str()).is_none())
+        .find(|a| call.arg(a.as_str()).is_none())
         .map(|a| HookError::MissingArgument {
             hook: call.hook.to_owned(),
             plugin: imp.plugin.to_string(),
