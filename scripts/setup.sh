@@ -9,6 +9,13 @@ if ! python3 -c 'import pluggy' 2>/dev/null; then
   python3 -m pip install --quiet --disable-pip-version-check 'pluggy>=1.5' >&2
 fi
 
+# moto: an S3-compatible server the registry server's object-storage test runs against
+# (scripts/s3.sh).
+if ! python3 -c 'import moto.server' 2>/dev/null; then
+  echo "setup: installing moto (Python) for the object-storage test" >&2
+  python3 -m pip install --quiet --disable-pip-version-check 'moto[server]>=5' >&2
+fi
+
 # The wasm32-wasip2 target: the example and test plugins are WebAssembly components.
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
   echo "setup: adding the wasm32-wasip2 Rust target" >&2

@@ -59,8 +59,8 @@ enum Command {
     /// Read and verify the tamper-evident audit log (.trellis/audit.jsonl).
     #[command(subcommand)]
     Audit(trust::AuditCommand),
-    /// Run a registry: kept as a directory (init, add-key, publish, yank, refresh) or served
-    /// over HTTP (serve, token).
+    /// Run a registry: kept as a directory (init, add-key, publish, yank, refresh,
+    /// rotate-root) or served over HTTP (serve, token).
     #[command(subcommand)]
     Registry(registry::RegistryCommand),
     /// Opt in to or out of usage telemetry (off until you enable it).

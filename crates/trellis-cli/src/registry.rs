@@ -80,6 +80,10 @@ pub enum RegistryCommand {
         /// Requests per second per client address (0: no limit).
         #[arg(long, default_value_t = 100)]
         rate_limit: u32,
+        /// Keep archives in object storage: `s3://BUCKET/PREFIX` (any S3-compatible store;
+        /// credentials, region and endpoint from AWS_* variables) or `file:///DIR`.
+        #[arg(long, value_name = "URL", env = "TRELLIS_REGISTRY_ARCHIVES")]
+        archives: Option<String>,
     },
     /// Write a registry's static form (signed metadata and targets) to DIR for any static host
     /// or CDN; the copy is verified before the command succeeds.
@@ -89,6 +93,10 @@ pub enum RegistryCommand {
         /// The registry directory, or a server's data directory (its `static/`).
         #[arg(long, value_name = "DIR", default_value = "registry-data")]
         from: PathBuf,
+        /// The server's archive store, when it keeps archives in object storage (as `serve
+        /// --archives`): they are copied into the export.
+        #[arg(long, value_name = "URL", env = "TRELLIS_REGISTRY_ARCHIVES")]
+        archives: Option<String>,
     },
     /// Manage the server's publish tokens (stored hashed; the secret is shown once).
     #[command(subcommand)]
@@ -103,11 +111,50 @@ pub enum RegistryCommand {
         #[arg(long, value_name = "DURATION", value_parser = parse_expiry)]
         timestamp_expiry: Option<chrono::Duration>,
     },
+    /// Sign a new root.json (version up one, a fresh expiry) that clients follow from the root
+    /// they pinned: run it before the root expires (a year by default), or with --new-keys to
+    /// replace every signing key (the old ones are moved to KEYS/retired/<old version>/).
+    RotateRoot {
+        dir: PathBuf,
+        #[arg(long, value_name = "DIR")]
+        keys: Option<PathBuf>,
+        /// Generate new keys for every role (root, targets, snapshot, timestamp).
+        #[arg(long)]
+        new_keys: bool,
+        /// How long the new root.json is valid (default 365d): clients refuse a registry whose
+        /// root has expired.
+        #[arg(long, value_name = "DURATION", value_parser = parse_long_expiry)]
+        root_expiry: Option<chrono::Duration>,
+    },
 }
 
 fn parse_expiry(text: &str) -> Result<chrono::Duration, String> {
     let duration = trellis_manifest::parse_duration(text)?;
     chrono::Duration::from_std(duration).map_err(|e| e.to_string())
+}
+
+/// [`parse_expiry`], plus hours and days (`720h`, `365d`): a root lives for months.
+fn parse_long_expiry(text: &str) -> Result<chrono::Duration, String> {
+    let t = text.trim();
+    for (unit, make) in [
+        (
+            "d",
+            chrono::Duration::try_days as fn(i64) -> Option<chrono::Duration>,
+        ),
+        ("h", chrono::Duration::try_hours),
+    ] {
+        if let Some(number) = t.strip_suffix(unit)
+            && !number.is_empty()
+            && number.bytes().all(|b| b.is_ascii_digit())
+        {
+            return number
+                .parse::<i64>()
+                .ok()
+                .and_then(make)
+                .ok_or_else(|| format!("`{text}` is too long a duration"));
+        }
+    }
+    parse_expiry(text).map_err(|e| format!("{e}; hours and days work too (`720h`, `365d`)"))
 }
 
 #[derive(Subcommand)]
@@ -290,6 +337,7 @@ pub fn registry(cmd: &RegistryCommand, out: &Output) -> Result<(), Failure> {
             keys,
             max_body,
             rate_limit,
+            archives,
         } => {
             std::fs::create_dir_all(data)
                 .with_context(|| format!("creating {}", data.display()))?;
@@ -301,6 +349,7 @@ pub fn registry(cmd: &RegistryCommand, out: &Output) -> Result<(), Failure> {
                 name: name.clone(),
                 max_body: *max_body,
                 rate_limit: *rate_limit,
+                archives: archives.clone(),
             };
             let json = out.is_json();
             let registry_name = name.clone();
@@ -324,13 +373,23 @@ pub fn registry(cmd: &RegistryCommand, out: &Output) -> Result<(), Failure> {
             Ok(())
         }
         RegistryCommand::Token(cmd) => token(cmd, out),
-        RegistryCommand::Export { dir, from } => {
+        RegistryCommand::Export {
+            dir,
+            from,
+            archives,
+        } => {
             let source = if from.join("static").join("metadata").is_dir() {
                 from.join("static")
             } else {
                 from.clone()
             };
-            let files = LocalRegistry::open(&source, Path::new("."))?.export(dir)?;
+            let mut registry = LocalRegistry::open(&source, Path::new("."))?;
+            if let Some(url) = archives {
+                registry = registry.with_archive_store(std::sync::Arc::new(
+                    trellis_registry_server::ObjectArchives::from_url(url)?,
+                ));
+            }
+            let files = registry.export(dir)?;
             out.value(&json!({"exported": dir, "files": files}), || {
                 format!(
                     "Exported {files} files to {} (verified); serve the directory as it is",
@@ -355,6 +414,52 @@ pub fn registry(cmd: &RegistryCommand, out: &Output) -> Result<(), Failure> {
             out.value(&json!({"timestamp_version": version}), || {
                 format!("Re-signed timestamp.json (version {version})")
             });
+            Ok(())
+        }
+        RegistryCommand::RotateRoot {
+            dir,
+            keys,
+            new_keys,
+            root_expiry,
+        } => {
+            let mut registry = open_local(dir, keys.as_deref())?;
+            if let Some(root) = root_expiry {
+                registry = registry.with_expiries(trellis_registry::tuf::Expiries {
+                    root: *root,
+                    ..trellis_registry::tuf::Expiries::default()
+                });
+            }
+            let before = trellis_registry::tuf::root_summary(dir)?;
+            let version = registry.rotate_root(*new_keys)?;
+            let after = trellis_registry::tuf::root_summary(dir)?;
+            // Compared rather than taken from --new-keys: running it again after an
+            // interruption finishes what the interrupted run started.
+            let keys_changed = before.key_ids != after.key_ids;
+            let keys_dir = keys_dir(keys.as_deref(), &registry.config()?.name)?;
+            let retired = keys_changed.then(|| {
+                keys_dir
+                    .join(trellis_registry::tuf::RETIRED_KEYS_DIR)
+                    .join(version.saturating_sub(1).to_string())
+            });
+            out.value(
+                &json!({"root_version": version, "expires": after.expires,
+                        "keys_changed": keys_changed, "retired_keys": retired}),
+                || {
+                    let mut text = format!(
+                        "Signed root.json version {version} (expires {}); clients follow it from the root they pinned",
+                        after.expires
+                    );
+                    match &retired {
+                        Some(retired) => text.push_str(&format!(
+                            "\n  new keys for every role in {}; the old ones are in {} (nothing signs with them any more: keep them offline or destroy them)",
+                            keys_dir.display(),
+                            retired.display()
+                        )),
+                        None => text.push_str("\n  the signing keys are unchanged"),
+                    }
+                    text
+                },
+            );
             Ok(())
         }
     }
@@ -934,7 +1039,11 @@ pub fn update(project: &Project, args: UpdateArgs<'_>, out: &Output) -> Result<(
                 }),
             }
         };
-    let report = project.commit_update(&plan, items, &start)?;
+    // Migration functions run from the staged new version, on the wasm runtime.
+    let migrate = |call: trellis_project::MigrationCall<'_>| {
+        trellis_host::run_config_migration(project, call).map_err(|e| e.to_string())
+    };
+    let report = project.commit_update(&plan, items, &migrate, &start)?;
     out.value(
         &json!({"updated": report.updated, "migrated": report.migrated,
                 "backup": report.backup, "held_back": held_back,

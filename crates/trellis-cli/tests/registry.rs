@@ -680,3 +680,221 @@ fn the_policy_decides_which_registries_may_be_used() {
     let err = env.fails(&["plugin", "install", "x", "--yes"]);
     assert!(err.contains("registries.allowed"), "{err}");
 }
+
+/// The registry's operator rotates its root with new keys for every role: a project that
+/// pinned the first root follows the rotation, updates to a version signed with the new keys,
+/// and pins the new root; a checkout that still pins the first root follows the whole chain.
+#[test]
+fn a_root_rotation_with_new_keys_is_followed_by_projects() {
+    let env = Env::new();
+    let alice = team_registry(&env, false);
+    let reg = env.registry.to_str().unwrap();
+    let keys = env.keys.to_str().unwrap();
+    env.ok(&["plugin", "install", "base", "--yes"]);
+    let pin = env.project.join(".trellis/registries/team.root.json");
+    let first_root = fs::read(&pin).unwrap();
+
+    let out = env.json(&["registry", "rotate-root", reg, "--new-keys", "--keys", keys]);
+    assert_eq!(out["root_version"], 2, "{out}");
+    assert_eq!(out["keys_changed"], true, "{out}");
+    assert!(
+        out["expires"].as_str().is_some_and(|e| e.starts_with("20")),
+        "{out}"
+    );
+    let retired = PathBuf::from(out["retired_keys"].as_str().unwrap());
+    assert_eq!(retired, env.keys.join("retired/1"));
+    for name in ["root.pem", "targets.pem", "snapshot.pem", "timestamp.pem"] {
+        assert!(retired.join(name).is_file(), "{name} retired");
+        assert_ne!(
+            fs::read(retired.join(name)).unwrap(),
+            fs::read(env.keys.join(name)).unwrap(),
+            "{name} replaced"
+        );
+    }
+
+    // A new version, signed with the new keys, is verified through the pinned first root.
+    let base11 = env.package("base", "1.1.0", "", &alice);
+    env.reg(&["publish", reg, base11.to_str().unwrap()]);
+    let out = env.ok(&["plugin", "update", "base", "--yes"]);
+    assert!(out.contains("Updated base 1.0.0 → 1.1.0"), "{out}");
+    assert!(out.contains("rotated its root (version 1 → 2)"), "{out}");
+    assert_eq!(
+        env.installed(&env.project),
+        [triple("base", "1.1.0", "verified")]
+    );
+    let pinned: Value = serde_json::from_slice(&fs::read(&pin).unwrap()).unwrap();
+    assert_eq!(
+        pinned["signed"]["version"], 2,
+        "the project pins the new root"
+    );
+    env.ok(&["plugin", "search", "base"]);
+
+    // Without new keys, with a root expiry of its own; a root that expires soon is warned
+    // about with the command that renews it.
+    let out = env.reg(&["rotate-root", reg, "--root-expiry", "10d"]);
+    assert!(
+        out.contains("Signed root.json version 3") && out.contains("signing keys are unchanged"),
+        "{out}"
+    );
+    let out = env.reg(&["refresh", reg]);
+    assert!(out.contains("trellis registry rotate-root"), "{out}");
+
+    // A checkout from before the rotation, on a fresh cache, follows root 1 → 2 → 3.
+    let second = env.root.join("second");
+    fs::create_dir_all(second.join(".trellis/registries")).unwrap();
+    fs::copy(
+        env.project.join(".trellis/registries.yaml"),
+        second.join(".trellis/registries.yaml"),
+    )
+    .unwrap();
+    fs::write(
+        second.join(".trellis/registries/team.root.json"),
+        &first_root,
+    )
+    .unwrap();
+    env.run(&second, &["plugin", "install", "base", "--yes"], true);
+    assert_eq!(
+        env.installed(&second),
+        [triple("base", "1.1.0", "verified")]
+    );
+    let pinned: Value = serde_json::from_slice(
+        &fs::read(second.join(".trellis/registries/team.root.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(pinned["signed"]["version"], 3);
+    env.ok(&["audit", "verify"]);
+}
+
+/// The `hostile` example's component, whose configuration migration functions (`to_v2`,
+/// `fail`, `panic`, `state`, ...) the update tests call. Needs `bash scripts/build-plugins.sh`.
+fn hostile_wasm() -> PathBuf {
+    let file =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plugins/hostile/plugin.wasm");
+    assert!(
+        file.is_file(),
+        "examples/plugins/hostile/plugin.wasm is missing: run `bash scripts/build-plugins.sh`"
+    );
+    file
+}
+
+/// A wasm plugin `gate` running the hostile component, with `config` appended to its
+/// manifest, built, signed with `key` and published to the env's registry.
+fn publish_wasm_gate(env: &Env, version: &str, config: &str, key: &Path) {
+    let dir = env.root.join("src").join(format!("gate-{version}"));
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("plugin.yaml"),
+        format!(
+            "apiVersion: trellis.dev/v1\nkind: Plugin\nmetadata:\n  name: gate\n  version: {version}\n  description: the gate plugin\n  license: MIT\n  keywords: [demo]\n  categories: [commands]\nprovides:\n  commands:\n    - name: ok\n      description: behaves\nrequires:\n  capabilities:\n    - name: state\n      reason: remember things\nruntime:\n  type: wasm\n  entry: plugin.wasm\n{config}"
+        ),
+    )
+    .unwrap();
+    fs::copy(hostile_wasm(), dir.join("plugin.wasm")).unwrap();
+    fs::write(dir.join("README.md"), "# gate\n").unwrap();
+    let built = env.json(&[
+        "plugin",
+        "build",
+        dir.to_str().unwrap(),
+        "--out",
+        env.root.join("dist").to_str().unwrap(),
+    ]);
+    let archive = built["archive"].as_str().unwrap().to_owned();
+    env.ok(&["plugin", "sign", &archive, "--key", key.to_str().unwrap()]);
+    env.reg(&["publish", env.registry.to_str().unwrap(), &archive]);
+}
+
+/// The configuration schema of gate 2.x, whose `config.migrations` entry for 2.0.0 runs
+/// `function`: 1.x had `threshold` (0 to 10), 2.x has `severity.threshold` in percent.
+fn gate_v2_config(function: &str) -> String {
+    format!(
+        "config:\n  schema:\n    type: object\n    additionalProperties: false\n    required: [severity]\n    properties:\n      severity:\n        type: object\n        additionalProperties: false\n        required: [threshold]\n        properties:\n          threshold: {{ type: integer }}\n  migrations:\n    - version: 2.0.0\n      function: \"{function}\"\n"
+    )
+}
+
+/// A migration function in the new version's wasm computes what no rename could (a value ten
+/// times larger, under a new key); one that fails, panics or reaches for a capability refuses
+/// the update before anything is written.
+#[test]
+fn update_runs_wasm_migration_functions_and_refuses_when_one_fails() {
+    let env = Env::new();
+    let alice = team_registry(&env, false);
+    publish_wasm_gate(
+        &env,
+        "1.0.0",
+        "config:\n  schema:\n    type: object\n    additionalProperties: false\n    properties:\n      threshold: { type: integer }\n",
+        &alice,
+    );
+    env.ok(&["plugin", "install", "gate", "--yes"]);
+    env.ok(&["plugin", "enable", "gate"]);
+    env.ok(&["plugin", "config", "gate", "set", "threshold", "5"]);
+    assert_eq!(env.json(&["ok"])["output"], serde_json::json!({"ok": true}));
+    let config_file = env.project.join(".trellis/config.yaml");
+    let config_text = fs::read_to_string(&config_file).unwrap();
+
+    for (version, function, cause) in [
+        (
+            "2.0.0",
+            "fail",
+            "it returned an error: hostile migration refuses on purpose",
+        ),
+        ("2.0.1", "panic", "hostile migration panics on purpose"),
+        (
+            "2.0.2",
+            "state",
+            "which needs `state`; migration functions run without any capability",
+        ),
+        (
+            "2.0.3",
+            "null",
+            "it returned null, not a configuration object",
+        ),
+    ] {
+        publish_wasm_gate(&env, version, &gate_v2_config(function), &alice);
+        let err = env.fails(&["plugin", "update", "gate", "--major", "--yes"]);
+        assert!(
+            err.contains(&format!(
+                "the update of `gate` to {version} was refused: its configuration migration 2.0.0 (function `{function}`) failed: "
+            )),
+            "{err}"
+        );
+        assert!(err.contains(cause), "{function}: {err}");
+        assert!(err.contains("nothing was changed"), "{err}");
+        // Version, state, grants and configuration are as they were; not even a backup.
+        let list = env.json(&["plugin", "list"]);
+        assert_eq!(list["plugins"][0]["version"], "1.0.0", "{list}");
+        assert_eq!(list["plugins"][0]["state"], "enabled", "{list}");
+        assert_eq!(
+            list["plugins"][0]["granted"],
+            serde_json::json!(["state"]),
+            "{list}"
+        );
+        assert_eq!(
+            env.json(&["plugin", "config", "gate", "get"]),
+            serde_json::json!({"threshold": 5})
+        );
+        assert_eq!(fs::read_to_string(&config_file).unwrap(), config_text);
+        assert!(!env.project.join(".trellis/backups").exists());
+        assert!(
+            !env.project.join(".trellis/state").exists(),
+            "the migration wrote state"
+        );
+    }
+    let err = env.fails(&["--json", "plugin", "update", "gate", "--major", "--yes"]);
+    assert!(err.contains("config_migration_failed"), "{err}");
+
+    publish_wasm_gate(&env, "2.1.0", &gate_v2_config("to_v2"), &alice);
+    let out = env.ok(&["plugin", "update", "gate", "--major", "--yes"]);
+    assert!(out.contains("Updated gate 1.0.0 → 2.1.0"), "{out}");
+    assert!(
+        out.contains("to_v2(): threshold removed, severity.threshold added"),
+        "{out}"
+    );
+    assert_eq!(
+        env.json(&["plugin", "config", "gate", "get"]),
+        serde_json::json!({"severity": {"threshold": 50}})
+    );
+    let list = env.json(&["plugin", "list"]);
+    assert_eq!(list["plugins"][0]["version"], "2.1.0", "{list}");
+    assert_eq!(list["plugins"][0]["state"], "enabled", "{list}");
+    assert_eq!(env.json(&["ok"])["output"], serde_json::json!({"ok": true}));
+}

@@ -19,6 +19,8 @@ struct Env {
     listen: String,
     /// `--database URL` for the server and the token commands; SQLite in the data dir if not.
     database: Option<String>,
+    /// Environment variables for every command (the object store's credentials).
+    vars: Vec<(String, String)>,
 }
 
 /// A running `trellis registry serve`, killed when dropped.
@@ -46,6 +48,7 @@ impl Env {
             root,
             listen,
             database: None,
+            vars: Vec::new(),
             _tmp: tmp,
         };
         fs::create_dir_all(&env.project).unwrap();
@@ -62,6 +65,9 @@ impl Env {
             .env("HOME", self.root.join("home"))
             .env("TRELLIS_CONFIG_DIR", self.root.join("user"))
             .env("TRELLIS_CACHE_DIR", self.root.join("cache"));
+        for (k, v) in &self.vars {
+            cmd.env(k, v);
+        }
         cmd
     }
 
@@ -148,12 +154,24 @@ impl Env {
 
     /// A declarative plugin, built and signed; returns the archive.
     fn package(&self, name: &str, version: &str, key: &Path) -> PathBuf {
+        self.package_described(name, version, key, &format!("the {name} plugin"), name)
+    }
+
+    /// A package with its own description and keywords (a YAML flow list's items).
+    fn package_described(
+        &self,
+        name: &str,
+        version: &str,
+        key: &Path,
+        description: &str,
+        keywords: &str,
+    ) -> PathBuf {
         let dir = self.root.join("src").join(format!("{name}-{version}"));
         fs::create_dir_all(dir.join("t")).unwrap();
         fs::write(
             dir.join("plugin.yaml"),
             format!(
-                "apiVersion: trellis.dev/v1\nkind: Plugin\nmetadata:\n  name: {name}\n  version: {version}\n  description: the {name} plugin\n  license: MIT\n  keywords: [{name}]\n  categories: [commands]\nprovides:\n  commands:\n    - name: {name}-hi\n      description: hi\n      template: t/hi.md\n"
+                "apiVersion: trellis.dev/v1\nkind: Plugin\nmetadata:\n  name: {name}\n  version: {version}\n  description: {description}\n  license: MIT\n  keywords: [{keywords}]\n  categories: [commands]\nprovides:\n  commands:\n    - name: {name}-hi\n      description: hi\n      template: t/hi.md\n"
             ),
         )
         .unwrap();
@@ -276,6 +294,186 @@ impl Drop for Postgres {
     }
 }
 
+/// A throwaway S3-compatible server from scripts/s3.sh with one bucket, stopped when dropped.
+struct S3 {
+    dir: tempfile::TempDir,
+    endpoint: String,
+}
+
+impl S3 {
+    fn start(bucket: &str) -> S3 {
+        let dir = tempfile::tempdir().unwrap();
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/s3.sh");
+        let out = StdCommand::new("bash")
+            .args([script, "start", dir.path().to_str().unwrap(), bucket])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "the S3 server did not start (scripts/setup.sh installs moto): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let endpoint = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        S3 { dir, endpoint }
+    }
+
+    /// What the server needs to reach it, as it would for AWS.
+    fn vars(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ACCESS_KEY_ID", "trellis-test"),
+            ("AWS_SECRET_ACCESS_KEY", "trellis-test-secret"),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ENDPOINT", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+}
+
+impl S3 {
+    /// Reads or (with `put`) writes an object as the bucket's owner would, with boto3 (which
+    /// moto's server installs), signed like any S3 client.
+    fn object(&self, bucket: &str, key: &str, put: Option<&[u8]>) -> Vec<u8> {
+        let file = self.dir.path().join("object");
+        if let Some(bytes) = put {
+            fs::write(&file, bytes).unwrap();
+        }
+        let script = r#"
+import sys, boto3
+endpoint, bucket, key, mode, path = sys.argv[1:]
+s3 = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                  aws_access_key_id="trellis-test", aws_secret_access_key="trellis-test-secret")
+if mode == "put":
+    s3.put_object(Bucket=bucket, Key=key, Body=open(path, "rb").read())
+else:
+    open(path, "wb").write(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+"#;
+        let out = StdCommand::new("python3")
+            .args(["-c", script, &self.endpoint, bucket, key])
+            .arg(if put.is_some() { "put" } else { "get" })
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        fs::read(&file).unwrap()
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/s3.sh");
+        let _ = StdCommand::new("bash")
+            .args([script, "stop", self.dir.path().to_str().unwrap()])
+            .output();
+    }
+}
+
+/// Archives in S3-compatible object storage: the bytes go to the bucket, the signed index
+/// stays in the data directory, and clients verify the bytes as always, so an object changed
+/// in the bucket is refused.
+#[test]
+fn archives_kept_in_s3_compatible_storage_are_served_verified_and_exported() {
+    let s3 = S3::start("trellis-archives");
+    let mut env = Env::new();
+    env.vars = s3.vars();
+    let store = "s3://trellis-archives/team";
+    let (server, alice) = env.started(&["--archives", store]);
+    let base = server.base.clone();
+    let (_, token) = env.token("alice@example.com", &["publish:*"]);
+    let notes = env.package("notes", "1.0.0", &alice);
+    let bytes = fs::read(&notes).unwrap();
+    assert_eq!(put(&base, &notes, "notes", "1.0.0", &token).0, 201);
+
+    let archive_dir = env.root.join("data/static/targets/archives/notes");
+    assert!(!archive_dir.join("notes-1.0.0.tar.gz").exists());
+    assert!(archive_dir.join("notes-1.0.0.tar.gz.sig").is_file());
+    let object = "team/archives/notes/notes-1.0.0.tar.gz";
+    assert_eq!(s3.object("trellis-archives", object, None), bytes);
+
+    // The API, the static form and the web UI read it from the bucket; the client installs
+    // it verified by TUF.
+    let download = format!("{base}/api/v1/plugins/notes/versions/1.0.0/download");
+    assert_eq!(
+        agent()
+            .get(&download)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_vec()
+            .unwrap(),
+        bytes
+    );
+    let (status, page) = get(&format!("{base}/plugins/notes"));
+    assert_eq!(status, 200);
+    assert!(page.contains("<h1>readme</h1>"), "{page}");
+    env.ok(&["plugin", "install", "notes", "--yes"]);
+    let list: Value = serde_json::from_str(&env.ok(&["--json", "plugin", "list"])).unwrap();
+    assert_eq!(list["plugins"][0]["version"], "1.0.0", "{list}");
+    assert_eq!(list["plugins"][0]["trust"], "verified", "{list}");
+
+    // A restart rebuilds the index from the static form; the archives stay in the bucket.
+    drop(server);
+    let server = env.serve(&["--archives", store], &[]);
+    let mut r = agent()
+        .get(&format!(
+            "{}/api/v1/plugins/notes/versions/1.0.0/download",
+            server.base
+        ))
+        .call()
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.body_mut().read_to_vec().unwrap(), bytes);
+
+    // The export copies the archives out of the bucket; without the store it cannot.
+    let data = env.data();
+    let lacking = env.root.join("export-lacking");
+    let mut cmd = env.cmd();
+    let out = cmd
+        .env_remove("TRELLIS_REGISTRY_ARCHIVES")
+        .args([
+            "registry",
+            "export",
+            lacking.to_str().unwrap(),
+            "--from",
+            &data,
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("object storage"), "{err}");
+    let exported = env.root.join("export");
+    env.ok(&[
+        "registry",
+        "export",
+        exported.to_str().unwrap(),
+        "--from",
+        &data,
+        "--archives",
+        store,
+    ]);
+    assert_eq!(
+        fs::read(exported.join("targets/archives/notes/notes-1.0.0.tar.gz")).unwrap(),
+        bytes
+    );
+
+    // Bytes changed in the bucket are refused by the client, which checks the signed hash.
+    let mut tampered = bytes.clone();
+    let last = tampered.len() - 1;
+    tampered[last] ^= 0xff;
+    s3.object("trellis-archives", object, Some(&tampered));
+    env.ok(&["plugin", "remove", "notes"]);
+    fs::remove_dir_all(env.root.join("cache")).unwrap();
+    let err = env.run(&["plugin", "install", "notes", "--yes"], None, false);
+    assert!(err.contains("does not match targets.json"), "{err}");
+}
+
 /// The same, with the database in a real PostgreSQL.
 #[test]
 fn the_server_runs_on_postgresql_with_the_same_code() {
@@ -381,13 +579,57 @@ fn publish_search_install(env: Env) {
     let (_, body) = get(&format!("{base}/api/v1/categories"));
     assert_eq!(
         serde_json::from_str::<Value>(&body).unwrap()["categories"]["commands"],
-        2
+        2,
+        "{body}"
     );
     let (status, body) = get(&format!("{base}/api/v1/plugins/notes"));
     assert_eq!(status, 200);
     assert!(body.contains("trellis plugin install notes"), "{body}");
     let (status, _) = get(&format!("{base}/api/v1/plugins/ghost"));
     assert_eq!(status, 404);
+
+    // Full-text search in the database: stems and prefixes, name matches ranked first, paging,
+    // and no query syntax reaching SQL or the full-text parser.
+    for (name, description, keywords) in [
+        (
+            "vuln-finder",
+            "Scans dependencies for known vulnerabilities and license problems",
+            "security, audit",
+        ),
+        (
+            "license-check",
+            "Checks the licenses of all dependencies",
+            "compliance",
+        ),
+    ] {
+        let archive = env.package_described(name, "1.0.0", &alice, description, keywords);
+        assert_eq!(put(&base, &archive, name, "1.0.0", &alice_token).0, 201);
+    }
+    let names = |query: &str| -> (u64, Vec<String>) {
+        let (status, body) = get(&format!("{base}/api/v1/plugins?{query}"));
+        assert_eq!(status, 200, "{query}: {body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let names = v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["name"].as_str().unwrap().to_owned())
+            .collect();
+        (v["total"].as_u64().unwrap(), names)
+    };
+    assert_eq!(names("q=scanning"), (1, vec!["vuln-finder".to_owned()]));
+    assert_eq!(names("q=vuln").1, ["vuln-finder"]);
+    assert_eq!(names("q=audit").1, ["vuln-finder"]);
+    assert_eq!(names("q=depend").0, 2);
+    assert_eq!(names("q=license").1, ["license-check", "vuln-finder"]);
+    assert_eq!(names("q=license+compliance").1, ["license-check"]);
+    assert_eq!(names("q=nothing-like-this").0, 0);
+    let everything = names("").0;
+    assert_eq!(everything, 4);
+    assert_eq!(names("q=%22%27%29%28%2A%3B--").0, everything);
+    assert_eq!(names("limit=1&offset=1"), (4, vec!["notes".to_owned()]));
+    assert_eq!(get(&format!("{base}/api/v1/plugins?limit=0")).0, 400);
+    assert_eq!(get(&format!("{base}/api/v1/plugins?limit=201")).0, 400);
     let mut r = agent()
         .get(&format!(
             "{base}/api/v1/plugins/notes/versions/1.0.0/download"
@@ -442,7 +684,7 @@ fn publish_search_install(env: Env) {
     assert_eq!((status, body.contains("\"ok\"")), (200, true), "{body}");
     let (_, metrics) = get(&format!("{base}/metrics"));
     assert!(
-        metrics.contains("trellis_registry_published_total 2"),
+        metrics.contains("trellis_registry_published_total 4"),
         "{metrics}"
     );
     assert!(metrics.contains("status=\"401\""), "{metrics}");

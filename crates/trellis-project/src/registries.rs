@@ -235,7 +235,9 @@ impl Project {
         let cache = self.registry_cache(&source.name)?;
         let _ = fs::remove_dir_all(&cache);
         let view = self.load_registry(&source, &root_bytes, false)?;
-        write_atomic(&self.root_pin_path(&source.name), &root_bytes)?;
+        // The newest root verified from the one given: the registry may have rotated it.
+        let pinned = newer_root(&view, &root_bytes)?.unwrap_or(root_bytes);
+        write_atomic(&self.root_pin_path(&source.name), &pinned)?;
         file.registries.push(source.clone());
         self.write_registries(&file)?;
         self.audit.record(
@@ -329,11 +331,42 @@ impl Project {
                 },
                 _ => io_err(&pin)(e),
             })?;
-            catalog
-                .registries
-                .push(self.load_registry(&source, &root, offline)?);
+            let view = self.load_registry(&source, &root, offline)?;
+            if let Some(newer) = newer_root(&view, &root)? {
+                self.update_root_pin(&source.name, &pin, &root, &newer)?;
+            }
+            catalog.registries.push(view);
         }
         Ok(catalog)
+    }
+
+    /// Pins `newer`, a root the registry rotated to and that verified from the pinned `old`:
+    /// from now on it is what is trusted, so a fresh cache (another machine, CI) starts from
+    /// it rather than from keys the registry has retired. The pin is a committed file: the
+    /// change shows up for review like any other.
+    fn update_root_pin(
+        &self,
+        name: &str,
+        pin: &Path,
+        old: &[u8],
+        newer: &[u8],
+    ) -> Result<(), ProjectError> {
+        write_atomic(pin, newer)?;
+        let (from, to) = (root_version(old), root_version(newer));
+        // Shown by default: the team should commit the new pin.
+        tracing::warn!(
+            "registry `{name}` rotated its root (version {} → {}): {} now pins the new one; commit it",
+            from.unwrap_or_default(),
+            to.unwrap_or_default(),
+            pin.display()
+        );
+        self.audit.record(
+            trellis_audit::AuditEvent::new("registry.root_updated", "ok")
+                .detail("registry", serde_json::json!(name))
+                .detail("from_version", serde_json::json!(from))
+                .detail("to_version", serde_json::json!(to)),
+        );
+        Ok(())
     }
 
     fn load_registry(
@@ -540,6 +573,28 @@ fn read_cached(source: &RegistrySource, copies: &Path) -> Result<RegistryView, P
         offline: true,
         verified: None,
     })
+}
+
+/// The version a root metadata file claims (it is checked by TUF, not here).
+fn root_version(bytes: &[u8]) -> Option<u64> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    value["signed"]["version"].as_u64()
+}
+
+/// The root `view` was verified with, when it is newer than `pinned`: the registry rotated its
+/// root since it was pinned, and TUF followed the rotation from the pin.
+fn newer_root(view: &RegistryView, pinned: &[u8]) -> Result<Option<Vec<u8>>, ProjectError> {
+    let Some(verified) = &view.verified else {
+        return Ok(None);
+    };
+    let verified = &verified.0;
+    if root_version(pinned).is_some_and(|v| v >= verified.root().signed.version.get()) {
+        return Ok(None);
+    }
+    verified
+        .root_json()
+        .map(Some)
+        .map_err(|e| registry_error(&view.source.name, e))
 }
 
 fn metadata_url(base: &url::Url) -> Result<url::Url, ProjectError> {

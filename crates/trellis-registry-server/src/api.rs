@@ -123,7 +123,8 @@ pub fn router(state: Arc<AppState>, config: &ServerConfig) -> Router {
         .route("/metrics", get(metrics))
         .nest_service(
             "/registry",
-            tower_http::services::ServeDir::new(config.static_dir()),
+            tower_http::services::ServeDir::new(config.static_dir())
+                .fallback(get(external_target).with_state(Arc::clone(&state))),
         )
         .layer(DefaultBodyLimit::max(config.max_body))
         .layer(middleware::from_fn_with_state(Arc::clone(&state), observe));
@@ -222,7 +223,14 @@ struct SearchQuery {
     q: String,
     category: Option<String>,
     trust: Option<String>,
+    limit: Option<u32>,
+    #[serde(default)]
+    offset: u32,
 }
+
+/// Results per page when a search does not say, and the most it may ask for.
+const DEFAULT_LIMIT: u32 = 50;
+const MAX_LIMIT: u32 = 200;
 
 async fn search(State(state): Shared, Query(query): Query<SearchQuery>) -> ApiResult<Response> {
     let trust = match query.trust.as_deref() {
@@ -235,11 +243,31 @@ async fn search(State(state): Shared, Query(query): Query<SearchQuery>) -> ApiRe
             )
         })?),
     };
-    let results = state
+    let limit = query.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("limit {limit} is out of range"),
+            Some("ask for 1 to 200 results a page, and page with offset"),
+        ));
+    }
+    let page = state
         .db
-        .search(&query.q, query.category.as_deref(), trust)
+        .search(&crate::SearchRequest {
+            text: &query.q,
+            category: query.category.as_deref().filter(|c| !c.is_empty()),
+            min_trust: trust,
+            limit,
+            offset: query.offset,
+        })
         .await?;
-    Ok(Json(json!({"results": results})).into_response())
+    Ok(Json(json!({
+        "results": page.results,
+        "total": page.total,
+        "limit": limit,
+        "offset": query.offset,
+    }))
+    .into_response())
 }
 
 async fn categories(State(state): Shared) -> ApiResult<Response> {
@@ -304,22 +332,56 @@ async fn download(
         return Err(not_found(&format!("{name} {version}")));
     }
     let config = state.registry.config()?;
-    let file = state
-        .registry
-        .target_file(&config.download_location(&name, &version));
-    let bytes = tokio::fs::read(&file).await.map_err(|e| {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{}: {e}", file.display()),
-            None,
-        )
-    })?;
+    let location = config.download_location(&name, &version);
+    let file = state.registry.target_file(&location);
+    let body = if file.is_file() {
+        Body::from(tokio::fs::read(&file).await.map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("{}: {e}", file.display()),
+                None,
+            )
+        })?)
+    } else {
+        stored_archive(&state, &location)
+            .await?
+            .ok_or_else(|| not_found(&format!("the archive of {name} {version}")))?
+    };
     state.metrics.downloads.fetch_add(1, Ordering::Relaxed);
-    Ok((
-        [(header::CONTENT_TYPE, "application/gzip")],
-        Body::from(bytes),
-    )
-        .into_response())
+    Ok(([(header::CONTENT_TYPE, "application/gzip")], body).into_response())
+}
+
+/// The bytes of target `location` streamed from the archive store, when it is kept there.
+async fn stored_archive(state: &AppState, location: &str) -> ApiResult<Option<Body>> {
+    let (Some(archives), Some(_)) = (&state.archives, state.registry.external_target(location)?)
+    else {
+        return Ok(None);
+    };
+    Ok(archives.stream(location).await?.map(Body::from_stream))
+}
+
+/// What `/registry/` serves that is not a file in the static form: archives kept in object
+/// storage, under the same target names, so clients need not know where they are.
+async fn external_target(State(state): Shared, uri: axum::http::Uri) -> Response {
+    let path = percent_encoding::percent_decode_str(uri.path()).decode_utf8_lossy();
+    let Some(target) = path.strip_prefix("/targets/") else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    // Target names are plain relative paths; nothing may climb out of the store's prefix.
+    if target
+        .split('/')
+        .any(|part| part.is_empty() || part.starts_with('.'))
+    {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    match stored_archive(&state, target).await {
+        Ok(Some(body)) => {
+            state.metrics.downloads.fetch_add(1, Ordering::Relaxed);
+            ([(header::CONTENT_TYPE, "application/gzip")], body).into_response()
+        }
+        Ok(None) => StatusCode::NOT_FOUND.into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// `PUT /api/v1/plugins/{name}/versions/{version}`: the archive as the body, its signature
@@ -505,12 +567,12 @@ async fn add_key(
 }
 
 async fn health(State(state): Shared) -> ApiResult<Response> {
-    let plugins = state.db.search("", None, None).await?.len();
+    let plugins = state.db.plugin_count().await?;
     Ok(Json(json!({"status": "ok", "plugins": plugins})).into_response())
 }
 
 async fn metrics(State(state): Shared) -> ApiResult<Response> {
-    let plugins = state.db.search("", None, None).await?.len();
+    let plugins = state.db.plugin_count().await?;
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -12,6 +12,7 @@
 //! What this crate must not know about: projects, installing, grants, the CLI's rendering.
 
 mod api;
+mod archives;
 mod db;
 mod limits;
 mod metrics;
@@ -22,7 +23,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use api::ROUTES;
-pub use db::{Db, Summary, Token};
+pub use archives::ObjectArchives;
+pub use db::{Backend, Db, SearchPage, SearchRequest, Summary, Token};
 use trellis_registry::local::LocalRegistry;
 
 /// Everything that can go wrong serving a registry.
@@ -62,6 +64,9 @@ pub struct ServerConfig {
     pub max_body: usize,
     /// Requests per second allowed per client address (a burst of as many is allowed).
     pub rate_limit: u32,
+    /// Where archives are kept: `s3://BUCKET/PREFIX` or `file:///DIR`; default: the data
+    /// directory's static form.
+    pub archives: Option<String>,
 }
 
 impl ServerConfig {
@@ -83,6 +88,7 @@ impl ServerConfig {
 pub struct AppState {
     pub db: Db,
     pub registry: LocalRegistry,
+    pub archives: Option<ObjectArchives>,
     pub metrics: metrics::Metrics,
     pub limiter: limits::RateLimiter,
 }
@@ -93,12 +99,21 @@ pub async fn open(config: &ServerConfig) -> Result<Arc<AppState>, ServerError> {
     let static_dir = config.static_dir();
     let keys = config.keys.clone();
     let name = config.name.clone();
+    let archives = config
+        .archives
+        .as_deref()
+        .map(ObjectArchives::from_url)
+        .transpose()?;
+    let store = archives.clone();
     let registry = tokio::task::spawn_blocking(move || -> Result<LocalRegistry, ServerError> {
-        let registry = if static_dir.join("metadata").join("root.json").exists() {
+        let mut registry = if static_dir.join("metadata").join("root.json").exists() {
             LocalRegistry::open(&static_dir, &keys)?
         } else {
             LocalRegistry::init(&static_dir, &keys, &name)?
         };
+        if let Some(store) = store {
+            registry = registry.with_archive_store(Arc::new(store));
+        }
         if registry.recover()? {
             tracing::warn!("finished a publish that was interrupted");
         }
@@ -111,6 +126,7 @@ pub async fn open(config: &ServerConfig) -> Result<Arc<AppState>, ServerError> {
     Ok(Arc::new(AppState {
         db,
         registry,
+        archives,
         metrics: metrics::Metrics::default(),
         limiter: limits::RateLimiter::new(config.rate_limit),
     }))

@@ -25,7 +25,7 @@ impl Metrics {
         self.duration_micros.fetch_add(micros, Ordering::Relaxed);
     }
 
-    pub fn render(&self, plugins: usize) -> String {
+    pub fn render(&self, plugins: u64) -> String {
         let mut out = String::new();
         out.push_str("# TYPE trellis_registry_requests counter\n");
         out.push_str("# HELP trellis_registry_requests HTTP requests by route and status.\n");

@@ -82,11 +82,15 @@ pub struct SearchForm {
 pub async fn index(State(state): State<Arc<AppState>>, Query(form): Query<SearchForm>) -> Response {
     let trust = trellis_trust::TrustLevel::parse(&form.trust);
     let category = (!form.category.is_empty()).then_some(form.category.as_str());
-    let (results, categories) = match (
-        state.db.search(&form.q, category, trust).await,
-        state.db.categories().await,
-    ) {
-        (Ok(r), Ok(c)) => (r, c),
+    let request = crate::SearchRequest {
+        text: &form.q,
+        category,
+        min_trust: trust,
+        limit: 100,
+        offset: 0,
+    };
+    let (found, categories) = match (state.db.search(&request).await, state.db.categories().await) {
+        (Ok(p), Ok(c)) => (p, c),
         (Err(e), _) | (_, Err(e)) => {
             return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
         }
@@ -113,11 +117,16 @@ pub async fn index(State(state): State<Arc<AppState>>, Query(form): Query<Search
     }
     body.push_str(r#"</select><button type="submit">Search</button></form>"#);
     body.push_str(&format!(
-        r#"<p id="count">{} plugin{}</p><div id="results">"#,
-        results.len(),
-        if results.len() == 1 { "" } else { "s" }
+        r#"<p id="count">{} plugin{}{}</p><div id="results">"#,
+        found.total,
+        if found.total == 1 { "" } else { "s" },
+        if found.total > found.results.len() as u64 {
+            format!(", the best {} shown", found.results.len())
+        } else {
+            String::new()
+        }
     ));
-    for s in &results {
+    for s in &found.results {
         body.push_str(&format!(
             r#"<div class="plugin"><a class="name" href="/plugins/{link}">{name}</a> {version} {badge}<p>{description}</p><small>{categories}</small></div>"#,
             link = esc(&s.name.replace('/', "%2F")),
@@ -230,11 +239,15 @@ async fn readme_of(
     entry: &trellis_registry::index::IndexEntry,
 ) -> Option<String> {
     let config = state.registry.config().ok()?;
-    let archive = state
-        .registry
-        .target_file(&config.download_location(&entry.name, &entry.version));
+    let location = config.download_location(&entry.name, &entry.version);
+    let state = Arc::clone(state);
     tokio::task::spawn_blocking(move || {
         let dir = tempfile::tempdir().ok()?;
+        // The archive may be in object storage: a private copy is read.
+        let archive = dir.path().join("package.tar.gz");
+        if !state.registry.fetch_archive(&location, &archive).ok()? {
+            return None;
+        }
         let root = dir.path().join("package");
         trellis_package::extract(&archive, &root, &trellis_package::ExtractLimits::default())
             .ok()?;

@@ -79,6 +79,7 @@ fn fifty_clients_publish_and_download_without_losing_anything() {
         name: "load".to_owned(),
         max_body: 10 << 20,
         rate_limit: 0,
+        archives: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -26,6 +26,12 @@ pub enum RegistryError {
     )]
     RemoteDownload { template: String },
 
+    #[error("the archive `{target}` is kept in object storage, which cannot give it ({store})")]
+    ArchiveMissing { target: String, store: String },
+
+    #[error("object storage {store}: {reason}")]
+    ArchiveStore { store: String, reason: String },
+
     #[error("{name} {version} is not published here (published: {})", published.join(", "))]
     UnknownVersion {
         name: String,
@@ -102,6 +108,21 @@ pub enum RegistryError {
     },
 
     #[error(
+        "signing a new root needs {threshold} of the root keys {root} lists, and {keys_dir} holds {available} of them (root.pem, root-2.pem, …): gather the registry's current root keys in the keys directory"
+    )]
+    RootSignersMissing {
+        threshold: u64,
+        available: usize,
+        keys_dir: PathBuf,
+        root: PathBuf,
+    },
+
+    #[error(
+        "a root rotation of {registry} was interrupted ({reason}): run `trellis registry rotate-root {registry}` again to finish it; nothing else is signed until then"
+    )]
+    RotationInterrupted { registry: PathBuf, reason: String },
+
+    #[error(
         "{path}: {reason}: the registry's TUF metadata is damaged; restore metadata/ from a backup"
     )]
     InvalidMetadata { path: PathBuf, reason: String },
@@ -131,8 +152,9 @@ pub enum RegistryError {
     UntrustedRoot { registry: String, reason: String },
 
     #[error(
-        "registry {registry}: {file} expired{}: the registry has not been refreshed (a freeze attack or a stale mirror); try again later or ask its operator",
-        expired_at.as_ref().map(|t| format!(" at {t}")).unwrap_or_default()
+        "registry {registry}: {file} expired{}: {}",
+        expired_at.as_ref().map(|t| format!(" at {t}")).unwrap_or_default(),
+        expired_advice(file)
     )]
     Expired {
         registry: String,
@@ -189,6 +211,16 @@ pub enum RegistryError {
     },
 }
 
+/// What an expired file means and what to do: the root is renewed by the registry's operator
+/// (a rotation), the other files by any re-signing.
+fn expired_advice(file: &str) -> &'static str {
+    if file == "root.json" {
+        "its root of trust was not renewed in time (or a freeze attack or a stale mirror is serving an old one); its operator must sign a new root with `trellis registry rotate-root`, which clients then follow"
+    } else {
+        "the registry has not been refreshed (a freeze attack or a stale mirror); try again later or ask its operator"
+    }
+}
+
 impl RegistryError {
     /// What to do about it, where the message does not already say.
     pub fn hint(&self) -> Option<String> {
@@ -196,6 +228,10 @@ impl RegistryError {
             RegistryError::GateFailed { hint, .. } => Some(hint.clone()),
             RegistryError::InvalidIndex { .. } => Some(
                 "the registry's index is damaged: tell its operator; an index line is one JSON object per published version"
+                    .to_owned(),
+            ),
+            RegistryError::ArchiveMissing { .. } => Some(
+                "give the registry's archive store (`--archives s3://BUCKET/PREFIX` with the AWS_* variables); if it is given, the object was deleted from the bucket"
                     .to_owned(),
             ),
             _ => None,

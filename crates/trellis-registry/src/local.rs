@@ -8,12 +8,17 @@
 //! <dir>/targets/archives/<name>/<name>-<version>.tar.gz (+ .sig, .cert.sig)
 //! ```
 //!
+//! A registry may keep its archives' bytes in object storage instead ([`ArchiveStore`]): the
+//! directory then keeps their hash and length under `external-targets/`, and the signed
+//! metadata lists them as usual, so clients verify the bytes wherever they come from.
+//!
 //! The signing keys are kept apart from the directory, which is what gets published. Every
 //! change takes a lock on the directory, writes the targets, then re-signs the metadata with
 //! `timestamp.json` last, so a reader sees the old registry or the new one.
 
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use semver::Version;
@@ -38,12 +43,24 @@ fn kill_point(step: &str) {
     }
 }
 
+/// Where a registry keeps its archives when not in its own directory: an S3 bucket, say.
+/// Implementations are called from blocking code (never from inside an async task).
+pub trait ArchiveStore: Send + Sync + std::fmt::Debug {
+    /// Stores the file `source` as target `location` (`archives/<name>/<name>-<v>.tar.gz`).
+    fn put(&self, location: &str, source: &Path) -> Result<(), RegistryError>;
+    /// Copies target `location` into the file `dest`; `false` when the store lacks it.
+    fn fetch(&self, location: &str, dest: &Path) -> Result<bool, RegistryError>;
+    /// The store as people name it (`s3://bucket/prefix`).
+    fn describe(&self) -> String;
+}
+
 /// A registry directory with the keys that sign it.
 #[derive(Debug)]
 pub struct LocalRegistry {
     dir: PathBuf,
     keys: PathBuf,
     expiries: Expiries,
+    archives: Option<Arc<dyn ArchiveStore>>,
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RegistryError + '_ {
@@ -69,6 +86,7 @@ impl LocalRegistry {
             dir: dir.to_owned(),
             keys: keys.to_owned(),
             expiries: Expiries::default(),
+            archives: None,
         };
         write_atomic(
             &registry.target_path(CONFIG_TARGET),
@@ -89,6 +107,7 @@ impl LocalRegistry {
             dir: dir.to_owned(),
             keys: keys.to_owned(),
             expiries: Expiries::default(),
+            archives: None,
         })
     }
 
@@ -144,6 +163,18 @@ impl LocalRegistry {
                 }
             }
         }
+        for (target, _) in tuf::external_targets(&self.dir)? {
+            let to = target
+                .split('/')
+                .fold(dest.join("targets"), |p, part| p.join(part));
+            if !self.fetch_archive(&target, &to)? {
+                return Err(RegistryError::ArchiveMissing {
+                    target,
+                    store: self.archive_store_name(),
+                });
+            }
+            files += 1;
+        }
         let root = fs::read(dest.join("metadata").join("root.json"))
             .map_err(io(&dest.join("metadata")))?;
         let as_url = |p: PathBuf| {
@@ -172,6 +203,51 @@ impl LocalRegistry {
     /// Where a target (an archive, an index file) is on disk.
     pub fn target_file(&self, target: &str) -> PathBuf {
         self.target_path(target)
+    }
+
+    /// Keeps the archives published from now on in `store` (those published before stay
+    /// where they are); they are read back from wherever they are.
+    pub fn with_archive_store(mut self, store: Arc<dyn ArchiveStore>) -> LocalRegistry {
+        self.archives = Some(store);
+        self
+    }
+
+    fn archive_store_name(&self) -> String {
+        self.archives
+            .as_ref()
+            .map_or_else(|| "no archive store".to_owned(), |s| s.describe())
+    }
+
+    /// Copies the archive (or any target) `location` into the file `dest`, from the registry
+    /// directory or from the archive store. `false` when neither has it. The bytes are not
+    /// checked here: clients check them against the signed metadata.
+    pub fn fetch_archive(&self, location: &str, dest: &Path) -> Result<bool, RegistryError> {
+        let local = self.target_path(location);
+        if let Some(parent) = dest.parent() {
+            fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        if local.is_file() {
+            fs::copy(&local, dest).map_err(io(&local))?;
+            return Ok(true);
+        }
+        if tuf::read_external_target(&self.dir, location)?.is_none() {
+            return Ok(false);
+        }
+        match &self.archives {
+            Some(store) => store.fetch(location, dest),
+            None => Err(RegistryError::ArchiveMissing {
+                target: location.to_owned(),
+                store: self.archive_store_name(),
+            }),
+        }
+    }
+
+    /// The hash and length of target `location` when its bytes are in the archive store.
+    pub fn external_target(
+        &self,
+        location: &str,
+    ) -> Result<Option<tuf::ExternalTarget>, RegistryError> {
+        tuf::read_external_target(&self.dir, location)
     }
 
     /// Uses other expiry periods for what is signed from now on (tests, short-lived mirrors).
@@ -270,8 +346,24 @@ impl LocalRegistry {
             });
         }
         let dest = self.target_path(&location);
-        let bytes = fs::read(archive).map_err(io(archive))?;
-        write_atomic(&dest, &bytes)?;
+        match &self.archives {
+            // The bytes go to the store first: a crash before the index names the version
+            // leaves an object nobody lists, never an index line without its archive.
+            Some(store) => {
+                store.put(&location, archive)?;
+                let length = fs::metadata(archive).map_err(io(archive))?.len();
+                let sha256 = trellis_package::sha256_file(archive).map_err(io(archive))?;
+                tuf::write_external_target(
+                    &self.dir,
+                    &location,
+                    &tuf::ExternalTarget { sha256, length },
+                )?;
+            }
+            None => {
+                let bytes = fs::read(archive).map_err(io(archive))?;
+                write_atomic(&dest, &bytes)?;
+            }
+        }
         if let Some(sig) = &signature {
             write_atomic(&trellis_trust::signature_path(&dest), sig.as_bytes())?;
         }
@@ -325,6 +417,14 @@ impl LocalRegistry {
     pub fn refresh(&self) -> Result<u64, RegistryError> {
         let _lock = self.lock()?;
         tuf::refresh_timestamp(&self.dir, &self.keys, &self.expiries)
+    }
+
+    /// Signs a new root (a fresh root expiry; with `new_keys`, new keys for every role, the old
+    /// ones retired under the keys directory's `retired/`) that clients follow from the root
+    /// they pinned. Returns the new root version; see [`tuf::rotate_root`].
+    pub fn rotate_root(&self, new_keys: bool) -> Result<u64, RegistryError> {
+        let _lock = self.lock()?;
+        tuf::rotate_root(&self.dir, &self.keys, &self.expiries, new_keys)
     }
 }
 

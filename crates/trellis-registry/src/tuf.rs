@@ -3,10 +3,12 @@
 //! compromised server or mirror.
 //!
 //! The writer ([`generate_keys`], [`init_repository`], [`sign_repository`],
-//! [`refresh_timestamp`]) keeps the registry in this layout, which any static host can serve:
+//! [`refresh_timestamp`], [`rotate_root`]) keeps the registry in this layout, which any static
+//! host can serve:
 //!
 //! ```text
 //! <registry>/metadata/1.root.json, root.json, targets.json, snapshot.json, timestamp.json
+//! <registry>/metadata/2.root.json, 3.root.json, …   (one per root rotation, kept for clients)
 //! <registry>/targets/<target name>      (config.json, index/alpha.jsonl, archives/alpha/…)
 //! ```
 //!
@@ -18,7 +20,8 @@
 //!
 //! The signing keys live outside the registry, one Ed25519 key per role in PKCS#8 PEM files
 //! (mode 0600): `root.pem` (plus `root-2.pem`, `root-3.pem`, … for a root threshold above one),
-//! `targets.pem`, `snapshot.pem` and `timestamp.pem`.
+//! `targets.pem`, `snapshot.pem` and `timestamp.pem`. A rotation with new keys moves the keys
+//! it replaces to `retired/<N>/` (N: the root version they belonged to) beside them.
 //!
 //! The reader ([`VerifiedRegistry`]) starts from the `root.json` pinned when the registry was
 //! added, follows root rotations (`2.root.json`, …), and keeps what it last saw in a datastore
@@ -425,40 +428,15 @@ pub fn init_repository(
 
     let now = jiff::Timestamp::now();
     let root_expires = expires_at(now, expiries.root, RoleType::Root)?;
-    let mut keys: HashMap<Decoded<Hex>, Key> = HashMap::new();
-    let mut role_ids = |pairs: &[&Ed25519PemKey]| -> Result<Vec<Decoded<Hex>>, RegistryError> {
-        let mut ids = Vec::new();
-        for pair in pairs {
-            let id = pair.key_id()?;
-            keys.insert(id.clone(), pair.public_key()?);
-            if !ids.contains(&id) {
-                ids.push(id);
-            }
-        }
-        Ok(ids)
-    };
-    let root_ids = role_ids(&root_keys.iter().collect::<Vec<_>>())?;
-    if (root_ids.len() as u64) < threshold.get() {
+    let (keys, roles, distinct_root_keys) = key_layout(&root_keys, &role_keys, threshold)?;
+    if (distinct_root_keys as u64) < threshold.get() {
         // Two root key files holding the same key do not make two signatures.
         return Err(RegistryError::RootThreshold {
             threshold: root_threshold,
-            available: root_ids.len(),
+            available: distinct_root_keys,
             keys_dir: keys_dir.to_owned(),
         });
     }
-    let targets_ids = role_ids(&[&role_keys.targets])?;
-    let snapshot_ids = role_ids(&[&role_keys.snapshot])?;
-    let timestamp_ids = role_ids(&[&role_keys.timestamp])?;
-    let role = |keyids: Vec<Decoded<Hex>>, threshold: NonZeroU64| RoleKeys {
-        keyids,
-        threshold,
-        _extra: HashMap::new(),
-    };
-    let mut roles = HashMap::new();
-    roles.insert(RoleType::Root, role(root_ids, threshold));
-    roles.insert(RoleType::Targets, role(targets_ids, NonZeroU64::MIN));
-    roles.insert(RoleType::Snapshot, role(snapshot_ids, NonZeroU64::MIN));
-    roles.insert(RoleType::Timestamp, role(timestamp_ids, NonZeroU64::MIN));
     let root = Root {
         spec_version: SPEC_VERSION.to_owned(),
         consistent_snapshot: false,
@@ -503,13 +481,61 @@ pub fn init_repository(
     rt.block_on(sign_targets(
         registry_dir,
         &first_root,
-        role_keys,
+        role_keys.into_sources(),
         [one, one, one],
         expiries,
     ))?;
     write_atomic(&metadata_dir.join("root.json"), signed_root.buffer())?;
     sync_dir(&metadata_dir);
     Ok(())
+}
+
+/// A root's `keys` and `roles`, and how many distinct root keys there are.
+type KeyLayout = (
+    HashMap<Decoded<Hex>, Key>,
+    HashMap<RoleType, RoleKeys>,
+    usize,
+);
+
+/// Root metadata as read from a file, and the file's bytes.
+type RootFile = (Signed<Root>, Vec<u8>);
+
+/// The keys and roles a root lists: `root_keys` for the root role with `root_threshold`, and
+/// `role_keys`' one key each for targets, snapshot and timestamp with threshold 1. Also returns
+/// how many distinct root keys there are (two files may hold one key).
+fn key_layout(
+    root_keys: &[Ed25519PemKey],
+    role_keys: &RoleKeySet,
+    root_threshold: NonZeroU64,
+) -> Result<KeyLayout, RegistryError> {
+    let mut keys: HashMap<Decoded<Hex>, Key> = HashMap::new();
+    let mut role_ids = |pairs: &[&Ed25519PemKey]| -> Result<Vec<Decoded<Hex>>, RegistryError> {
+        let mut ids = Vec::new();
+        for pair in pairs {
+            let id = pair.key_id()?;
+            keys.insert(id.clone(), pair.public_key()?);
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        Ok(ids)
+    };
+    let root_ids = role_ids(&root_keys.iter().collect::<Vec<_>>())?;
+    let distinct_root_keys = root_ids.len();
+    let targets_ids = role_ids(&[&role_keys.targets])?;
+    let snapshot_ids = role_ids(&[&role_keys.snapshot])?;
+    let timestamp_ids = role_ids(&[&role_keys.timestamp])?;
+    let role = |keyids: Vec<Decoded<Hex>>, threshold: NonZeroU64| RoleKeys {
+        keyids,
+        threshold,
+        _extra: HashMap::new(),
+    };
+    let mut roles = HashMap::new();
+    roles.insert(RoleType::Root, role(root_ids, root_threshold));
+    roles.insert(RoleType::Targets, role(targets_ids, NonZeroU64::MIN));
+    roles.insert(RoleType::Snapshot, role(snapshot_ids, NonZeroU64::MIN));
+    roles.insert(RoleType::Timestamp, role(timestamp_ids, NonZeroU64::MIN));
+    Ok((keys, roles, distinct_root_keys))
 }
 
 /// Re-signs the registry after files under `targets/` changed: `targets.json` lists every file
@@ -526,24 +552,15 @@ pub fn sign_repository(
 ) -> Result<SignedVersions, RegistryError> {
     let metadata_dir = registry_dir.join(METADATA_DIR);
     let (root, _) = read_root(registry_dir)?;
-    let (targets, _) = read_metadata::<Targets>(&metadata_dir.join("targets.json"))?;
-    let (snapshot, _) = read_metadata::<Snapshot>(&metadata_dir.join("snapshot.json"))?;
-    let (timestamp, _) = read_metadata::<Timestamp>(&metadata_dir.join("timestamp.json"))?;
+    check_no_rotation_in_progress(registry_dir, keys_dir, &root.signed)?;
     let keys = RoleKeySet::load(keys_dir)?;
     keys.check(&root.signed, &metadata_dir.join("root.json"))?;
-    let versions = [
-        next_version(targets.signed.version, &metadata_dir.join("targets.json"))?,
-        next_version(snapshot.signed.version, &metadata_dir.join("snapshot.json"))?,
-        next_version(
-            timestamp.signed.version,
-            &metadata_dir.join("timestamp.json"),
-        )?,
-    ];
-    warn_if_root_expires_soon(&root.signed, &metadata_dir.join("root.json"));
+    let versions = next_versions(&metadata_dir)?;
+    warn_if_root_expires_soon(&root.signed, registry_dir);
     runtime()?.block_on(sign_targets(
         registry_dir,
         &metadata_dir.join("root.json"),
-        keys,
+        keys.into_sources(),
         versions,
         expiries,
     ))?;
@@ -565,6 +582,7 @@ pub fn refresh_timestamp(
 ) -> Result<u64, RegistryError> {
     let metadata_dir = registry_dir.join(METADATA_DIR);
     let (root, _) = read_root(registry_dir)?;
+    check_no_rotation_in_progress(registry_dir, keys_dir, &root.signed)?;
     let snapshot_path = metadata_dir.join("snapshot.json");
     let (snapshot, snapshot_bytes) = read_metadata::<Snapshot>(&snapshot_path)?;
     let timestamp_path = metadata_dir.join("timestamp.json");
@@ -577,7 +595,7 @@ pub fn refresh_timestamp(
         &key,
     )?;
 
-    warn_if_root_expires_soon(&root.signed, &metadata_dir.join("root.json"));
+    warn_if_root_expires_soon(&root.signed, registry_dir);
     let version = next_version(old.signed.version, &timestamp_path)?;
     let expires = expires_at(
         jiff::Timestamp::now(),
@@ -612,13 +630,494 @@ pub fn refresh_timestamp(
     Ok(version.get())
 }
 
+// =================================================================================================
+// Rotating the root
+// =================================================================================================
+
+/// Under the keys directory: the new keys of a rotation with new keys, from when they are
+/// generated until they replace the old ones. The directory appears whole (the keys are
+/// generated in a temporary directory beside it, which is then renamed), so when it exists it
+/// holds a complete set.
+pub const ROTATING_KEYS_DIR: &str = "rotating";
+/// Under the keys directory: `retired/<N>/` holds the keys of root version N once a rotation
+/// with new keys replaced them. Nothing signs with them any more; keep them offline or destroy
+/// them.
+pub const RETIRED_KEYS_DIR: &str = "retired";
+
+/// Signs root version N+1 (N being `metadata/root.json`'s version) with a new expiry
+/// (`expiries.root` from now) and writes it as `metadata/<N+1>.root.json` and
+/// `metadata/root.json`. Returns the new root version.
+///
+/// The new root is signed by a threshold of the current root's keys (which must be in
+/// `keys_dir`) and of its own, as TUF requires for a client to follow it from the root it
+/// trusts. Without `new_keys` the keys stay the same and only the root is re-signed.
+///
+/// With `new_keys`, a new key is generated for every role (as many root keys as the current
+/// root lists, with the same threshold) and the new root lists only them. The old keys end up
+/// in `keys_dir/retired/<N>/` and the new ones in their place (`root.pem`, `targets.pem`, …),
+/// so later signing uses the new keys without any other change.
+///
+/// The order keeps the registry verifiable for clients at every step, and after a crash at
+/// any point:
+///
+/// 1. The new keys are generated into `keys_dir/rotating/` (nothing published changes).
+/// 2. targets, snapshot and timestamp are re-signed (versions up one) by the old keys *and*
+///    the new ones. A client still on root N checks the old signatures, one that already
+///    follows root N+1 the new ones: either verifies, so this can happen before the root.
+/// 3. `<N+1>.root.json` is written (clients follow it from here), then `root.json`.
+/// 4. The old keys are moved to `retired/<N>/` and the new ones into place, file by file.
+///
+/// Running it again after an interruption finishes the rotation instead of starting another:
+/// a `<N+1>.root.json` newer than `root.json` is copied to `root.json`, and new keys the root
+/// already lists are moved into place; new keys staged before the root was written are used
+/// for the rotation (whatever `new_keys` says). Until it is finished, [`sign_repository`] and
+/// [`refresh_timestamp`] refuse to sign (they would sign with keys the new root may not list).
+///
+/// The caller must keep other writers out of the registry meanwhile (a lock).
+pub fn rotate_root(
+    registry_dir: &Path,
+    keys_dir: &Path,
+    expiries: &Expiries,
+    new_keys: bool,
+) -> Result<u64, RegistryError> {
+    let metadata_dir = registry_dir.join(METADATA_DIR);
+    let root_path = metadata_dir.join("root.json");
+    let (current, _) = read_root(registry_dir)?;
+    let staged = keys_dir.join(ROTATING_KEYS_DIR);
+
+    // An interrupted rotation is finished first (steps 3 and 4).
+    if let Some((tip, tip_bytes)) = newer_root_file(&metadata_dir, &current)? {
+        write_atomic(&root_path, &tip_bytes)?;
+        sync_dir(&metadata_dir);
+        if staged.exists() && staged_keys_listed(&staged, &tip.signed)? {
+            install_staged_keys(keys_dir, &tip.signed)?;
+        }
+        return Ok(tip.signed.version.get());
+    }
+    if staged.exists() && staged_keys_listed(&staged, &current.signed)? {
+        install_staged_keys(keys_dir, &current.signed)?;
+        return Ok(current.signed.version.get());
+    }
+
+    let version = next_version(current.signed.version, &root_path)?;
+    let root_role = current
+        .signed
+        .roles
+        .get(&RoleType::Root)
+        .ok_or_else(|| RegistryError::InvalidMetadata {
+            path: root_path.clone(),
+            reason: "it lists no root role".to_owned(),
+        })?
+        .clone();
+    let signers = current_root_signers(keys_dir, &current.signed, &root_path)?;
+    let mut next = current.signed.clone();
+    next.version = version;
+    next.expires = expires_at(jiff::Timestamp::now(), expiries.root, RoleType::Root)?;
+    let mut root_sources: Vec<Box<dyn KeySource>> = signers
+        .into_iter()
+        .map(|k| Box::new(k) as Box<dyn KeySource>)
+        .collect();
+    let rt = runtime()?;
+
+    // New keys staged by a rotation that stopped before its root was written are used, so
+    // that what it signed in step 2 still matches.
+    let change_keys = new_keys || staged.exists();
+    if change_keys {
+        // Step 1.
+        if !staged.exists() {
+            stage_new_keys(keys_dir, root_role.keyids.len())?;
+        }
+        let new_root_keys = root_key_paths(&staged)
+            .iter()
+            .map(|p| Ed25519PemKey::load(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let new_role_keys = RoleKeySet::load(&staged)?;
+        let (keys, roles, distinct) =
+            key_layout(&new_root_keys, &new_role_keys, root_role.threshold)?;
+        if (distinct as u64) < root_role.threshold.get() {
+            return Err(RegistryError::RootThreshold {
+                threshold: root_role.threshold.get(),
+                available: distinct,
+                keys_dir: staged.clone(),
+            });
+        }
+
+        // Step 2: signed under a root that lists the old and the new keys of each role (it
+        // only selects the signing keys and is never published).
+        let union = with_role_keys(&current.signed, &new_role_keys)?;
+        let temp_dir = std::env::temp_dir();
+        let mut union_file =
+            tempfile::NamedTempFile::new_in(&temp_dir).map_err(io_err(&temp_dir))?;
+        let union_json = serde_json::to_vec(&Signed {
+            signed: union,
+            signatures: Vec::new(),
+        })
+        .map_err(|e| RegistryError::Signing {
+            what: "metadata/targets.json, snapshot.json and timestamp.json".to_owned(),
+            reason: e.to_string(),
+        })?;
+        union_file
+            .write_all(&union_json)
+            .map_err(io_err(union_file.path()))?;
+        let mut role_sources = old_role_sources(keys_dir, &current.signed, &root_path);
+        role_sources.extend(new_role_keys.into_sources());
+        rt.block_on(sign_targets(
+            registry_dir,
+            union_file.path(),
+            role_sources,
+            next_versions(&metadata_dir)?,
+            expiries,
+        ))?;
+
+        next.keys = keys;
+        next.roles = roles;
+        root_sources.extend(
+            new_root_keys
+                .into_iter()
+                .map(|k| Box::new(k) as Box<dyn KeySource>),
+        );
+    }
+
+    // Step 3. The signing keys are selected by a root listing the current root keys as well
+    // as the new root's: the new root must carry a threshold of each.
+    let mut signer_root = next.clone();
+    for (id, key) in &current.signed.keys {
+        signer_root
+            .keys
+            .entry(id.clone())
+            .or_insert_with(|| key.clone());
+    }
+    if let Some(role) = signer_root.roles.get_mut(&RoleType::Root) {
+        for id in &root_role.keyids {
+            if !role.keyids.contains(id) {
+                role.keyids.push(id.clone());
+            }
+        }
+    }
+    let file_name = format!("{version}.root.json");
+    let what = format!("metadata/{file_name}");
+    let signed = rt
+        .block_on(SignedRole::new(
+            next,
+            &KeyHolder::Root(signer_root),
+            &root_sources,
+            &SystemRandom::new(),
+        ))
+        .map_err(|e| signing_error(&what, &e))?;
+    // What a client checks before following it.
+    current
+        .signed
+        .verify_role(signed.signed())
+        .map_err(|e| RegistryError::Signing {
+            what: what.clone(),
+            reason: format!("not signed by a threshold of the current root's keys ({e})"),
+        })?;
+    signed
+        .signed()
+        .signed
+        .verify_role(signed.signed())
+        .map_err(|e| RegistryError::Signing {
+            what: what.clone(),
+            reason: format!("not signed by a threshold of its own keys ({e})"),
+        })?;
+    // The versioned file first: from here clients follow the new root; root.json (what
+    // `plugin registry add --root` and the signing functions read) follows.
+    write_atomic(&metadata_dir.join(&file_name), signed.buffer())?;
+    sync_dir(&metadata_dir);
+    write_atomic(&root_path, signed.buffer())?;
+    sync_dir(&metadata_dir);
+
+    // Step 4.
+    if change_keys {
+        install_staged_keys(keys_dir, &signed.signed().signed)?;
+    }
+    Ok(version.get())
+}
+
+/// What a registry's current root says, for people and scripts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootSummary {
+    pub version: u64,
+    /// RFC 3339.
+    pub expires: String,
+    /// The IDs (hex) of every key the root lists, for any role, sorted.
+    pub key_ids: Vec<String>,
+}
+
+/// Reads `metadata/root.json` of the registry at `registry_dir`.
+pub fn root_summary(registry_dir: &Path) -> Result<RootSummary, RegistryError> {
+    let (root, _) = read_root(registry_dir)?;
+    let mut key_ids: Vec<String> = root
+        .signed
+        .keys
+        .keys()
+        .map(|id| hex::encode(id.as_ref()))
+        .collect();
+    key_ids.sort();
+    Ok(RootSummary {
+        version: root.signed.version.get(),
+        expires: root.signed.expires.to_string(),
+        key_ids,
+    })
+}
+
+/// Refuses to sign while a rotation is unfinished: `metadata/<N+1>.root.json` exists beside
+/// root.json version N, or new keys wait in `keys_dir/rotating/`. Signing then would use keys
+/// the newest root may not list, and clients following it would refuse the registry.
+fn check_no_rotation_in_progress(
+    registry_dir: &Path,
+    keys_dir: &Path,
+    root: &Root,
+) -> Result<(), RegistryError> {
+    let next = root.version.get().saturating_add(1);
+    let next_root = registry_dir
+        .join(METADATA_DIR)
+        .join(format!("{next}.root.json"));
+    let staged = keys_dir.join(ROTATING_KEYS_DIR);
+    let reason = if next_root.exists() {
+        format!(
+            "{} exists but root.json is version {}",
+            next_root.display(),
+            root.version
+        )
+    } else if staged.exists() {
+        format!("{} holds new keys not yet in place", staged.display())
+    } else {
+        return Ok(());
+    };
+    Err(RegistryError::RotationInterrupted {
+        registry: registry_dir.to_owned(),
+        reason,
+    })
+}
+
+/// The root metadata after `current` in `metadata/` (`<N+1>.root.json`, `<N+2>.root.json`, …),
+/// each checked to be signed by a threshold of the one before and of its own: the newest, if
+/// there is one.
+fn newer_root_file(
+    metadata_dir: &Path,
+    current: &Signed<Root>,
+) -> Result<Option<RootFile>, RegistryError> {
+    let mut newest: Option<RootFile> = None;
+    loop {
+        let trusted = newest.as_ref().map_or(current, |(root, _)| root);
+        let Some(version) = trusted.signed.version.get().checked_add(1) else {
+            return Ok(newest);
+        };
+        let path = metadata_dir.join(format!("{version}.root.json"));
+        if !path.exists() {
+            return Ok(newest);
+        }
+        let (root, bytes) = read_metadata::<Root>(&path)?;
+        if root.signed.version.get() != version {
+            return Err(RegistryError::InvalidMetadata {
+                path,
+                reason: format!("it says version {}", root.signed.version),
+            });
+        }
+        if let Err(e) = trusted
+            .signed
+            .verify_role(&root)
+            .and_then(|()| root.signed.verify_role(&root))
+        {
+            return Err(RegistryError::InvalidMetadata {
+                path,
+                reason: format!(
+                    "it is not signed by a threshold of the keys of root version {} and of its own ({e})",
+                    trusted.signed.version
+                ),
+            });
+        }
+        newest = Some((root, bytes));
+    }
+}
+
+/// The root keys in `keys_dir` that `root` lists, at least its root threshold of them.
+fn current_root_signers(
+    keys_dir: &Path,
+    root: &Root,
+    root_path: &Path,
+) -> Result<Vec<Ed25519PemKey>, RegistryError> {
+    let role = root
+        .roles
+        .get(&RoleType::Root)
+        .ok_or_else(|| RegistryError::InvalidMetadata {
+            path: root_path.to_owned(),
+            reason: "it lists no root role".to_owned(),
+        })?;
+    let mut signers = Vec::new();
+    let mut ids = Vec::new();
+    for path in root_key_paths(keys_dir) {
+        let key = Ed25519PemKey::load(&path)?;
+        let id = key.key_id()?;
+        if role.keyids.contains(&id) && !ids.contains(&id) {
+            ids.push(id);
+            signers.push(key);
+        }
+    }
+    if (signers.len() as u64) >= role.threshold.get() {
+        return Ok(signers);
+    }
+    let first = key_path(keys_dir, RoleType::Root);
+    if signers.is_empty() && !first.exists() {
+        return Err(RegistryError::KeyMissing { path: first });
+    }
+    if signers.is_empty() {
+        return Err(RegistryError::KeyNotInRoot {
+            key: first,
+            role: RoleType::Root.to_string(),
+            root: root_path.to_owned(),
+        });
+    }
+    Err(RegistryError::RootSignersMissing {
+        threshold: role.threshold.get(),
+        available: signers.len(),
+        keys_dir: keys_dir.to_owned(),
+        root: root_path.to_owned(),
+    })
+}
+
+/// The current targets, snapshot and timestamp keys in `keys_dir` that `root` lists. One that
+/// is missing (lost: perhaps why the keys are rotated) is left out with a warning: the new
+/// key's signature still verifies for clients that follow the new root, which every client
+/// does from its next read on; only a read in flight during the rotation may fail once.
+fn old_role_sources(keys_dir: &Path, root: &Root, root_path: &Path) -> Vec<Box<dyn KeySource>> {
+    let mut sources: Vec<Box<dyn KeySource>> = Vec::new();
+    for role in [RoleType::Targets, RoleType::Snapshot, RoleType::Timestamp] {
+        let loaded = Ed25519PemKey::load(&key_path(keys_dir, role))
+            .and_then(|key| check_role_key(root, root_path, role, &key).map(|()| key));
+        match loaded {
+            Ok(key) => sources.push(Box::new(key)),
+            Err(e) => tracing::warn!(
+                "the current {role} key cannot sign during the rotation ({e}); metadata is signed by the new key only"
+            ),
+        }
+    }
+    sources
+}
+
+/// `root` with the new targets, snapshot and timestamp keys listed beside the current ones.
+fn with_role_keys(root: &Root, new: &RoleKeySet) -> Result<Root, RegistryError> {
+    let mut union = root.clone();
+    for (role, key) in [
+        (RoleType::Targets, &new.targets),
+        (RoleType::Snapshot, &new.snapshot),
+        (RoleType::Timestamp, &new.timestamp),
+    ] {
+        let id = key.key_id()?;
+        union.keys.insert(id.clone(), key.public_key()?);
+        let keys = union
+            .roles
+            .get_mut(&role)
+            .ok_or_else(|| RegistryError::InvalidMetadata {
+                path: PathBuf::from(METADATA_DIR).join("root.json"),
+                reason: format!("it lists no {role} role"),
+            })?;
+        if !keys.keyids.contains(&id) {
+            keys.keyids.push(id);
+        }
+    }
+    Ok(union)
+}
+
+/// Generates a complete set of keys (`root_keys` root keys) into `keys_dir/rotating/`.
+fn stage_new_keys(keys_dir: &Path, root_keys: usize) -> Result<(), RegistryError> {
+    let staged = keys_dir.join(ROTATING_KEYS_DIR);
+    // A private temporary directory (mode 0700) renamed whole: `rotating/` is never partial.
+    let tmp = tempfile::Builder::new()
+        .prefix(".rotating-")
+        .tempdir_in(keys_dir)
+        .map_err(io_err(keys_dir))?;
+    generate_keys(tmp.path(), root_keys.max(1))?;
+    let path = tmp.keep();
+    fs::rename(&path, &staged).map_err(io_err(&staged))?;
+    sync_dir(keys_dir);
+    Ok(())
+}
+
+/// The key files (`*.pem`) directly in `dir`, sorted.
+fn pem_files(dir: &Path) -> Result<Vec<PathBuf>, RegistryError> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).map_err(io_err(dir))? {
+        let entry = entry.map_err(io_err(dir))?;
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "pem") && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+/// Whether the staged keys are the ones `root` lists (or all were moved into place already).
+fn staged_keys_listed(staged: &Path, root: &Root) -> Result<bool, RegistryError> {
+    let files = pem_files(staged)?;
+    if files.is_empty() {
+        return Ok(true);
+    }
+    for file in files {
+        if root
+            .keys
+            .contains_key(&Ed25519PemKey::load(&file)?.key_id()?)
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
+/// Step 4 of a rotation with new keys: each staged key replaces the live key file of the same
+/// name, which goes to `retired/<N>/` (N: the root version before `root`). Each move is a
+/// rename and is skipped when already done, so an interrupted run can simply run again.
+fn install_staged_keys(keys_dir: &Path, root: &Root) -> Result<(), RegistryError> {
+    let staged = keys_dir.join(ROTATING_KEYS_DIR);
+    let retired = keys_dir
+        .join(RETIRED_KEYS_DIR)
+        .join(root.version.get().saturating_sub(1).to_string());
+    create_private_dir(&retired)?;
+    let retire = |live: &Path| -> Result<(), RegistryError> {
+        let Some(name) = live.file_name() else {
+            return Ok(());
+        };
+        let to = retired.join(name);
+        if fs::symlink_metadata(&to).is_ok() {
+            return Err(RegistryError::KeyExists { path: to });
+        }
+        fs::rename(live, &to).map_err(io_err(&to))
+    };
+    for from in pem_files(&staged)? {
+        let Some(name) = from.file_name() else {
+            continue;
+        };
+        let live = keys_dir.join(name);
+        if fs::symlink_metadata(&live).is_ok() {
+            retire(&live)?;
+        }
+        fs::rename(&from, &live).map_err(io_err(&live))?;
+    }
+    // Old root keys the new set has no file for (the old root had more root keys).
+    for path in root_key_paths(keys_dir) {
+        let listed = Ed25519PemKey::load(&path)
+            .and_then(|k| k.key_id())
+            .map(|id| root.keys.contains_key(&id));
+        if matches!(listed, Ok(false)) {
+            retire(&path)?;
+        }
+    }
+    fs::remove_dir(&staged).map_err(io_err(&staged))?;
+    sync_dir(&retired);
+    sync_dir(keys_dir);
+    Ok(())
+}
+
 /// Signs the `targets/` tree into targets.json, snapshot.json and timestamp.json at `versions`
 /// (targets, snapshot, timestamp) under the root at `root_path`, and moves them into
-/// `metadata/`, timestamp last.
+/// `metadata/`, timestamp last. Each role is signed by every key in `keys` that the root at
+/// `root_path` lists for it (during a key rotation, the old key and the new one).
 async fn sign_targets(
     registry_dir: &Path,
     root_path: &Path,
-    keys: RoleKeySet,
+    keys: Vec<Box<dyn KeySource>>,
     versions: [NonZeroU64; 3],
     expiries: &Expiries,
 ) -> Result<(), RegistryError> {
@@ -646,6 +1145,7 @@ async fn sign_targets(
         .timestamp_version(versions[2])
         .timestamp_expires(timestamp_expires);
 
+    let mut on_disk = std::collections::HashSet::new();
     for (name, path) in target_files(&registry_dir.join(TARGETS_DIR))? {
         let target = Target::from_path(&path)
             .await
@@ -659,9 +1159,35 @@ async fn sign_targets(
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
+        on_disk.insert(name);
+    }
+    for (name, external) in external_targets(registry_dir)? {
+        if on_disk.contains(&name) {
+            continue;
+        }
+        let path = external_target_path(registry_dir, &name);
+        let sha256 = hex::decode(&external.sha256).map_err(|e| RegistryError::InvalidTarget {
+            path: path.clone(),
+            reason: format!("sha256 is not hex: {e}"),
+        })?;
+        let target = Target {
+            length: external.length,
+            hashes: Hashes {
+                sha256: Decoded::from(sha256),
+                _extra: HashMap::new(),
+            },
+            custom: HashMap::new(),
+            _extra: HashMap::new(),
+        };
+        editor
+            .add_target(name.as_str(), target)
+            .map_err(|e| RegistryError::InvalidTarget {
+                path,
+                reason: e.to_string(),
+            })?;
     }
 
-    let signed = editor.sign(&keys.into_sources()).await.map_err(|e| {
+    let signed = editor.sign(&keys).await.map_err(|e| {
         signing_error(
             "metadata/targets.json, snapshot.json and timestamp.json",
             &e,
@@ -690,6 +1216,79 @@ async fn sign_targets(
     }
     sync_dir(&metadata_dir);
     Ok(())
+}
+
+/// Where the descriptions of targets kept outside the registry directory are: archives in
+/// object storage. Each is `<registry>/external-targets/<target name>.json`, `{"sha256",
+/// "length"}`; the signed `targets.json` lists them like any other target, so a client checks
+/// the bytes wherever they are served from. Not under `targets/`: they are not published.
+pub const EXTERNAL_TARGETS_DIR: &str = "external-targets";
+
+/// The hash and length of a target whose bytes are kept elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ExternalTarget {
+    pub sha256: String,
+    pub length: u64,
+}
+
+fn external_target_path(registry_dir: &Path, name: &str) -> PathBuf {
+    let mut path = name
+        .split('/')
+        .fold(registry_dir.join(EXTERNAL_TARGETS_DIR), |p, part| {
+            p.join(part)
+        });
+    path.as_mut_os_string().push(".json");
+    path
+}
+
+/// Records that target `name` is kept elsewhere with this hash and length; the next signing
+/// lists it.
+pub fn write_external_target(
+    registry_dir: &Path,
+    name: &str,
+    target: &ExternalTarget,
+) -> Result<(), RegistryError> {
+    let bytes = serde_json::to_vec(target).unwrap_or_default();
+    write_atomic(&external_target_path(registry_dir, name), &bytes)
+}
+
+/// The description of target `name` if it is kept elsewhere.
+pub fn read_external_target(
+    registry_dir: &Path,
+    name: &str,
+) -> Result<Option<ExternalTarget>, RegistryError> {
+    let path = external_target_path(registry_dir, name);
+    match fs::read(&path) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| RegistryError::InvalidTarget {
+                    path,
+                    reason: e.to_string(),
+                })
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io_err(&path)(e)),
+    }
+}
+
+/// Every target kept elsewhere, as (target name, description), sorted by name.
+pub fn external_targets(
+    registry_dir: &Path,
+) -> Result<Vec<(String, ExternalTarget)>, RegistryError> {
+    let dir = registry_dir.join(EXTERNAL_TARGETS_DIR);
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut found = Vec::new();
+    for (name, _) in target_files(&dir)? {
+        if let Some(target_name) = name.strip_suffix(".json")
+            && let Some(target) = read_external_target(registry_dir, target_name)?
+        {
+            found.push((target_name.to_owned(), target));
+        }
+    }
+    Ok(found)
 }
 
 /// Every file under `targets_dir` as (target name, path), sorted by name. Names starting with
@@ -772,16 +1371,33 @@ fn read_metadata<T: DeserializeOwned>(path: &Path) -> Result<(Signed<T>, Vec<u8>
     Ok((signed, bytes))
 }
 
-/// Nothing here re-signs the root, and clients refuse an expired one: say so a month ahead.
-fn warn_if_root_expires_soon(root: &Root, path: &Path) {
+/// Only [`rotate_root`] re-signs the root, and clients refuse an expired one: say so a month
+/// ahead, naming the command that fixes it.
+fn warn_if_root_expires_soon(root: &Root, registry_dir: &Path) {
     let soon = jiff::Timestamp::now().as_second() + 30 * 24 * 3600;
     if root.expires.as_second() < soon {
         tracing::warn!(
-            "{} expires at {}: clients will refuse the registry after that; sign a new root before then",
-            path.display(),
-            root.expires
+            "{} expires at {}: clients will refuse the registry after that; sign a new root before then with `trellis registry rotate-root {}`",
+            registry_dir.join(METADATA_DIR).join("root.json").display(),
+            root.expires,
+            registry_dir.display()
         );
     }
+}
+
+/// The next versions of targets, snapshot and timestamp: one over what `metadata/` holds.
+fn next_versions(metadata_dir: &Path) -> Result<[NonZeroU64; 3], RegistryError> {
+    let targets_path = metadata_dir.join("targets.json");
+    let snapshot_path = metadata_dir.join("snapshot.json");
+    let timestamp_path = metadata_dir.join("timestamp.json");
+    let (targets, _) = read_metadata::<Targets>(&targets_path)?;
+    let (snapshot, _) = read_metadata::<Snapshot>(&snapshot_path)?;
+    let (timestamp, _) = read_metadata::<Timestamp>(&timestamp_path)?;
+    Ok([
+        next_version(targets.signed.version, &targets_path)?,
+        next_version(snapshot.signed.version, &snapshot_path)?,
+        next_version(timestamp.signed.version, &timestamp_path)?,
+    ])
 }
 
 fn next_version(current: NonZeroU64, path: &Path) -> Result<NonZeroU64, RegistryError> {
@@ -941,10 +1557,13 @@ impl VerifiedRegistry {
         };
         let mut result = load(&rt);
         if let Err(e) = &result
-            && matches!(
-                map_tough_error(e, &ctx, None),
-                RegistryError::MetadataMismatch { .. }
-            )
+            && match map_tough_error(e, &ctx, None) {
+                RegistryError::MetadataMismatch { .. } => true,
+                // Signed by keys a root rotation just introduced, after this read had found
+                // no newer root: the next read finds it.
+                RegistryError::BadSignature { file, .. } => file != "root.json",
+                _ => false,
+            }
         {
             // Perhaps fetched while the registry was being re-signed: one more try.
             std::thread::sleep(MIX_RETRY_DELAY);
@@ -953,6 +1572,14 @@ impl VerifiedRegistry {
         let repo = match result {
             Ok(repo) => repo,
             Err(e) => {
+                if let tough::error::Error::VerifyMetadata {
+                    role: RoleType::Root,
+                    source,
+                    ..
+                } = e.as_ref()
+                {
+                    return Err(forged_root_error(&ctx, &root, datastore, source));
+                }
                 let mut err = map_tough_error(&e, &ctx, None);
                 if let RegistryError::Expired {
                     file, expired_at, ..
@@ -1068,6 +1695,19 @@ impl VerifiedRegistry {
         self.repo.root()
     }
 
+    /// The verified root metadata as JSON, to pin in place of an older root: after a rotation
+    /// it is what should be trusted from now on.
+    pub fn root_json(&self) -> Result<Vec<u8>, RegistryError> {
+        let mut bytes =
+            serde_json::to_vec_pretty(self.repo.root()).map_err(|e| RegistryError::Tuf {
+                registry: self.ctx.registry.clone(),
+                reason: format!("cannot serialize the verified root: {e}"),
+                hint: "this is a bug in trellis; please report it".to_owned(),
+            })?;
+        bytes.push(b'\n');
+        Ok(bytes)
+    }
+
     fn error(&self, e: &tough::error::Error, target: &str) -> RegistryError {
         let mut err = map_tough_error(e, &self.ctx, Some(target));
         if let RegistryError::Expired {
@@ -1163,6 +1803,39 @@ const MAX_ROOT_SIZE: usize = 1 << 20;
 fn registry_label(metadata_url: &Url) -> String {
     let s = metadata_url.as_str().trim_end_matches('/');
     s.strip_suffix("/metadata").unwrap_or(s).to_owned()
+}
+
+/// A newer root (`<N+1>.root.json`) that is not signed by a threshold of the keys of the root
+/// trusted so far (version N) and of its own: a forged root, or one signed with the wrong keys.
+/// `start` is the root the load started from; tough keeps each root it accepted on the way in
+/// the datastore, so the newer of the two is N.
+fn forged_root_error(
+    ctx: &Context,
+    start: &[u8],
+    datastore: &Path,
+    source: &tough::schema::Error,
+) -> RegistryError {
+    let version = |bytes: &[u8]| {
+        serde_json::from_slice::<Signed<Root>>(bytes)
+            .ok()
+            .map(|r| r.signed.version.get())
+    };
+    let trusted = version(start)
+        .into_iter()
+        .chain(
+            fs::read(datastore.join("root.json"))
+                .ok()
+                .and_then(|b| version(&b)),
+        )
+        .max()
+        .unwrap_or(1);
+    RegistryError::BadSignature {
+        registry: ctx.registry.clone(),
+        file: format!("{}.root.json (a new root)", trusted.saturating_add(1)),
+        reason: format!(
+            "a new root must be signed by a threshold of the keys of root version {trusted}, which this machine trusts, and of its own: {source}"
+        ),
+    }
 }
 
 /// The datastore's root, when it is newer than the pinned one and descends from it (the

@@ -12,7 +12,7 @@ use tempfile::TempDir;
 use trellis_registry::RegistryError;
 use trellis_registry::tuf::{
     Ed25519PemKey, Expiries, SignedVersions, VerifiedRegistry, generate_keys, init_repository,
-    refresh_timestamp, sign_repository,
+    refresh_timestamp, rotate_root, sign_repository,
 };
 use url::Url;
 
@@ -463,8 +463,8 @@ fn a_root_threshold_of_two_needs_two_signatures() {
     fs::write(f.registry.join("metadata/2.root.json"), &one_signature).unwrap();
     let err = f.load("store").unwrap_err();
     match &err {
-        RegistryError::BadSignature { file, .. } => assert_eq!(file, "root.json"),
-        other => panic!("expected a signature error on root.json, got {other:?}"),
+        RegistryError::BadSignature { file, .. } => assert_eq!(file, "2.root.json (a new root)"),
+        other => panic!("expected a signature error on 2.root.json, got {other:?}"),
     }
 
     // ...and accepted signed by both; the datastore then keeps using it even where a mirror
@@ -630,4 +630,496 @@ fn loads_over_http() {
         }
         other => panic!("expected a fetch error, got {other:?}"),
     }
+}
+
+// =================================================================================================
+// Root rotation
+// =================================================================================================
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&fs::read(path).unwrap()).unwrap()
+}
+
+/// Every key ID a root lists, sorted.
+fn key_ids(root: &serde_json::Value) -> Vec<String> {
+    let mut ids: Vec<String> = root["signed"]["keys"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .cloned()
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn signature_count(metadata: &serde_json::Value) -> usize {
+    metadata["signatures"].as_array().unwrap().len()
+}
+
+/// The key files directly in `dir`, name → bytes.
+fn key_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "pem"))
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                fs::read(&p).unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_root_rotation_without_new_keys_is_followed_from_the_pinned_root() {
+    let f = Fixture::new();
+    let pinned = f.root();
+    assert_eq!(f.load("store").unwrap().versions(), versions(1, 1, 1, 1));
+    let v1 = json(&f.registry.join("metadata/root.json"));
+
+    assert_eq!(
+        rotate_root(&f.registry, &f.keys, &Expiries::default(), false).unwrap(),
+        2
+    );
+    let v2 = json(&f.registry.join("metadata/root.json"));
+    assert_eq!(
+        fs::read(f.registry.join("metadata/2.root.json")).unwrap(),
+        f.root(),
+        "2.root.json and root.json are the same signed root"
+    );
+    assert_eq!(v2["signed"]["version"], 2);
+    assert_eq!(key_ids(&v2), key_ids(&v1), "the keys stay");
+    assert_eq!(v2["signed"]["roles"], v1["signed"]["roles"]);
+    assert!(v2["signed"]["expires"].as_str().unwrap() >= v1["signed"]["expires"].as_str().unwrap());
+    // Targets, snapshot and timestamp did not need re-signing.
+    assert_eq!(
+        json(&f.registry.join("metadata/timestamp.json"))["signed"]["version"],
+        1
+    );
+
+    // A client that saw root 1, and a fresh one that pinned it, both follow to root 2.
+    let fresh = load(&f.registry, &pinned, &f.path("fresh")).unwrap();
+    assert_eq!(fresh.versions(), versions(2, 1, 1, 1));
+    let store = load(&f.registry, &pinned, &f.path("store")).unwrap();
+    assert_eq!(store.versions(), versions(2, 1, 1, 1));
+    // The verified root, as JSON to pin, is root 2 and verifies as a pin of its own.
+    let repinned = store.root_json().unwrap();
+    assert_eq!(
+        load(&f.registry, &repinned, &f.path("repinned"))
+            .unwrap()
+            .versions(),
+        versions(2, 1, 1, 1)
+    );
+
+    // Signing goes on with the same keys.
+    f.add_target("index/gamma.jsonl", b"gamma\n");
+    assert_eq!(f.sign(), versions(2, 2, 2, 2));
+    assert_eq!(
+        load(&f.registry, &pinned, &f.path("store"))
+            .unwrap()
+            .versions(),
+        versions(2, 2, 2, 2)
+    );
+}
+
+#[test]
+fn a_root_rotation_with_new_keys_retires_the_old_ones_and_clients_follow_it() {
+    let f = Fixture::new();
+    let pinned = f.root();
+    assert_eq!(f.load("store").unwrap().versions(), versions(1, 1, 1, 1));
+    let old_keys = key_files(&f.keys);
+    let v1 = json(&f.registry.join("metadata/root.json"));
+
+    assert_eq!(
+        rotate_root(&f.registry, &f.keys, &Expiries::default(), true).unwrap(),
+        2
+    );
+
+    // The old keys are retired under the version they belonged to, new ones took their place.
+    let retired = f.keys.join("retired/1");
+    assert_eq!(key_files(&retired), old_keys);
+    let new_keys = key_files(&f.keys);
+    assert_eq!(
+        new_keys.keys().collect::<Vec<_>>(),
+        old_keys.keys().collect::<Vec<_>>()
+    );
+    for (name, bytes) in &new_keys {
+        assert_ne!(Some(bytes), old_keys.get(name), "{name} is new");
+    }
+    assert!(!f.keys.join("rotating").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        for dir in [f.keys.join("retired"), retired.clone()] {
+            let mode = fs::metadata(&dir).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "{}", dir.display());
+        }
+        for name in new_keys.keys() {
+            let mode = fs::metadata(f.keys.join(name))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600, "{name}");
+        }
+    }
+
+    // Root 2 lists only new keys, and carries the old root key's signature and the new one's.
+    let v2 = json(&f.registry.join("metadata/root.json"));
+    let (old_ids, new_ids) = (key_ids(&v1), key_ids(&v2));
+    assert_eq!(new_ids.len(), 4);
+    assert!(
+        new_ids.iter().all(|id| !old_ids.contains(id)),
+        "{new_ids:?}"
+    );
+    assert_eq!(signature_count(&v2), 2);
+    let old_root_id = hex::encode(
+        Ed25519PemKey::load(&retired.join("root.pem"))
+            .unwrap()
+            .key_id()
+            .unwrap()
+            .as_ref(),
+    );
+    assert!(
+        v2["signatures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["keyid"] == old_root_id.as_str())
+    );
+    // Targets, snapshot and timestamp were re-signed by the old keys and the new ones.
+    for file in ["targets.json", "snapshot.json", "timestamp.json"] {
+        let metadata = json(&f.registry.join("metadata").join(file));
+        assert_eq!(metadata["signed"]["version"], 2, "{file}");
+        assert_eq!(signature_count(&metadata), 2, "{file}");
+    }
+
+    // A client that saw root 1, and a fresh one that pinned it, both follow.
+    assert_eq!(
+        load(&f.registry, &pinned, &f.path("store"))
+            .unwrap()
+            .versions(),
+        versions(2, 2, 2, 2)
+    );
+    let fresh = load(&f.registry, &pinned, &f.path("fresh")).unwrap();
+    assert_eq!(fresh.versions(), versions(2, 2, 2, 2));
+    assert!(fresh.read_target(ARCHIVE).unwrap().is_some());
+
+    // Signing goes on with the new keys; the retired ones no longer sign anything.
+    f.add_target("index/gamma.jsonl", b"gamma\n");
+    assert_eq!(f.sign(), versions(2, 3, 3, 3));
+    assert_eq!(
+        signature_count(&json(&f.registry.join("metadata/targets.json"))),
+        1
+    );
+    refresh_timestamp(&f.registry, &f.keys, &Expiries::default()).unwrap();
+    let reg = load(&f.registry, &pinned, &f.path("store")).unwrap();
+    assert_eq!(reg.versions(), versions(2, 3, 3, 4));
+    assert_eq!(
+        reg.read_target("index/gamma.jsonl").unwrap().unwrap(),
+        b"gamma\n"
+    );
+    assert!(matches!(
+        sign_repository(&f.registry, &retired, &Expiries::default()),
+        Err(RegistryError::KeyNotInRoot { .. })
+    ));
+
+    // A second rotation: root 3, the keys of root 2 retired beside those of root 1, and a
+    // client pinned to root 1 follows the chain.
+    let keys_of_2 = key_files(&f.keys);
+    assert_eq!(
+        rotate_root(&f.registry, &f.keys, &Expiries::default(), true).unwrap(),
+        3
+    );
+    assert_eq!(key_files(&f.keys.join("retired/2")), keys_of_2);
+    assert_eq!(key_files(&retired), old_keys);
+    assert_eq!(
+        load(&f.registry, &pinned, &f.path("fresh-2"))
+            .unwrap()
+            .versions(),
+        versions(3, 4, 4, 5)
+    );
+    assert_eq!(
+        load(&f.registry, &pinned, &f.path("store"))
+            .unwrap()
+            .versions(),
+        versions(3, 4, 4, 5)
+    );
+}
+
+#[test]
+fn a_root_rotation_keeps_a_root_threshold_and_needs_it_met() {
+    let f = Fixture::with_root_keys(2, 2);
+    let pinned = f.root();
+
+    // Without one of the two root keys a new root cannot be signed.
+    let partial = f.path("partial-keys");
+    copy_dir(&f.keys, &partial);
+    fs::remove_file(partial.join("root-2.pem")).unwrap();
+    match rotate_root(&f.registry, &partial, &Expiries::default(), false) {
+        Err(err @ RegistryError::RootSignersMissing { .. }) => {
+            assert!(
+                err.to_string().contains("needs 2 of the root keys"),
+                "{err}"
+            )
+        }
+        other => panic!("expected RootSignersMissing, got {other:?}"),
+    }
+    // Another registry's keys are not this root's.
+    let other = f.path("other-keys");
+    generate_keys(&other, 1).unwrap();
+    assert!(matches!(
+        rotate_root(&f.registry, &other, &Expiries::default(), true),
+        Err(RegistryError::KeyNotInRoot { .. })
+    ));
+    assert!(!other.join("rotating").exists(), "nothing staged");
+    assert!(!f.registry.join("metadata/2.root.json").exists());
+
+    assert_eq!(
+        rotate_root(&f.registry, &f.keys, &Expiries::default(), true).unwrap(),
+        2
+    );
+    let v2 = json(&f.registry.join("metadata/root.json"));
+    assert_eq!(v2["signed"]["roles"]["root"]["threshold"], 2);
+    assert_eq!(
+        v2["signed"]["roles"]["root"]["keyids"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    assert_eq!(signature_count(&v2), 4, "two old root keys and two new");
+    assert!(f.keys.join("retired/1/root-2.pem").is_file());
+    assert_eq!(
+        load(&f.registry, &pinned, &f.path("fresh"))
+            .unwrap()
+            .versions(),
+        versions(2, 2, 2, 2)
+    );
+}
+
+#[test]
+fn a_forged_root_signed_only_by_other_keys_is_refused() {
+    let f = Fixture::new();
+    let pinned = f.root();
+    assert_eq!(f.load("store").unwrap().versions(), versions(1, 1, 1, 1));
+
+    // An attacker who controls the server but not the root key: a root 2 listing their keys,
+    // signed by them alone, and metadata signed by them.
+    let attacker = f.path("attacker");
+    generate_keys(&attacker, 1).unwrap();
+    let served = f.path("served");
+    copy_dir(&f.registry, &served);
+    fs::remove_dir_all(served.join("metadata")).unwrap();
+    init_repository(&served, &attacker, 1, &Expiries::default()).unwrap();
+    // The attacker's root, as version 2, signed with the attacker's root key.
+    let attacker_root: tough::schema::Signed<tough::schema::Root> =
+        serde_json::from_slice(&fs::read(served.join("metadata/root.json")).unwrap()).unwrap();
+    let mut v2 = attacker_root.signed;
+    v2.version = std::num::NonZeroU64::new(2).unwrap();
+    let holder = tough::schema::KeyHolder::Root(v2.clone());
+    let keys: Vec<Box<dyn tough::key_source::KeySource>> = vec![Box::new(
+        Ed25519PemKey::load(&attacker.join("root.pem")).unwrap(),
+    )];
+    let signed = runtime()
+        .block_on(tough::editor::signed::SignedRole::new(
+            v2,
+            &holder,
+            &keys,
+            &aws_lc_rs::rand::SystemRandom::new(),
+        ))
+        .unwrap();
+    let forged: serde_json::Value = serde_json::from_slice(signed.buffer()).unwrap();
+    assert_eq!(signature_count(&forged), 1);
+    fs::write(served.join("metadata/2.root.json"), signed.buffer()).unwrap();
+
+    for store in ["store", "fresh"] {
+        let err = load(&served, &pinned, &f.path(store)).unwrap_err();
+        match &err {
+            RegistryError::BadSignature { file, .. } => {
+                assert_eq!(file, "2.root.json (a new root)")
+            }
+            other => panic!("{store}: expected a signature error on 2.root.json, got {other:?}"),
+        }
+        let message = err.to_string();
+        let label = Url::from_directory_path(&served).unwrap();
+        let label = label.as_str().trim_end_matches('/');
+        assert!(
+            message.starts_with(&format!("registry {label}:")),
+            "{message}"
+        );
+        assert!(
+            message.contains("2.root.json (a new root) is not signed by enough trusted keys")
+                && message.contains("keys of root version 1"),
+            "{message}"
+        );
+    }
+    // Nothing of it was kept: the real registry still loads through the same datastore.
+    assert_eq!(f.load("store").unwrap().versions(), versions(1, 1, 1, 1));
+
+    // Nor does the writer take a forged root in its own directory for an interrupted rotation.
+    fs::write(f.registry.join("metadata/2.root.json"), signed.buffer()).unwrap();
+    match rotate_root(&f.registry, &f.keys, &Expiries::default(), false) {
+        Err(RegistryError::InvalidMetadata { path, reason }) => {
+            assert!(path.ends_with("2.root.json"), "{path:?}");
+            assert!(reason.contains("root version 1"), "{reason}");
+        }
+        other => panic!("expected InvalidMetadata, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_expired_root_is_refused_until_a_rotation_renews_it() {
+    let f = Fixture::new();
+    let pinned = f.root();
+    assert_eq!(f.load("store").unwrap().versions(), versions(1, 1, 1, 1));
+    let short = Expiries {
+        root: chrono::Duration::seconds(1),
+        ..Expiries::default()
+    };
+    assert_eq!(rotate_root(&f.registry, &f.keys, &short, false).unwrap(), 2);
+    // Only what holds after the expiry is checked.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+
+    for store in ["store", "fresh"] {
+        let err = load(&f.registry, &pinned, &f.path(store)).unwrap_err();
+        match &err {
+            RegistryError::Expired {
+                file, expired_at, ..
+            } => {
+                assert_eq!(file, "root.json");
+                assert!(expired_at.is_some(), "the message says when it expired");
+            }
+            other => panic!("{store}: expected an expiry error, got {other:?}"),
+        }
+        let message = err.to_string();
+        assert!(message.contains("root.json expired at 20"), "{message}");
+        assert!(
+            message.contains("trellis registry rotate-root"),
+            "{message}"
+        );
+    }
+
+    // The operator signs a new root with the expired one's keys; clients follow the chain
+    // through the expired root (only the newest root's expiry counts).
+    assert_eq!(
+        rotate_root(&f.registry, &f.keys, &Expiries::default(), false).unwrap(),
+        3
+    );
+    for store in ["store", "fresh", "new"] {
+        assert_eq!(
+            load(&f.registry, &pinned, &f.path(store))
+                .unwrap()
+                .versions(),
+            versions(3, 1, 1, 1),
+            "{store}"
+        );
+    }
+
+    // A period that is not positive is refused up front, before anything is written.
+    let never = Expiries {
+        root: chrono::Duration::zero(),
+        ..Expiries::default()
+    };
+    assert!(matches!(
+        rotate_root(&f.registry, &f.keys, &never, true),
+        Err(RegistryError::InvalidExpiry { .. })
+    ));
+    assert!(!f.registry.join("metadata/4.root.json").exists());
+}
+
+#[test]
+fn an_interrupted_rotation_is_finished_by_running_it_again() {
+    // Stopped after writing 2.root.json, before root.json.
+    let f = Fixture::new();
+    let pinned = f.root();
+    rotate_root(&f.registry, &f.keys, &Expiries::default(), false).unwrap();
+    fs::write(f.registry.join("metadata/root.json"), &pinned).unwrap();
+    // Clients already follow it...
+    assert_eq!(f.load("store").unwrap().versions(), versions(2, 1, 1, 1));
+    // ...and nothing signs until the rotation is finished.
+    for result in [
+        sign_repository(&f.registry, &f.keys, &Expiries::default()).map(|_| ()),
+        refresh_timestamp(&f.registry, &f.keys, &Expiries::default()).map(|_| ()),
+    ] {
+        match result {
+            Err(err @ RegistryError::RotationInterrupted { .. }) => {
+                assert!(err.to_string().contains("rotate-root"), "{err}")
+            }
+            other => panic!("expected RotationInterrupted, got {other:?}"),
+        }
+    }
+    assert_eq!(
+        rotate_root(&f.registry, &f.keys, &Expiries::default(), false).unwrap(),
+        2,
+        "finished, not rotated again"
+    );
+    assert_eq!(
+        f.root(),
+        fs::read(f.registry.join("metadata/2.root.json")).unwrap()
+    );
+    assert_eq!(f.sign(), versions(2, 2, 2, 2));
+
+    // Stopped after the new root was written, before the new keys were moved into place:
+    // the keys directory as it was, with the new keys still in rotating/.
+    let f = Fixture::new();
+    let pinned = f.root();
+    let before = f.path("keys-before");
+    copy_dir(&f.keys, &before);
+    let old_keys = key_files(&before);
+    rotate_root(&f.registry, &f.keys, &Expiries::default(), true).unwrap();
+    let new_keys = key_files(&f.keys);
+    fs::create_dir(before.join("rotating")).unwrap();
+    for (name, bytes) in &new_keys {
+        fs::write(before.join("rotating").join(name), bytes).unwrap();
+    }
+    // Half of the moves were done.
+    fs::create_dir_all(before.join("retired/1")).unwrap();
+    fs::rename(before.join("root.pem"), before.join("retired/1/root.pem")).unwrap();
+    fs::rename(before.join("rotating/root.pem"), before.join("root.pem")).unwrap();
+    assert!(matches!(
+        sign_repository(&f.registry, &before, &Expiries::default()),
+        Err(RegistryError::RotationInterrupted { .. })
+    ));
+    assert_eq!(
+        rotate_root(&f.registry, &before, &Expiries::default(), false).unwrap(),
+        2
+    );
+    assert_eq!(key_files(&before), new_keys);
+    assert_eq!(key_files(&before.join("retired/1")), old_keys);
+    assert!(!before.join("rotating").exists());
+    f.add_target("index/gamma.jsonl", b"gamma\n");
+    assert_eq!(
+        sign_repository(&f.registry, &before, &Expiries::default()).unwrap(),
+        versions(2, 3, 3, 3)
+    );
+    assert_eq!(
+        load(&f.registry, &pinned, &f.path("fresh"))
+            .unwrap()
+            .versions(),
+        versions(2, 3, 3, 3)
+    );
+
+    // Stopped after the new keys were staged, before the root was written: running it again
+    // (even without asking for new keys) rotates to the staged keys.
+    let f = Fixture::new();
+    let pinned = f.root();
+    generate_keys(&f.keys.join("rotating"), 1).unwrap();
+    let staged = key_files(&f.keys.join("rotating"));
+    assert!(matches!(
+        sign_repository(&f.registry, &f.keys, &Expiries::default()),
+        Err(RegistryError::RotationInterrupted { .. })
+    ));
+    assert_eq!(f.load("store").unwrap().versions(), versions(1, 1, 1, 1));
+    assert_eq!(
+        rotate_root(&f.registry, &f.keys, &Expiries::default(), false).unwrap(),
+        2
+    );
+    assert_eq!(key_files(&f.keys), staged);
+    assert_eq!(
+        load(&f.registry, &pinned, &f.path("store"))
+            .unwrap()
+            .versions(),
+        versions(2, 2, 2, 2)
+    );
 }
