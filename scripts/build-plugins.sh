@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
 # Builds the example WebAssembly plugins (every crate in examples/plugins: security-scanner,
+# findings-gate,
 # hostile, bench-echo) as
 # components for wasm32-wasip2, in release, and copies each to
 # examples/plugins/<crate>/plugin.wasm, where its plugin.yaml's `runtime.entry` points.

@@ -12,6 +12,7 @@
 // Errors carry the project error whole (with its hint) and are built once, on the way out.
 #![allow(clippy::result_large_err)]
 
+mod migrate;
 pub mod stats;
 
 use std::collections::BTreeMap;
@@ -26,6 +27,8 @@ use trellis_project::{LoadedPlugin, Project, ProjectError};
 use trellis_wasm::{
     EffectiveLimits, PluginSpec, RuntimeOptions, WasmError, WasmPlugin, WasmRuntime,
 };
+
+pub use migrate::{MigrationError, run_config_migration};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {

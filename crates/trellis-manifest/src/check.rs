@@ -16,7 +16,8 @@ use serde_json::Value;
 use crate::Format;
 use crate::issue::{At, Issue, child, did_you_mean, index};
 use crate::model::{
-    API_VERSION_V1, KNOWN_CAPABILITIES, KNOWN_PLATFORMS, parse_byte_size, parse_duration,
+    API_VERSION_V1, CONFIG_MIGRATE_HOOK, KNOWN_CAPABILITIES, KNOWN_PLATFORMS, WRAPPER_HOOKS,
+    parse_byte_size, parse_duration,
 };
 use crate::name::{NAME_GRAMMAR, name_problem, suggest_name};
 use crate::schema::Humanizer;
@@ -78,6 +79,7 @@ pub(crate) fn semantics(located: &Located) -> Vec<Issue> {
     c.runtime();
     c.limits();
     c.config();
+    c.config_migrations();
     for (pointer, path, _) in c.referenced_paths() {
         c.relative_path(&pointer, &path);
     }
@@ -459,6 +461,27 @@ impl<'a> Checker<'a> {
             Some(format!("{name}@{version}"))
         });
         for (pointer, hook) in self.items("/provides/hooks") {
+            let name = hook.get("hook").and_then(Value::as_str);
+            if name == Some(CONFIG_MIGRATE_HOOK) {
+                self.push(
+                    Issue::new(
+                        child(&pointer, "hook"),
+                        At::Value,
+                        format!("the hook name `{CONFIG_MIGRATE_HOOK}` is reserved: trellis calls it only to run configuration migration functions"),
+                    )
+                    .hint("name the function in `config.migrations[].function` instead of listing it here"),
+                );
+            }
+            if let Some(reserved) = name.filter(|n| WRAPPER_HOOKS.contains(n)) {
+                self.push(
+                    Issue::new(
+                        child(&pointer, "hook"),
+                        At::Value,
+                        format!("the hook name `{reserved}` is reserved: trellis calls it only to run a wasm plugin's hook wrappers"),
+                    )
+                    .hint("list the hook you wrap, with `wrapper: true`"),
+                );
+            }
             let flag = |k: &str| hook.get(k).and_then(Value::as_bool).unwrap_or(false);
             if flag("tryfirst") && flag("trylast") {
                 self.push(
@@ -743,6 +766,54 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// A migration `function` is code in the plugin's component, so only a wasm plugin can
+    /// have one; a declarative plugin has no code to call and a process plugin no way to be
+    /// called as a pure function.
+    fn config_migrations(&mut self) {
+        let kind = self.runtime_kind();
+        for (pointer, migration) in self.items("/config/migrations") {
+            let Some(function) = migration.get("function") else {
+                continue;
+            };
+            let field = child(&pointer, "function");
+            if let Some(name) = function.as_str()
+                && !name.is_empty()
+                && name.trim().is_empty()
+            {
+                self.push(
+                    Issue::new(&field, At::Value, "must not be blank")
+                        .expected("the name of a migration function, such as `to_v2`"),
+                );
+            }
+            match kind {
+                Some("wasm") => {}
+                Some(other @ ("declarative" | "process")) => {
+                    let hint = if self.at("/runtime").is_some() {
+                        format!(
+                            "migrate with `rename` and `remove`, or make the plugin a wasm plugin (`{}` under `runtime`)",
+                            self.snippet("type", "wasm")
+                        )
+                    } else {
+                        "migrate with `rename` and `remove`, or make the plugin a wasm plugin (a `runtime` section with `type: wasm` and its `entry`)".to_owned()
+                    };
+                    self.push(
+                        Issue::new(
+                            &field,
+                            At::Key,
+                            format!(
+                                "a migration `function` runs the plugin's WebAssembly code, but this plugin's runtime is `{other}`"
+                            ),
+                        )
+                        .expected("`function` only in a plugin whose `runtime.type` is `wasm`")
+                        .hint(hint),
+                    );
+                }
+                // An unknown runtime type is reported on its own.
+                _ => {}
+            }
+        }
+    }
+
     /// Checks that the value at `pointer`, if any, is a usable JSON Schema, and compiles it.
     fn json_schema(&mut self, pointer: &str) -> Option<Validator> {
         let schema = self.at(pointer)?;
@@ -853,5 +924,144 @@ mod tests {
         assert!(path_problem("../x").is_some());
         assert!(path_problem("a/../../x").is_some());
         assert!(path_problem("a\\..\\x").is_some());
+    }
+
+    const HEAD: &str =
+        "apiVersion: trellis.dev/v1\nkind: Plugin\nmetadata:\n  name: demo\n  version: 2.0.0\n";
+    const MIGRATIONS: &str = "config:\n  schema: { type: object }\n  migrations:\n    - version: 1.5.0\n      remove: [legacy]\n    - version: 2.0.0\n      rename: { a: b.a }\n      function: to_v2\n";
+
+    fn parse(text: &str, format: Format) -> Result<crate::Manifest, crate::ManifestError> {
+        crate::parse_str(text, format, Path::new("plugin.yaml"))
+    }
+
+    #[test]
+    fn a_wasm_plugin_may_name_a_migration_function() {
+        let text = format!("{HEAD}runtime:\n  type: wasm\n  entry: plugin.wasm\n{MIGRATIONS}");
+        let manifest = parse(&text, Format::Yaml).unwrap_or_else(|e| panic!("{e}"));
+        let migrations = &manifest
+            .config
+            .as_ref()
+            .map(|c| c.migrations.clone())
+            .unwrap_or_default();
+        assert_eq!(migrations[0].function, None);
+        assert_eq!(migrations[1].function.as_deref(), Some("to_v2"));
+        assert_eq!(
+            migrations[1].rename.get("a").map(String::as_str),
+            Some("b.a")
+        );
+        // It survives a round trip through the model.
+        let back: crate::Manifest =
+            serde_json::from_value(serde_json::to_value(&manifest).unwrap()).unwrap();
+        assert_eq!(back, manifest);
+    }
+
+    #[test]
+    fn only_a_wasm_plugin_may_name_a_migration_function() {
+        for (runtime, kind) in [
+            ("", "declarative"),
+            ("runtime:\n  type: declarative\n", "declarative"),
+            (
+                "runtime:\n  type: process\n  entry: bin/plugin\n",
+                "process",
+            ),
+        ] {
+            let text = format!("{HEAD}{runtime}{MIGRATIONS}");
+            let err = parse(&text, Format::Yaml).expect_err(kind);
+            let d = err.diagnostics();
+            assert_eq!(d.len(), 1, "{err}");
+            assert_eq!(d[0].field, "config.migrations[1].function", "{err}");
+            assert_eq!(
+                d[0].line,
+                text.lines().position(|l| l.contains("function:")).unwrap() + 1
+            );
+            assert!(
+                d[0].message
+                    .contains(&format!("this plugin's runtime is `{kind}`")),
+                "{err}"
+            );
+            let hint = d[0].hint.as_deref().unwrap_or_default();
+            assert!(hint.contains("`rename` and `remove`"), "{err}");
+            if runtime.is_empty() {
+                assert!(hint.contains("a `runtime` section"), "{err}");
+            } else {
+                assert!(hint.contains("`type: wasm`"), "{err}");
+            }
+        }
+        // In TOML the hint is written as TOML.
+        let toml = "apiVersion = \"trellis.dev/v1\"\nkind = \"Plugin\"\n[metadata]\nname = \"demo\"\nversion = \"2.0.0\"\n[runtime]\ntype = \"declarative\"\n[[config.migrations]]\nversion = \"2.0.0\"\nfunction = \"to_v2\"\n";
+        let err = parse(toml, Format::Toml).expect_err("declarative");
+        let d = err.diagnostics();
+        assert_eq!(d.len(), 1, "{err}");
+        assert_eq!(d[0].line, 10, "{err}");
+        assert!(
+            d[0].hint
+                .as_deref()
+                .unwrap_or_default()
+                .contains("`type = \"wasm\"`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_migration_function_needs_a_name() {
+        let wasm = format!("{HEAD}runtime:\n  type: wasm\n  entry: plugin.wasm\n");
+        for (function, message) in [
+            ("\"\"", "must not be empty"),
+            ("\"  \"", "must not be blank"),
+        ] {
+            let text = format!(
+                "{wasm}config:\n  migrations:\n    - version: 2.0.0\n      function: {function}\n"
+            );
+            let err = parse(&text, Format::Yaml).expect_err(function);
+            let d = err.diagnostics();
+            assert_eq!(d.len(), 1, "{err}");
+            assert_eq!(d[0].field, "config.migrations[0].function", "{err}");
+            assert_eq!(d[0].message, message, "{err}");
+        }
+        let text = format!(
+            "{wasm}config:\n  migrations:\n    - version: 2.0.0\n      function: [to_v2]\n"
+        );
+        let err = parse(&text, Format::Yaml).expect_err("a list");
+        assert_eq!(
+            err.diagnostics()[0].field,
+            "config.migrations[0].function",
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_migration_hook_name_is_reserved() {
+        let text = format!(
+            "{HEAD}runtime:\n  type: wasm\n  entry: plugin.wasm\nprovides:\n  hooks:\n    - hook: trellis.config.migrate\n"
+        );
+        let err = parse(&text, Format::Yaml).expect_err("reserved");
+        let d = err.diagnostics();
+        assert_eq!(d.len(), 1, "{err}");
+        assert_eq!(d[0].field, "provides.hooks[0].hook", "{err}");
+        assert!(d[0].message.contains("is reserved"), "{err}");
+    }
+
+    #[test]
+    fn the_wrapper_hook_names_are_reserved() {
+        let text = format!(
+            "{HEAD}runtime:\n  type: wasm\n  entry: plugin.wasm\nprovides:\n  hooks:\n    - hook: build\n      wrapper: true\n    - hook: trellis.hook.wrap.after\n"
+        );
+        let err = parse(&text, Format::Yaml).expect_err("reserved");
+        let d = err.diagnostics();
+        assert_eq!(d.len(), 1, "{err}");
+        assert_eq!(d[0].field, "provides.hooks[1].hook", "{err}");
+        assert!(d[0].message.contains("hook wrappers"), "{err}");
+    }
+
+    /// `migrations` belongs to `config`; an outcome type has none (the model would not read it).
+    #[test]
+    fn outcome_types_have_no_migrations() {
+        let text = format!(
+            "{HEAD}provides:\n  outcome_types:\n    - name: review\n      migrations: []\n"
+        );
+        let err = parse(&text, Format::Yaml).expect_err("unknown field");
+        let d = err.diagnostics();
+        assert_eq!(d.len(), 1, "{err}");
+        assert!(d[0].message.contains("unknown field `migrations`"), "{err}");
     }
 }

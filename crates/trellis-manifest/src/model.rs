@@ -652,7 +652,24 @@ pub struct ConfigSection {
     pub migrations: Vec<ConfigMigration>,
 }
 
-/// The configuration changes one version made: keys renamed or moved, and keys removed.
+/// The hook name the host calls a wasm plugin's `call-hook` export with to run a configuration
+/// migration function (`config.migrations[].function`). Reserved: no `provides.hooks` entry may
+/// use it, so the hook registry never routes anything else to it.
+pub const CONFIG_MIGRATE_HOOK: &str = "trellis.config.migrate";
+
+/// The reserved hook name under which trellis calls a wasm plugin's hook wrapper before the
+/// other implementations: arguments `{"hook", "args"}`; the result is the wrapper's state.
+pub const HOOK_WRAP_BEFORE: &str = "trellis.hook.wrap.before";
+
+/// The reserved hook name under which trellis calls a wasm plugin's hook wrapper after the
+/// other implementations, with their outcome (docs/wasm.md, "Hook wrappers").
+pub const HOOK_WRAP_AFTER: &str = "trellis.hook.wrap.after";
+
+/// Both wrapper hook names, which no manifest may list as hooks.
+pub const WRAPPER_HOOKS: [&str; 2] = [HOOK_WRAP_BEFORE, HOOK_WRAP_AFTER];
+
+/// The configuration changes one version made: keys renamed or moved, keys removed, and a
+/// migration function to run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigMigration {
@@ -664,12 +681,19 @@ pub struct ConfigMigration {
     /// Dotted key paths that no longer exist.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub remove: Vec<String>,
+    /// A migration function in the plugin's code (wasm plugins only), run after `rename` and
+    /// `remove`: for what moving and dropping keys cannot express (a value recomputed, an
+    /// object built from several keys). The host calls it with the user's configuration and
+    /// uses what it returns; see `docs/wasm.md`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function: Option<String>,
 }
 
 impl ConfigMigration {
-    /// Applies this migration to a user's configuration: each rename moves the value (creating
-    /// the objects on the new path), then each removal deletes its key. Returns what changed,
-    /// in words, for the user to review.
+    /// Applies the declarative part of this migration to a user's configuration: each rename
+    /// moves the value (creating the objects on the new path), then each removal deletes its
+    /// key. Returns what changed, in words, for the user to review. A `function` is not run
+    /// here: running plugin code is up to the caller.
     pub fn apply(&self, config: &mut Value) -> Vec<String> {
         let mut changes = Vec::new();
         for (from, to) in &self.rename {

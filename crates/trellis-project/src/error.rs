@@ -167,6 +167,19 @@ pub enum ProjectError {
         backup: PathBuf,
     },
 
+    #[error(
+        "the update of `{plugin}` to {to} was refused: its configuration migration {version} (function `{function}`) failed: {reason}"
+    )]
+    ConfigMigrationFailed {
+        plugin: String,
+        /// The version the update would have installed.
+        to: Version,
+        /// The `config.migrations` entry whose function failed.
+        version: Version,
+        function: String,
+        reason: String,
+    },
+
     #[error("registry `{registry}`: {source}")]
     Registry {
         registry: String,
@@ -319,6 +332,9 @@ impl ProjectError {
             NotFromRegistry { plugin, .. } => format!(
                 "install the new version with `trellis plugin install --force <ARCHIVE|DIR>`, or remove `{plugin}` and install it by name from a registry"
             ),
+            ConfigMigrationFailed { plugin, .. } => format!(
+                "nothing was changed: `{plugin}` keeps its installed version, configuration and grants; report the failure to the plugin's author, or update to another version"
+            ),
             UpdateRolledBack { backup, .. } => format!(
                 "the previous versions, grants and configuration are back; the backup stays in {}; fix what the reason names and update again",
                 backup.display()
@@ -447,6 +463,7 @@ impl ProjectError {
             Resolve(_) => "resolve",
             NotFromRegistry { .. } => "not_from_registry",
             UpdateRolledBack { .. } => "update_rolled_back",
+            ConfigMigrationFailed { .. } => "config_migration_failed",
             IncompatibleTrellis { .. } => "incompatible_trellis",
             UnsupportedPlatform { .. } => "unsupported_platform",
             MissingDependency { .. } => "missing_dependency",

@@ -39,7 +39,10 @@ pub use registries::{
     DEFAULT_PRIORITY, RegistryCatalog, RegistryPlan, RegistrySource, RegistryView, parse_spec,
     registry_url,
 };
-pub use update::{StartCheck, UpdateItem, UpdatePlan, UpdateReport, shipped_changelog};
+pub use update::{
+    ConfigMigrate, MigrationCall, StartCheck, UpdateItem, UpdatePlan, UpdateReport,
+    shipped_changelog,
+};
 mod security;
 mod state;
 

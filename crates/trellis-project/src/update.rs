@@ -2,13 +2,15 @@
 //! with the changes shown, the user's configuration migrated, a backup kept, and an automatic
 //! rollback when the new version cannot be enabled.
 
+use std::collections::BTreeMap;
 use std::fs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use semver::{Version, VersionReq};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use trellis_audit::AuditEvent;
+use trellis_manifest::Manifest;
 use trellis_registry::resolve::{Catalog, Resolved};
 
 use crate::config::ProjectConfig;
@@ -19,6 +21,29 @@ use crate::{LifecycleState, Project, ProjectError};
 
 /// Starts a project's plugins as a host does and returns those that failed, with why.
 pub type StartCheck<'a> = &'a dyn Fn(&Project) -> Result<Vec<(String, String)>, ProjectError>;
+
+/// Runs a configuration migration function and returns the new configuration, or why it
+/// failed. This crate runs no plugin code, so the caller supplies it (on the wasm runtime).
+pub type ConfigMigrate<'a> = &'a dyn Fn(MigrationCall<'_>) -> Result<Value, String>;
+
+/// One call of a configuration migration function (`config.migrations[].function`).
+#[derive(Debug)]
+pub struct MigrationCall<'a> {
+    pub plugin: &'a str,
+    /// The manifest of the version being installed: its `runtime` and `limits` apply.
+    pub manifest: &'a Manifest,
+    /// Where the update staged (verified and extracted) the package of that version; the
+    /// manifest's `runtime.entry` is relative to it.
+    pub dir: &'a Path,
+    pub function: &'a str,
+    /// The installed version the update starts from.
+    pub from: &'a Version,
+    /// The version of the migration entry (which may be older than the version installed).
+    pub to: &'a Version,
+    /// The user's settings of the plugin as stored (`${VAR}` not expanded), after the earlier
+    /// migrations and this entry's `rename` and `remove`.
+    pub config: Value,
+}
 
 /// One plugin an update moves to another version.
 #[derive(Debug, Clone, Serialize)]
@@ -213,15 +238,19 @@ impl Project {
         })
     }
 
-    /// Commits an update: keeps a backup of each replaced package and of the configuration,
-    /// migrates the configuration, installs everything as one change (refused before anything
-    /// is written when an enabled plugin could not be enabled with the new versions), then
-    /// starts the plugins with `start`. If one that was enabled does not start, the previous
-    /// versions, grants, states and configuration are put back and the reason is returned.
+    /// Commits an update: migrates the configuration (declarative steps here, migration
+    /// functions through `migrate`) and checks it against the new schemas, keeps a backup of
+    /// each replaced package and of the configuration, installs everything as one change
+    /// (refused before anything is written when an enabled plugin could not be enabled with
+    /// the new versions), then starts the plugins with `start`. A failed migration refuses the
+    /// update before anything is written. If a plugin that was enabled does not start, the
+    /// previous versions, grants, states and configuration are put back and the reason is
+    /// returned.
     pub fn commit_update(
         &self,
         plan: &UpdatePlan,
         items: Vec<(PreparedInstall, GrantDecisions)>,
+        migrate: ConfigMigrate<'_>,
         start: StartCheck<'_>,
     ) -> Result<UpdateReport, ProjectError> {
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
@@ -229,21 +258,8 @@ impl Project {
         let config_before = ProjectConfig::read_or_default(self)?;
         let state_before = self.state()?;
 
-        // Backups: the kept package (archive and signatures) of each replaced plugin, and the
-        // whole configuration file.
-        for (prepared, _) in &items {
-            if let Some(prev) = &prepared.previous {
-                let from = self.packages_dir(prepared.name());
-                let to = backup.join(prepared.name()).join(prev.version.to_string());
-                if from.is_dir() {
-                    copy_tree(&from, &to)?;
-                }
-            }
-        }
-        fs::create_dir_all(&backup).map_err(io_err(&backup))?;
-        config_before.write(&backup.join("config.yaml"))?;
-
-        // Migrations, checked against the new schema before anything is installed.
+        // Migrations first, checked against the new schema: computed in memory, so a refusal
+        // (a bad result, a failing migration function) leaves not even a backup behind.
         let mut config_after = config_before.clone();
         let mut migrated = Vec::new();
         for (prepared, _) in &items {
@@ -268,6 +284,28 @@ impl Project {
             let mut changes = Vec::new();
             for step in steps {
                 changes.extend(step.apply(user));
+                let Some(function) = &step.function else {
+                    continue;
+                };
+                let before = user.clone();
+                let after = migrate(MigrationCall {
+                    plugin: name,
+                    manifest: &prepared.manifest,
+                    dir: prepared.extracted_dir(),
+                    function,
+                    from: &prev.version,
+                    to: &step.version,
+                    config: before.clone(),
+                })
+                .map_err(|reason| ProjectError::ConfigMigrationFailed {
+                    plugin: name.to_owned(),
+                    to: prepared.manifest.metadata.version.clone(),
+                    version: step.version.clone(),
+                    function: function.clone(),
+                    reason,
+                })?;
+                changes.extend(function_changes(function, &before, &after));
+                *user = after;
             }
             if !changes.is_empty() {
                 migrated.push((name.to_owned(), changes));
@@ -290,6 +328,20 @@ impl Project {
                 }
             }
         }
+
+        // Backups: the kept package (archive and signatures) of each replaced plugin, and the
+        // whole configuration file.
+        for (prepared, _) in &items {
+            if let Some(prev) = &prepared.previous {
+                let from = self.packages_dir(prepared.name());
+                let to = backup.join(prepared.name()).join(prev.version.to_string());
+                if from.is_dir() {
+                    copy_tree(&from, &to)?;
+                }
+            }
+        }
+        fs::create_dir_all(&backup).map_err(io_err(&backup))?;
+        config_before.write(&backup.join("config.yaml"))?;
 
         let rollback_items: Vec<(String, Option<crate::PluginRecord>)> = items
             .iter()
@@ -454,9 +506,83 @@ impl Project {
     }
 }
 
+/// What a migration function changed, by dotted key, for the user to review (values are left
+/// out: they may be long, and the file shows them).
+fn function_changes(function: &str, before: &Value, after: &Value) -> Vec<String> {
+    let (mut old, mut new) = (BTreeMap::new(), BTreeMap::new());
+    leaves(String::new(), before, &mut old);
+    leaves(String::new(), after, &mut new);
+    let mut changed = Vec::new();
+    for (key, value) in &old {
+        match new.get(key) {
+            None => changed.push(format!("{key} removed")),
+            Some(v) if v != value => changed.push(format!("{key} changed")),
+            Some(_) => {}
+        }
+    }
+    changed.extend(
+        new.keys()
+            .filter(|k| !old.contains_key(*k))
+            .map(|k| format!("{k} added")),
+    );
+    if changed.is_empty() {
+        return Vec::new();
+    }
+    vec![format!("{function}(): {}", changed.join(", "))]
+}
+
+/// Every value that is not a non-empty object, by dotted path; a whole configuration that is
+/// not an object is `(root)`.
+fn leaves<'v>(path: String, value: &'v Value, out: &mut BTreeMap<String, &'v Value>) {
+    match value {
+        Value::Object(map) if path.is_empty() || !map.is_empty() => {
+            for (key, child) in map {
+                let path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                leaves(path, child, out);
+            }
+        }
+        other if path.is_empty() => {
+            out.insert("(root)".to_owned(), other);
+        }
+        other => {
+            out.insert(path, other);
+        }
+    }
+}
+
 /// The text of a changelog a package ships (`CHANGELOG.md`), for the update summary.
 pub fn shipped_changelog(prepared: &PreparedInstall) -> Option<String> {
     ["CHANGELOG.md", "CHANGELOG", "changelog.md"]
         .iter()
         .find_map(|f| fs::read_to_string(prepared.extracted_dir().join(f)).ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn function_changes_name_the_keys() {
+        let before = json!({"threshold": 5, "keep": {"a": 1}, "list": [1], "same": true});
+        let after = json!({"severity": {"threshold": 50, "level": {}}, "keep": {"a": 2}, "list": [1], "same": true});
+        assert_eq!(
+            function_changes("to_v2", &before, &after),
+            [
+                "to_v2(): keep.a changed, threshold removed, severity.level added, severity.threshold added"
+            ]
+        );
+        assert!(function_changes("noop", &before, &before).is_empty());
+        assert_eq!(
+            function_changes("fill", &json!({}), &json!({"a": 1})),
+            ["fill(): a added"]
+        );
+        assert_eq!(
+            function_changes("wrap", &json!(7), &json!({"value": 7})),
+            ["wrap(): (root) removed, value added"]
+        );
+    }
 }

@@ -23,6 +23,9 @@
 //!   optional fuel budget, and the size of a call's result. Sleeps through
 //!   `wasi:clocks/monotonic-clock` end at the call's deadline, and commands run for a plugin
 //!   are killed then, so no import lets a call outlive its timeout.
+//! - **Configuration migrations** ([`WasmPlugin::migrate_config`]): a migration function runs
+//!   through `call-hook` with the reserved hook [`CONFIG_MIGRATE_HOOK`], in an instance of its
+//!   own that is never initialized and holds no capability, under the plugin's limits.
 //! - **Isolation of failures.** A trap (panic, stack overflow, limit) drops that plugin's
 //!   instance; the next call instantiates a fresh one from the pre-linked component. Other
 //!   plugins are never affected.
@@ -89,3 +92,5 @@ pub use runtime::{
     WasmRuntime, detect_api_version,
 };
 pub use trellis_audit::{AuditEvent, AuditLog, AuditSink, MemoryAudit};
+pub use trellis_manifest::CONFIG_MIGRATE_HOOK;
+pub use trellis_manifest::{HOOK_WRAP_AFTER, HOOK_WRAP_BEFORE};

@@ -2,21 +2,24 @@
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use serde_json::Value;
 use trellis_core::{HookError, PluginRegistration};
+use trellis_manifest::{CONFIG_MIGRATE_HOOK, HOOK_WRAP_AFTER, HOOK_WRAP_BEFORE};
 use wasmtime::Store;
 
 use crate::cache::{self, CacheStatus};
+use crate::caps::Grants;
 use crate::error::{GuestErrorKind, Limit, WasmError};
 use crate::host::{HostState, Plugin, PluginPre, PluginShared, WitError};
 use crate::limiter::MemoryLimiter;
 use crate::limits::EffectiveLimits;
 use crate::metrics::{CallStats, PluginMetrics};
 use crate::runtime::SharedRuntime;
+use crate::state::StateStore;
 use crate::stdio;
 
 /// Longest error message taken from a plugin, in bytes.
@@ -185,21 +188,92 @@ impl WasmPlugin {
         self.parse_output(&call, &text)
     }
 
+    /// Runs the configuration migration function `function` (a `config.migrations[].function`
+    /// of the manifest) on `config`, the user's configuration, and returns the new one.
+    ///
+    /// The call is `call-hook` with the reserved hook [`CONFIG_MIGRATE_HOOK`] and the arguments
+    /// `{"function", "from", "to", "config"}`. A migration is a pure function of the
+    /// configuration, so it runs in a fresh instance that is dropped afterwards: `init` is not
+    /// called, the instance holds no capability whatever the plugin was loaded with (no
+    /// filesystem, environment, state, events, network or processes; `config.get` answers
+    /// `config`), and the plugin's limits apply. Anything but a JSON object back is an error:
+    /// `none`, another JSON type, or a result that is not JSON.
+    pub fn migrate_config(
+        &self,
+        function: &str,
+        from: &str,
+        to: &str,
+        config: &Value,
+    ) -> Result<Value, WasmError> {
+        let call = format!("config migration {function}");
+        let args = to_json(&serde_json::json!({
+            "function": function,
+            "from": from,
+            "to": to,
+            "config": config,
+        }))?;
+        let config_json = to_json(config)?;
+        let text = self.invoke_isolated(&call, config_json, |store, b| {
+            b.trellis_plugin_guest()
+                .call_call_hook(store, CONFIG_MIGRATE_HOOK, &args)
+        })?;
+        let invalid = |message: String| {
+            self.fail_after_call(WasmError::Guest {
+                plugin: self.shared.name.clone(),
+                call: call.clone(),
+                kind: GuestErrorKind::InvalidResult,
+                message,
+            })
+        };
+        let Some(text) = text else {
+            return Err(invalid(
+                "it returned no configuration (`none`); a migration function returns the new configuration object".to_owned(),
+            ));
+        };
+        match self.parse_output(&call, &text)? {
+            Value::Object(map) => Ok(Value::Object(map)),
+            other => Err(invalid(format!(
+                "it returned {}, not a configuration object",
+                json_kind(&other)
+            ))),
+        }
+    }
+
     /// One hook implementation per `provides.hooks` entry, in manifest order, each calling
-    /// [`WasmPlugin::call_hook`]. Wrappers are skipped (with a warning) for now: the plugin
-    /// API has no way yet to run code before and after the inner implementations.
+    /// [`WasmPlugin::call_hook`]. An entry with `wrapper: true` becomes a wrapper around the
+    /// other implementations: the guest's `call-hook` is called with [`HOOK_WRAP_BEFORE`]
+    /// before them and with [`HOOK_WRAP_AFTER`] after them, with their outcome (see
+    /// [`WasmPlugin::wrap_after`]).
     pub fn registration(self: &Arc<Self>) -> PluginRegistration {
         let mut registration = PluginRegistration::new(self.name());
         for h in &self.hooks {
-            if h.wrapper {
-                tracing::warn!(plugin = %self.name(), hook = %h.hook, "wrapper hooks are not supported for wasm plugins yet; skipping");
-                continue;
-            }
-            let plugin = Arc::clone(self);
-            let hook = h.hook.clone();
-            let mut imp = trellis_core::HookImpl::new(h.hook.clone(), move |call| {
-                plugin.call_hook(&hook, call.args()).map_err(HookError::msg)
-            });
+            let mut imp = if h.wrapper {
+                let (before, after) = (Arc::clone(self), Arc::clone(self));
+                let (hook, hook_after) = (h.hook.clone(), h.hook.clone());
+                trellis_core::HookImpl::wrapper_with(
+                    h.hook.clone(),
+                    move |call| {
+                        let args = call.args().clone();
+                        let state = before
+                            .call_hook(
+                                HOOK_WRAP_BEFORE,
+                                &serde_json::json!({"hook": hook, "args": args}),
+                            )
+                            .map_err(HookError::msg)?
+                            .unwrap_or(Value::Null);
+                        Ok((args, state))
+                    },
+                    move |(args, state), outcome| {
+                        after.wrap_after(&hook_after, args, state, outcome)
+                    },
+                )
+            } else {
+                let plugin = Arc::clone(self);
+                let hook = h.hook.clone();
+                trellis_core::HookImpl::new(h.hook.clone(), move |call| {
+                    plugin.call_hook(&hook, call.args()).map_err(HookError::msg)
+                })
+            };
             if h.tryfirst {
                 imp = imp.tryfirst();
             }
@@ -218,6 +292,53 @@ impl WasmPlugin {
             registration.push(imp);
         }
         registration
+    }
+
+    /// The second half of a wrapper: the guest's `call-hook` with [`HOOK_WRAP_AFTER`] and
+    /// `{"hook", "args", "state", "outcome"}`, where `state` is what the first half returned
+    /// and `outcome` is `{"results": [...]}` or `{"error": "..."}`. The guest answers `none` to
+    /// keep the outcome, or one of those two shapes to replace it; a failing guest replaces it
+    /// with its error, as an exception in a pluggy wrapper's teardown does.
+    pub fn wrap_after(
+        &self,
+        hook: &str,
+        args: Value,
+        state: Value,
+        outcome: trellis_core::hooks::Outcome,
+    ) -> trellis_core::hooks::Outcome {
+        let seen = match &outcome {
+            Ok(results) => serde_json::json!({"results": results.values}),
+            Err(e) => serde_json::json!({"error": e.to_string()}),
+        };
+        let answer = self.call_hook(
+            HOOK_WRAP_AFTER,
+            &serde_json::json!({"hook": hook, "args": args, "state": state, "outcome": seen}),
+        );
+        let replacement = match answer {
+            Ok(None) => return outcome,
+            Ok(Some(replacement)) => replacement,
+            Err(e) => return Err(HookError::msg(e)),
+        };
+        match replacement {
+            Value::Object(mut map) if map.len() == 1 => {
+                match (map.remove("results"), map.remove("error")) {
+                    (Some(Value::Array(values)), _) => Ok(trellis_core::HookResults {
+                        values,
+                        errors: outcome.map(|r| r.errors).unwrap_or_default(),
+                    }),
+                    (_, Some(Value::String(message))) => Err(HookError::msg(message)),
+                    _ => Err(self.bad_wrapper_answer(hook)),
+                }
+            }
+            _ => Err(self.bad_wrapper_answer(hook)),
+        }
+    }
+
+    fn bad_wrapper_answer(&self, hook: &str) -> HookError {
+        HookError::msg(format!(
+            "plugin `{}`: its wrapper of `{hook}` answered neither none, {{\"results\": [...]}} nor {{\"error\": \"...\"}}",
+            self.name()
+        ))
     }
 
     /// Subscribes [`WasmPlugin::on_event`] to `bus` for every `provides.hooks` entry that is
@@ -321,47 +442,95 @@ impl WasmPlugin {
         let Some(l) = live.as_mut() else {
             return Err(WasmError::Engine("no live instance".into()));
         };
-        self.begin_call(&mut l.store)?;
-        let outcome = f(&mut l.store, &l.bindings);
-        self.end_call(&mut l.store, call);
+        let (result, trapped) = self.call_instance(l, call, f);
+        if trapped {
+            *live = None;
+        }
+        result
+    }
+
+    /// Like [`WasmPlugin::invoke`], on an instance of its own that is never initialized and
+    /// holds no capability (its `config.get` answers `config_json`), dropped after the call.
+    /// The plugin's live instance, if any, is neither used nor disturbed.
+    fn invoke_isolated<R: OutputSize>(
+        &self,
+        call: &str,
+        config_json: String,
+        f: impl FnOnce(&mut Store<HostState>, &Plugin) -> wasmtime::Result<Result<R, WitError>>,
+    ) -> Result<R, WasmError> {
+        let _reentry = Reentry::enter(self, call)?;
+        let started = Instant::now();
+        let shared = Arc::new(PluginShared {
+            name: self.shared.name.clone(),
+            grants: Grants::new(Vec::new()),
+            config_json,
+            events: Arc::clone(&self.shared.events),
+            audit: Arc::clone(&self.shared.audit),
+            state: StateStore::new(&self.runtime.opts.state_dir, &self.shared.name),
+            project_root: self.shared.project_root.clone(),
+            denials: AtomicU64::new(0),
+            peak_memory: AtomicU64::new(0),
+        });
+        let result = self
+            .bare_instance(Arc::clone(&shared))
+            .and_then(|mut instance| self.call_instance(&mut instance, call, f).0);
+        // Denials and memory of the isolated instance count for the plugin all the same.
+        self.shared
+            .denials
+            .fetch_add(shared.denials.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.shared.peak_memory.fetch_max(
+            shared.peak_memory.load(Ordering::Relaxed),
+            Ordering::Relaxed,
+        );
+        let took = started.elapsed();
+        self.lock_stats().record(took, result.is_err());
+        if let Err(e) = &result {
+            tracing::debug!(plugin = %self.shared.name, call, ms = took.as_millis() as u64, error = %e, "plugin call failed");
+        }
+        result
+    }
+
+    /// Runs one guest call on `instance` under the limits and maps the outcome; the flag says
+    /// whether it trapped (the instance must then be dropped).
+    fn call_instance<R: OutputSize>(
+        &self,
+        instance: &mut Live,
+        call: &str,
+        f: impl FnOnce(&mut Store<HostState>, &Plugin) -> wasmtime::Result<Result<R, WitError>>,
+    ) -> (Result<R, WasmError>, bool) {
+        if let Err(e) = self.begin_call(&mut instance.store) {
+            return (Err(e), false);
+        }
+        let outcome = f(&mut instance.store, &instance.bindings);
+        self.end_call(&mut instance.store, call);
         match outcome {
             Ok(Ok(r)) => {
                 let bytes = r.output_bytes();
                 if bytes > self.limits.max_output_bytes {
-                    return Err(self.limit(
-                        call,
-                        Limit::Output {
-                            bytes,
-                            max: self.limits.max_output_bytes,
-                        },
-                    ));
+                    return (
+                        Err(self.limit(
+                            call,
+                            Limit::Output {
+                                bytes,
+                                max: self.limits.max_output_bytes,
+                            },
+                        )),
+                        false,
+                    );
                 }
-                Ok(r)
+                (Ok(r), false)
             }
-            Ok(Err(e)) => Err(self.guest_error(call, e)),
-            Err(trap) => {
-                let e = self.trap_error(call, &trap, &l.store);
-                *live = None;
-                Err(e)
-            }
+            Ok(Err(e)) => (Err(self.guest_error(call, e)), false),
+            Err(trap) => (Err(self.trap_error(call, &trap, &instance.store)), true),
         }
     }
 
+    /// A new instance with the plugin's own identity, grants and configuration, initialized.
     fn instantiate(&self) -> Result<Live, WasmError> {
-        let state = HostState::new(
-            Arc::clone(&self.shared),
-            MemoryLimiter::new(self.limits.memory_bytes),
-        )
-        .map_err(|e| WasmError::io(&self.shared.project_root, e))?;
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
-
-        self.begin_call(&mut store)?;
-        let instantiated = self.pre.instantiate(&mut store);
-        self.end_call(&mut store, "instantiate");
-        let bindings = instantiated.map_err(|e| self.trap_error("instantiate", &e, &store))?;
-
+        let Live {
+            mut store,
+            bindings,
+        } = self.bare_instance(Arc::clone(&self.shared))?;
         self.begin_call(&mut store)?;
         let init = bindings
             .trellis_plugin_guest()
@@ -372,6 +541,22 @@ impl WasmPlugin {
             Ok(Err(e)) => Err(self.guest_error("init", e)),
             Err(trap) => Err(self.trap_error("init", &trap, &store)),
         }
+    }
+
+    /// A new instance whose host calls act for `shared` (identity, grants, configuration),
+    /// under the plugin's limits; `init` is not called.
+    fn bare_instance(&self, shared: Arc<PluginShared>) -> Result<Live, WasmError> {
+        let state = HostState::new(shared, MemoryLimiter::new(self.limits.memory_bytes))
+            .map_err(|e| WasmError::io(&self.shared.project_root, e))?;
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+
+        self.begin_call(&mut store)?;
+        let instantiated = self.pre.instantiate(&mut store);
+        self.end_call(&mut store, "instantiate");
+        let bindings = instantiated.map_err(|e| self.trap_error("instantiate", &e, &store))?;
+        Ok(Live { store, bindings })
     }
 
     fn begin_call(&self, store: &mut Store<HostState>) -> Result<(), WasmError> {
@@ -398,7 +583,7 @@ impl WasmPlugin {
             tracing::warn!(plugin = %plugin, call, "stderr: {}", err.trim_end());
         }
         let peak = data.limiter.peak() as u64;
-        self.shared.peak_memory.fetch_max(peak, Ordering::Relaxed);
+        data.shared.peak_memory.fetch_max(peak, Ordering::Relaxed);
     }
 
     fn limit(&self, call: &str, limit: Limit) -> WasmError {
@@ -521,6 +706,18 @@ fn last_line(text: &str) -> String {
         .unwrap_or("")
         .trim()
         .to_owned()
+}
+
+/// What kind of JSON value `v` is, with an article, for messages.
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 fn to_json(v: &Value) -> Result<String, WasmError> {

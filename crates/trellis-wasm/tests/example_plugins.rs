@@ -857,3 +857,61 @@ fn hostile_http_ends_at_the_call_deadline() {
         },
     );
 }
+
+/// `findings-gate` (a wrapper in wasm) around native implementations of its hook, through the
+/// hook manager as a host calls it: the wrapper keeps state from before to after, sees the
+/// inner results, and replaces them (a veto or an extra result) or passes an error through.
+#[test]
+fn a_wasm_wrapper_sees_and_replaces_the_outcome_of_the_implementations_inside_it() {
+    use trellis_core::{HookImpl, HookSpec, PluginManager, PluginRegistration};
+    let Some(dir) = example("findings-gate") else {
+        return;
+    };
+    let hook = "workflow.phase.implement";
+    let run =
+        |max_findings: u64, inner: Result<Value, &'static str>| {
+            let env = TestEnv::new();
+            let mut spec = spec("findings-gate", &dir, vec![], EffectiveLimits::default());
+            spec.manifest = manifest(
+                "findings-gate",
+                json!({"provides": {"hooks": [{"hook": hook, "wrapper": true}]}}),
+            );
+            spec.config = json!({ "max_findings": max_findings });
+            let gate = env.runtime.load(spec).expect("load findings-gate");
+            let pm = PluginManager::new();
+            pm.add_hookspecs([HookSpec::new(hook)]).expect("spec");
+            pm.register(gate.registration())
+                .expect("register the wrapper");
+            pm.register(PluginRegistration::new("scanner").with(HookImpl::new(
+                hook,
+                move |_call| match &inner {
+                    Ok(v) => Ok(Some(v.clone())),
+                    Err(e) => Err(trellis_core::HookError::msg(*e)),
+                },
+            )))
+            .expect("register the scanner");
+            let outcome = pm
+                .hook(hook)
+                .expect("hook")
+                .call(&json!({"phase": "implement"}));
+            outcome.map(|r| r.values).map_err(|e| e.to_string())
+        };
+
+    // Few enough findings: the inner result stays, and the wrapper adds its own.
+    assert_eq!(
+        run(2, Ok(json!({"findings": ["a", "b"]}))).unwrap(),
+        [
+            json!({"findings": ["a", "b"]}),
+            json!({"gate": "passed", "findings": 2})
+        ]
+    );
+    // Too many: the wrapper turns the outcome into an error, with the state from before.
+    let vetoed = run(1, Ok(json!({"findings": ["a", "b"]}))).unwrap_err();
+    assert!(
+        vetoed.contains("2 findings in phase \"implement\", more than max_findings (1)"),
+        "{vetoed}"
+    );
+    // An error inside is passed through as it was.
+    let failed = run(5, Err("scanner exploded")).unwrap_err();
+    assert!(failed.contains("scanner exploded"), "{failed}");
+}

@@ -384,13 +384,15 @@ fn registration_follows_the_manifest() {
     let reg = p.registration();
     assert_eq!(reg.name(), "hooked");
     let impls = reg.impls();
-    assert_eq!(impls.len(), 2, "the wrapper is skipped");
+    assert_eq!(impls.len(), 3);
     assert_eq!(impls[0].hook_name(), "on_build");
-    assert!(impls[0].options().tryfirst);
+    assert!(impls[0].options().tryfirst && !impls[0].is_wrapper());
     assert_eq!(impls[0].options().after, vec!["other"]);
-    assert_eq!(impls[1].hook_name(), "maybe");
-    assert!(impls[1].options().optional && impls[1].options().trylast);
-    assert_eq!(impls[1].options().before, vec!["x"]);
+    assert_eq!(impls[1].hook_name(), "pre_commit");
+    assert!(impls[1].is_wrapper(), "a wrapper entry becomes a wrapper");
+    assert_eq!(impls[2].hook_name(), "maybe");
+    assert!(impls[2].options().optional && impls[2].options().trylast);
+    assert_eq!(impls[2].options().before, vec!["x"]);
 
     let pm = trellis_core::PluginManager::new();
     pm.add_hookspecs([trellis_core::HookSpec::new("on_build")])

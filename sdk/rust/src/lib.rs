@@ -114,7 +114,7 @@ pub mod process;
 pub mod state;
 
 pub use error::Error;
-pub use plugin::Plugin;
+pub use plugin::{HOOK_WRAP_AFTER, HOOK_WRAP_BEFORE, Outcome, Plugin};
 /// JSON values, re-exported so a plugin needs no direct `serde_json` dependency.
 pub use serde_json::{Value, json};
 
@@ -127,6 +127,10 @@ pub const PROJECT_DIR: &str = "/project";
 
 /// The WIT API version this SDK implements.
 pub const API_VERSION: &str = "0.1.0";
+
+/// The reserved hook name the host calls `call-hook` with to run a configuration migration
+/// function; [`export_plugin!`] routes it to [`Plugin::migrate_config`].
+pub const CONFIG_MIGRATE_HOOK: &str = "trellis.config.migrate";
 
 #[doc(hidden)]
 pub mod __private {

@@ -21,6 +21,18 @@
 //! | `state` | sets key `hostile` to `was here`, reads it back | `{"key": "...", "value": "..."}` |
 //! | `emit` | emits `plugin.hostile.emitted` | `{"topic": "..."}` |
 //! | `http` | GETs `url` (needs `network` for its host); returns `{"status": N, "body": "..."}` | `{"url": "http://..."}` |
+//!
+//! Its configuration migration functions (`config.migrations[].function`), for update tests:
+//!
+//! | function | does |
+//! | --- | --- |
+//! | `to_v2` | the well-behaved control: moves `threshold` (0 to 10) to `severity.threshold` in percent, i.e. times ten, and keeps the other keys |
+//! | `fail` | returns an error |
+//! | `panic` | panics |
+//! | `loop` | spins forever |
+//! | `alloc` | allocates until memory runs out |
+//! | `state` | writes the `state` store (a capability a migration never has), passing its error on |
+//! | `null` | returns `null` instead of an object |
 
 use std::hint::black_box;
 
@@ -96,6 +108,41 @@ impl Plugin for Hostile {
                 Ok(json!({"status": response.status, "body": response.text()}))
             }
             other => Err(Error::not_found(format!("command `{other}`"))),
+        }
+    }
+
+    fn migrate_config(
+        function: &str,
+        _from: &str,
+        _to: &str,
+        config: Value,
+    ) -> Result<Value, Error> {
+        match function {
+            "to_v2" => {
+                let Value::Object(mut map) = config else {
+                    return Err(Error::invalid_input("the configuration is not an object"));
+                };
+                if let Some(old) = map.remove("threshold") {
+                    let threshold = old
+                        .as_i64()
+                        .ok_or_else(|| Error::invalid_input("`threshold` is not an integer"))?;
+                    map.insert(
+                        "severity".into(),
+                        json!({"threshold": threshold.saturating_mul(10)}),
+                    );
+                }
+                Ok(Value::Object(map))
+            }
+            "fail" => Err(Error::failed("hostile migration refuses on purpose")),
+            "panic" => panic!("hostile migration panics on purpose"),
+            "loop" => spin(),
+            "alloc" => exhaust_memory(),
+            "state" => {
+                state::set("hostile", "migrated")?;
+                Ok(config)
+            }
+            "null" => Ok(Value::Null),
+            other => Err(Error::not_found(format!("migration function `{other}`"))),
         }
     }
 }
