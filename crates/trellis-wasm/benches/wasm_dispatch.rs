@@ -3,25 +3,30 @@
 //! takes `{"x": 1}` and returns `2`. `scripts/bench-wasm.sh` runs this bench and compares the
 //! fan-out figures with Extism doing the same work (`benches/extism-compare`).
 //!
+//! Each of the 100 installed plugins is its own directory with its own copy of the component,
+//! made distinct by a custom section naming its number: 100 different plugins as far as the
+//! runtime can tell, each compiled (or deserialized) on its own and with its own code in
+//! memory. A second set of 100 directories holds identical copies: 100 installs of one
+//! component, which the runtime loads once and shares.
+//!
 //! - `wasm_start/*/100`: host start with 100 installed plugins: create a [`WasmRuntime`]
-//!   (engine, linker, epoch thread) and load 100 [`PluginSpec`]s, each its own directory with
-//!   its own copy of the component (each load reads and hashes its file). Instantiation is
-//!   lazy, so this is the whole start; dropping the runtime is not timed.
-//!   - `warm`: the compiled-component cache holds the component; each load deserializes it.
-//!   - `cold_shared`: a fresh, empty cache directory per iteration. The cache is keyed by the
-//!     component's content (sha256), so the first load compiles and stores it and the other
-//!     99 identical copies deserialize that entry: one compile plus 99 warm loads. This is
-//!     what a first start with 100 installs of one component costs.
-//!   - `cold_compile`: no cache at all, so every load compiles: what a first start with 100
-//!     *different* components of this size costs. Compile time depends on a component's size
-//!     and code, not on its identity, so compiling the same bytes 100 times measures that
-//!     without building 100 distinct guests.
+//!   (engine, linker, epoch thread) and load 100 [`PluginSpec`]s (each load reads and hashes
+//!   its file). Instantiation is lazy, so this is the whole start; dropping the runtime is not
+//!   timed.
+//!   - `warm`: 100 different components, all in the compiled-component cache: 100
+//!     deserializations.
+//!   - `cold_shared`: 100 identical copies and a fresh, empty cache directory per iteration:
+//!     the first load compiles and stores the component and the other 99 share it. What a
+//!     first start with 100 installs of one component costs.
+//!   - `cold_compile`: 100 different components and no cache at all, so every load compiles:
+//!     what a first start with 100 different components of this size costs.
 //!   - `warm_first_call`: `warm`, then one `bench_echo` call on each plugin (instantiates it
 //!     and runs its `init`): start plus the first use of every plugin.
 //! - `wasm_dispatch/fanout/{1,10,100}`: one `bench_echo` hook call through
-//!   [`trellis_core::PluginManager`] reaching 1/10/100 wasm implementations (each plugin's
-//!   [`WasmPlugin::registration`]), instances already live; the same shape as
+//!   [`trellis_core::PluginManager`] reaching 1/10/100 different wasm components (each
+//!   plugin's [`WasmPlugin::registration`]), instances already live; the same shape as
 //!   `trellis-core`'s `hook_dispatch` bench with native closures. Per iteration: one call.
+//! - `wasm_dispatch/fanout_shared/100`: the same with 100 instances of one component.
 //! - `wasm_dispatch/direct/1`: [`WasmPlugin::call_hook`] on one plugin, no hook manager.
 
 use std::hint::black_box;
@@ -43,13 +48,32 @@ const HOOK: &str = "bench_echo";
 /// Installed plugins in the start benchmarks.
 const INSTALLED: usize = 100;
 
-/// 100 plugin directories, each with its own copy of `bench-echo`'s component, and a warm
-/// compiled-component cache.
+/// 100 plugin directories with distinct copies of `bench-echo`'s component, 100 with identical
+/// copies, and a warm compiled-component cache for both.
 struct Fixture {
     tmp: tempfile::TempDir,
     project: PathBuf,
     warm_cache: PathBuf,
+    /// Each copy made distinct by a custom section: 100 different plugins.
     dirs: Vec<PathBuf>,
+    /// Identical copies: 100 installs of one plugin.
+    same: Vec<PathBuf>,
+}
+
+/// `wasm` with a custom section appended that holds `copy`: other bytes (so another cache key
+/// and another compiled component), the same behaviour.
+fn distinct_copy(wasm: &[u8], copy: usize) -> Vec<u8> {
+    const NAME: &[u8] = b"trellis-bench-copy";
+    let payload = u32::try_from(copy).expect("copy number").to_le_bytes();
+    let size = 1 + NAME.len() + payload.len();
+    let mut out = wasm.to_vec();
+    // Section id 0 (custom), its size, then the name's length and the name: all under 128,
+    // so each LEB128 number is one byte.
+    out.extend([0, u8::try_from(size).expect("small section")]);
+    out.push(u8::try_from(NAME.len()).expect("short name"));
+    out.extend(NAME);
+    out.extend(payload);
+    out
 }
 
 impl Fixture {
@@ -65,23 +89,41 @@ impl Fixture {
         let tmp = tempfile::tempdir().expect("tempdir");
         let project = tmp.path().join("project");
         std::fs::create_dir_all(&project).expect("project dir");
-        let dirs = (0..INSTALLED)
-            .map(|i| {
-                let dir = tmp.path().join("plugins").join(plugin_name(i));
-                std::fs::create_dir_all(&dir).expect("plugin dir");
-                std::fs::write(dir.join("plugin.wasm"), &wasm).expect("copy component");
-                dir
-            })
-            .collect();
+        let install = |set: &str, bytes: &dyn Fn(usize) -> Vec<u8>| -> Vec<PathBuf> {
+            (0..INSTALLED)
+                .map(|i| {
+                    let dir = tmp.path().join(set).join(plugin_name(i));
+                    std::fs::create_dir_all(&dir).expect("plugin dir");
+                    std::fs::write(dir.join("plugin.wasm"), bytes(i)).expect("copy component");
+                    dir
+                })
+                .collect()
+        };
+        let dirs = install("plugins", &|i| distinct_copy(&wasm, i));
+        let same = install("same", &|_| wasm.clone());
         let fixture = Fixture {
             warm_cache: tmp.path().join("cache"),
             tmp,
             project,
             dirs,
+            same,
         };
         // Fill the cache.
         let (_, plugins) = fixture.start(INSTALLED, Some(&fixture.warm_cache));
         assert_eq!(plugins.len(), INSTALLED);
+        assert!(
+            plugins
+                .iter()
+                .all(|p| p.cache_status() != CacheStatus::Shared),
+            "distinct copies must not share a component"
+        );
+        let (_, plugins) = fixture.start_same(INSTALLED, Some(&fixture.warm_cache));
+        assert!(
+            plugins[1..]
+                .iter()
+                .all(|p| p.cache_status() == CacheStatus::Shared),
+            "identical copies share one component"
+        );
         fixture
     }
 
@@ -96,10 +138,27 @@ impl Fixture {
         .expect("runtime")
     }
 
-    /// Host start: a runtime and `n` loaded plugins.
+    /// Host start: a runtime and `n` loaded plugins, each a different component.
     fn start(&self, n: usize, cache_dir: Option<&Path>) -> (WasmRuntime, Vec<Arc<WasmPlugin>>) {
+        self.start_from(&self.dirs[..n], cache_dir)
+    }
+
+    /// Host start: a runtime and `n` loaded plugins with the same component.
+    fn start_same(
+        &self,
+        n: usize,
+        cache_dir: Option<&Path>,
+    ) -> (WasmRuntime, Vec<Arc<WasmPlugin>>) {
+        self.start_from(&self.same[..n], cache_dir)
+    }
+
+    fn start_from(
+        &self,
+        dirs: &[PathBuf],
+        cache_dir: Option<&Path>,
+    ) -> (WasmRuntime, Vec<Arc<WasmPlugin>>) {
         let runtime = self.runtime(cache_dir);
-        let plugins = self.dirs[..n]
+        let plugins = dirs
             .iter()
             .enumerate()
             .map(|(i, dir)| runtime.load(spec(i, dir)).expect("load"))
@@ -158,7 +217,7 @@ fn start(c: &mut Criterion) {
             // An empty cache directory, removed (untimed) when the iteration's output drops.
             || tempfile::tempdir_in(&cold_root).expect("cold cache dir"),
             |cache| {
-                let started = fx.start(INSTALLED, Some(cache.path()));
+                let started = fx.start_same(INSTALLED, Some(cache.path()));
                 assert_eq!(
                     started.1[0].cache_status(),
                     CacheStatus::Compiled,
@@ -182,8 +241,13 @@ fn dispatch(c: &mut Criterion) {
     let fx = Fixture::new();
     let args = json!({"x": 1});
     let mut group = c.benchmark_group("wasm_dispatch");
-    for n in [1usize, 10, 100] {
-        let (_runtime, plugins) = fx.start(n, Some(&fx.warm_cache));
+    let cases = [(1usize, false), (10, false), (100, false), (100, true)];
+    for (n, same) in cases {
+        let (_runtime, plugins) = if same {
+            fx.start_same(n, Some(&fx.warm_cache))
+        } else {
+            fx.start(n, Some(&fx.warm_cache))
+        };
         let pm = PluginManager::new();
         pm.add_hookspecs([HookSpec::new(HOOK)]).expect("spec");
         for p in &plugins {
@@ -194,10 +258,11 @@ fn dispatch(c: &mut Criterion) {
         let first = hook.call(&args).expect("call");
         assert_eq!(first.values, vec![Value::from(2); n]);
         group.throughput(Throughput::Elements(n as u64));
-        group.bench_with_input(BenchmarkId::new("fanout", n), &n, |b, _| {
+        let name = if same { "fanout_shared" } else { "fanout" };
+        group.bench_with_input(BenchmarkId::new(name, n), &n, |b, _| {
             b.iter(|| black_box(hook.call(black_box(&args))));
         });
-        if n == 1 {
+        if n == 1 && !same {
             let plugin = &plugins[0];
             group.bench_with_input(BenchmarkId::new("direct", n), &n, |b, _| {
                 b.iter(|| black_box(plugin.call_hook(HOOK, black_box(&args))));

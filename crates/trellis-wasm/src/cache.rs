@@ -28,6 +28,9 @@ pub enum CacheStatus {
     Compiled,
     /// Compiled; there is no cache directory, or writing to it failed.
     Uncached,
+    /// Already loaded in this runtime for another plugin (or project) with the same bytes:
+    /// the compiled code is shared, not loaded again.
+    Shared,
 }
 
 /// Feeds `Hash` output into SHA-256, which (unlike `DefaultHasher`) is stable across Rust
@@ -63,14 +66,16 @@ pub fn cache_path(dir: &Path, engine: &Engine, wasm: &[u8]) -> PathBuf {
     dir.join(format!("{}.cwasm", cache_key(engine, wasm)))
 }
 
-/// The component for `wasm`: from the cache when possible, else compiled (and cached). A
+/// The component for `wasm` (whose [`cache_key`] is `key`): from the cache when possible,
+/// else compiled (and cached). A
 /// compile error is returned as wasmtime's message.
 pub(crate) fn load(
     engine: &Engine,
     cache_dir: Option<&Path>,
+    key: &str,
     wasm: &[u8],
 ) -> Result<(Component, CacheStatus), String> {
-    let path = cache_dir.map(|d| cache_path(d, engine, wasm));
+    let path = cache_dir.map(|d| d.join(format!("{key}.cwasm")));
     if let Some(path) = path.as_deref().filter(|p| p.is_file()) {
         // Read into memory rather than `deserialize_file`: that one maps the file, and a file
         // truncated under the mapping (by hand, or a tool that does not replace files

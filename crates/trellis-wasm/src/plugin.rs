@@ -45,6 +45,9 @@ pub struct WasmPlugin {
     live: Mutex<Option<Live>>,
     stats: Mutex<CallStats>,
     cache_status: CacheStatus,
+    /// Holds the compiled component the runtime shares between plugins with the same bytes
+    /// (the runtime only keeps it weakly).
+    _component: Arc<wasmtime::component::Component>,
     file: PathBuf,
 }
 
@@ -107,6 +110,7 @@ impl WasmPlugin {
         hooks: Vec<trellis_manifest::HookImpl>,
         limits: EffectiveLimits,
         cache_status: CacheStatus,
+        component: Arc<wasmtime::component::Component>,
         file: PathBuf,
     ) -> Self {
         WasmPlugin {
@@ -120,6 +124,7 @@ impl WasmPlugin {
             live: Mutex::new(None),
             stats: Mutex::new(CallStats::default()),
             cache_status,
+            _component: component,
             file,
         }
     }

@@ -418,12 +418,20 @@ fn compiled_components_are_cached() {
     assert_eq!(hash.len(), 64);
     assert_eq!(engine.len(), 16);
 
-    // The same runtime, and a new one (as in a new process), both deserialize.
+    // While a plugin uses it, the same runtime shares the compiled component; once none
+    // does, it deserializes from the cache again, and so does a new runtime (a new process).
     let again = env
         .runtime
         .load(spec("demo", &dir, vec![], EffectiveLimits::default()))
         .unwrap();
-    assert_eq!(again.cache_status(), CacheStatus::Hit);
+    assert_eq!(again.cache_status(), CacheStatus::Shared);
+    ok(&again);
+    drop((first, again));
+    let reloaded = env
+        .runtime
+        .load(spec("demo", &dir, vec![], EffectiveLimits::default()))
+        .unwrap();
+    assert_eq!(reloaded.cache_status(), CacheStatus::Hit);
     let env2 = TestEnv::new();
     let runtime2 = trellis_wasm::WasmRuntime::new(trellis_wasm::RuntimeOptions {
         project_root: env2.project.clone(),
@@ -440,6 +448,7 @@ fn compiled_components_are_cached() {
     ok(&fresh);
 
     // A damaged entry is compiled again and replaced.
+    drop(reloaded);
     std::fs::write(&file, b"garbage").unwrap();
     let rebuilt = env
         .runtime
@@ -447,6 +456,7 @@ fn compiled_components_are_cached() {
         .unwrap();
     assert_eq!(rebuilt.cache_status(), CacheStatus::Compiled);
     ok(&rebuilt);
+    drop(rebuilt);
     assert_eq!(
         env.runtime
             .load(spec("demo", &dir, vec![], EffectiveLimits::default()))
