@@ -418,7 +418,28 @@ fn archives_kept_in_s3_compatible_storage_are_served_verified_and_exported() {
     assert_eq!(list["plugins"][0]["trust"], "verified", "{list}");
 
     // A restart rebuilds the index from the static form; the archives stay in the bucket.
+    // Without the store the server does not start, rather than answer 404 for them.
     drop(server);
+    let data = env.data();
+    let keys = env.keys();
+    let err = env.run(
+        &[
+            "registry",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            &data,
+            "--keys",
+            &keys,
+        ],
+        None,
+        false,
+    );
+    assert!(
+        err.contains("keeps 1 archive(s) in object storage") && err.contains("--archives"),
+        "{err}"
+    );
     let server = env.serve(&["--archives", store], &[]);
     let mut r = agent()
         .get(&format!(
@@ -431,7 +452,6 @@ fn archives_kept_in_s3_compatible_storage_are_served_verified_and_exported() {
     assert_eq!(r.body_mut().read_to_vec().unwrap(), bytes);
 
     // The export copies the archives out of the bucket; without the store it cannot.
-    let data = env.data();
     let lacking = env.root.join("export-lacking");
     let mut cmd = env.cmd();
     let out = cmd

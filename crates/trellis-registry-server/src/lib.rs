@@ -41,6 +41,12 @@ pub enum ServerError {
     },
     #[error("{0}")]
     BadRequest(String),
+    #[error(
+        "{} keeps {count} archive(s) in object storage, and no archive store was given; \
+         start with --archives URL (the store it was published to)",
+        static_dir.display()
+    )]
+    ArchiveStoreMissing { static_dir: PathBuf, count: usize },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -111,8 +117,15 @@ pub async fn open(config: &ServerConfig) -> Result<Arc<AppState>, ServerError> {
         } else {
             LocalRegistry::init(&static_dir, &keys, &name)?
         };
-        if let Some(store) = store {
-            registry = registry.with_archive_store(Arc::new(store));
+        match store {
+            Some(store) => registry = registry.with_archive_store(Arc::new(store)),
+            // Serving would answer 404 for those archives; better to say so at start.
+            None => {
+                let count = trellis_registry::tuf::external_targets(&static_dir)?.len();
+                if count > 0 {
+                    return Err(ServerError::ArchiveStoreMissing { static_dir, count });
+                }
+            }
         }
         if registry.recover()? {
             tracing::warn!("finished a publish that was interrupted");
