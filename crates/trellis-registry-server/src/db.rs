@@ -293,12 +293,7 @@ impl Db {
         } else {
             match self.backend {
                 Backend::Sqlite => {
-                    let query = words
-                        .iter()
-                        .map(|w| format!("\"{w}\"*"))
-                        .collect::<Vec<_>>()
-                        .join(" AND ");
-                    let p = placeholder(query);
+                    let p = placeholder(join_words(&words, |w| format!("\"{w}\"*"), " AND "));
                     (
                         "plugins_fts JOIN plugins p ON p.name = plugins_fts.name".to_owned(),
                         vec![format!("plugins_fts MATCH {p}")],
@@ -308,12 +303,7 @@ impl Db {
                     )
                 }
                 Backend::Postgres => {
-                    let query = words
-                        .iter()
-                        .map(|w| format!("{w}:*"))
-                        .collect::<Vec<_>>()
-                        .join(" & ");
-                    let p = placeholder(query);
+                    let p = placeholder(join_words(&words, |w| format!("{w}:*"), " & "));
                     (
                         "plugins p".to_owned(),
                         vec![format!("p.document @@ to_tsquery('english', {p})")],
@@ -596,6 +586,11 @@ fn search_words(text: &str) -> Vec<String> {
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
         .collect()
+}
+
+/// A full-text query in either database's syntax: each word as `term` writes it, all required.
+fn join_words(words: &[String], term: impl Fn(&str) -> String, and: &str) -> String {
+    words.iter().map(|w| term(w)).collect::<Vec<_>>().join(and)
 }
 
 /// Trust levels as numbers that order like the levels, for `trust >= …` in SQL.

@@ -243,10 +243,14 @@ async fn readme_of(
     let state = Arc::clone(state);
     tokio::task::spawn_blocking(move || {
         let dir = tempfile::tempdir().ok()?;
-        // The archive may be in object storage: a private copy is read.
-        let archive = dir.path().join("package.tar.gz");
-        if !state.registry.fetch_archive(&location, &archive).ok()? {
-            return None;
+        // Read in place when it is in the data directory; an archive in object storage is
+        // fetched into the private directory first.
+        let mut archive = state.registry.target_file(&location);
+        if !archive.is_file() {
+            archive = dir.path().join("package.tar.gz");
+            if !state.registry.fetch_archive(&location, &archive).ok()? {
+                return None;
+            }
         }
         let root = dir.path().join("package");
         trellis_package::extract(&archive, &root, &trellis_package::ExtractLimits::default())

@@ -199,10 +199,11 @@ fn wrap_after<P: Plugin>(mut args: Value) -> Result<Option<Value>, Error> {
             .and_then(|m| m.remove(key))
             .unwrap_or(Value::Null)
     };
-    let (inner, state, seen) = (take("args"), take("state"), take("outcome"));
-    let outcome = match (seen.get("results"), seen.get("error")) {
-        (Some(Value::Array(values)), _) => Outcome::Results(values.clone()),
-        (_, Some(Value::String(message))) => Outcome::Error(message.clone()),
+    let (inner, state, mut seen) = (take("args"), take("state"), take("outcome"));
+    let mut part = |key: &str| seen.as_object_mut().and_then(|m| m.remove(key));
+    let outcome = match (part("results"), part("error")) {
+        (Some(Value::Array(values)), _) => Outcome::Results(values),
+        (_, Some(Value::String(message))) => Outcome::Error(message),
         _ => {
             return Err(Error::invalid_input(
                 "a wrapper call whose `outcome` is neither {\"results\": [...]} nor {\"error\": \"...\"}",
