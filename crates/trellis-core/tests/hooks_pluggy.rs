@@ -1381,7 +1381,7 @@ fn typed_call_and_typed_impl_round_trip() {
     register(
         &pm,
         "rust",
-        HookImpl::typed("build", |b: Build| {
+        HookImpl::typed("build", |b: &Build| {
             Ok::<_, String>(Some(Artifact {
                 path: format!("{}-{}", b.target, b.jobs),
             }))
@@ -1390,7 +1390,7 @@ fn typed_call_and_typed_impl_round_trip() {
     register(
         &pm,
         "skip",
-        HookImpl::typed("build", |_: Build| Ok::<Option<Artifact>, String>(None)),
+        HookImpl::typed("build", |_: &Build| Ok::<Option<Artifact>, String>(None)),
     );
     let hook = pm.typed::<Build, Artifact>("build").unwrap();
     let out = hook
@@ -1418,7 +1418,7 @@ fn typed_errors_name_the_problem() {
     register(
         &pm,
         "fails",
-        HookImpl::typed("other", |_: Build| {
+        HookImpl::typed("other", |_: &Build| {
             Err::<Option<Artifact>, _>("no compiler")
         }),
     );

@@ -11,14 +11,14 @@ use serde_json::json;
 use trellis_core::{EventBus, EventLog, HookImpl, HookSpec, PluginManager, PluginRegistration};
 
 /// What the `review_file` hook receives.
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct ReviewArgs {
     path: String,
     content: String,
 }
 
 /// What each implementation of `review_file` returns.
-#[derive(Debug, Deserialize, PartialEq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
 struct Finding {
     rule: String,
     line: usize,
@@ -42,12 +42,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     //    and, being asked to run first, also picks the formatter.
     manager.register(
         PluginRegistration::new("secrets")
-            .with(HookImpl::typed("review_file", |args: serde_json::Value| {
-                let content = args["content"].as_str().unwrap_or_default();
-                let finding = content
+            .with(HookImpl::typed("review_file", |args: &ReviewArgs| {
+                let finding = args
+                    .content
                     .lines()
                     .position(|l| l.contains("password ="))
-                    .map(|i| json!({"rule": "hardcoded-password", "line": i + 1}));
+                    .map(|i| Finding {
+                        rule: "hardcoded-password".into(),
+                        line: i + 1,
+                    });
                 Ok::<_, String>(finding)
             }))
             .with(HookImpl::new("choose_formatter", |_| {
@@ -56,12 +59,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
     manager.register(
         PluginRegistration::new("todos")
-            .with(HookImpl::typed("review_file", |args: serde_json::Value| {
-                let content = args["content"].as_str().unwrap_or_default();
-                let finding = content
+            .with(HookImpl::typed("review_file", |args: &ReviewArgs| {
+                let finding = args
+                    .content
                     .lines()
                     .position(|l| l.contains("TODO"))
-                    .map(|i| json!({"rule": "todo", "line": i + 1}));
+                    .map(|i| Finding {
+                        rule: "todo".into(),
+                        line: i + 1,
+                    });
                 Ok::<_, String>(finding)
             }))
             .with(HookImpl::new("choose_formatter", |_| Ok(Some(json!("text")))).tryfirst()),

@@ -10,6 +10,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::error::HookError;
@@ -101,36 +103,50 @@ fn accept(
     results: &mut HookResults,
     error: &mut Option<HookError>,
 ) -> Step {
-    let failure = match res {
-        Ok(None) => return Step::Next,
-        Ok(Some(v)) => match rules.result_schema {
-            Some(schema) if !schema.is_valid(&v) => HookError::InvalidResult {
-                hook: hook.to_owned(),
-                plugin: imp.plugin.to_string(),
-                violations: violations(schema, &v),
-            },
-            _ => {
-                if rules.firstresult {
-                    results.values.push(v);
-                    return Step::Stop;
-                }
-                if results.values.capacity() == 0 {
-                    results.values.reserve_exact(remaining);
-                }
-                results.values.push(v);
-                return Step::Next;
-            }
-        },
-        Err(e) => e.attribute(hook, &imp.plugin),
+    let res = match (res, rules.result_schema) {
+        (Ok(Some(v)), Some(schema)) if !schema.is_valid(&v) => Err(HookError::InvalidResult {
+            hook: hook.to_owned(),
+            plugin: imp.plugin.to_string(),
+            violations: violations(schema, &v),
+        }),
+        (res, _) => res,
     };
-    fail(failure, rules, results, error)
+    keep(res, imp, hook, rules, remaining, results, error)
+}
+
+/// Keep one implementation's (already checked) result, or its error under the fail mode.
+#[inline]
+fn keep<T>(
+    res: Result<Option<T>, HookError>,
+    imp: &RegisteredImpl,
+    hook: &str,
+    rules: Rules<'_>,
+    remaining: usize,
+    results: &mut HookResults<T>,
+    error: &mut Option<HookError>,
+) -> Step {
+    match res {
+        Ok(None) => Step::Next,
+        Ok(Some(v)) => {
+            if rules.firstresult {
+                results.values.push(v);
+                return Step::Stop;
+            }
+            if results.values.capacity() == 0 {
+                results.values.reserve_exact(remaining);
+            }
+            results.values.push(v);
+            Step::Next
+        }
+        Err(e) => fail(e.attribute(hook, &imp.plugin), rules, results, error),
+    }
 }
 
 #[inline]
-fn fail(
+fn fail<T>(
     failure: HookError,
     rules: Rules<'_>,
-    results: &mut HookResults,
+    results: &mut HookResults<T>,
     error: &mut Option<HookError>,
 ) -> Step {
     match rules.fail_mode {
@@ -198,7 +214,10 @@ fn teardown_all(
     outcome
 }
 
-fn finish(error: Option<HookError>, results: HookResults) -> Outcome {
+fn finish<T>(
+    error: Option<HookError>,
+    results: HookResults<T>,
+) -> Result<HookResults<T>, HookError> {
     match error {
         Some(e) => Err(e),
         None => Ok(results),
@@ -295,6 +314,106 @@ fn run_plain(
                 }
             }
         }
+    }
+}
+
+/// A typed call of a hook without wrappers, schemas, declared argument names or monitors (the
+/// caller checks; see [`TypedHook`](super::TypedHook)). Implementations typed for exactly `A`
+/// and `R` run natively; the others (wasm, process, untyped native) get the arguments encoded
+/// once, when the first of them runs, and their results decoded. A result that does not decode
+/// fails the whole call, as it does when a typed call goes the JSON way.
+pub(crate) fn multicall_native<A, R>(
+    hook: &str,
+    plain: &[Arc<RegisteredImpl>],
+    args: &A,
+    rules: Rules<'_>,
+) -> Result<HookResults<R>, HookError>
+where
+    A: Serialize + 'static,
+    R: DeserializeOwned + 'static,
+{
+    let mut results = HookResults::default();
+    let mut error = None;
+    let mut encoded: Option<Value> = None;
+    let total = plain.len();
+    let mut i = 0;
+    // One `catch_unwind` for the loop, resumed after a panic, as in `run_plain`.
+    while i < total {
+        let run = catch_unwind(AssertUnwindSafe(|| -> Result<(), HookError> {
+            while let Some(imp) = plain.get(i) {
+                let res = match imp.native::<A, R>() {
+                    Some(f) if imp.opts.argnames.is_empty() => f(args),
+                    _ => {
+                        let value = match &mut encoded {
+                            Some(v) => &*v,
+                            slot => &*slot.insert(encode_args(hook, args)?),
+                        };
+                        run_json(hook, imp, value, results.values.len())?
+                    }
+                };
+                let step = keep(res, imp, hook, rules, total - i, &mut results, &mut error);
+                i += 1;
+                if let Step::Stop = step {
+                    return Ok(());
+                }
+            }
+            Ok(())
+        }));
+        match run {
+            Ok(r) => {
+                r?;
+                break;
+            }
+            Err(p) => {
+                let plugin = plain.get(i).map_or("<unknown>", |imp| &*imp.plugin);
+                let e = panicked(hook, plugin, &*p);
+                i += 1;
+                if let Step::Stop = fail(e, rules, &mut results, &mut error) {
+                    break;
+                }
+            }
+        }
+    }
+    finish(error, results)
+}
+
+pub(crate) fn encode_args<A: Serialize>(hook: &str, args: &A) -> Result<Value, HookError> {
+    serde_json::to_value(args).map_err(|e| HookError::SerializeArgs {
+        hook: hook.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+pub(crate) fn decode_result<R: DeserializeOwned>(
+    hook: &str,
+    index: usize,
+    value: Value,
+) -> Result<R, HookError> {
+    serde_json::from_value(value).map_err(|e| HookError::DeserializeResult {
+        hook: hook.to_owned(),
+        index,
+        message: e.to_string(),
+    })
+}
+
+/// One JSON implementation inside a typed call. The outer error aborts the call (the result
+/// does not decode); the inner one is the implementation's own, subject to the fail mode.
+fn run_json<R: DeserializeOwned>(
+    hook: &str,
+    imp: &RegisteredImpl,
+    args: &Value,
+    index: usize,
+) -> Result<Result<Option<R>, HookError>, HookError> {
+    let call = HookCall { hook, args };
+    let res = match &imp.func {
+        ImplFn::Sync(f) => check_args(&call, imp).and_then(|()| f(&call)),
+        // The caller sends calls with wrappers or async implementations the JSON way.
+        ImplFn::Async(_) | ImplFn::Wrapper(_) => Ok(None),
+    };
+    match res {
+        Ok(Some(v)) => decode_result(hook, index, v).map(|r| Ok(Some(r))),
+        Ok(None) => Ok(Ok(None)),
+        Err(e) => Ok(Err(e)),
     }
 }
 

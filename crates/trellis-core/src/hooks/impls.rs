@@ -1,5 +1,6 @@
 //! Hook implementations as plugins hand them in, and what a call produces.
 
+use std::any::Any;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -29,6 +30,13 @@ pub type Teardown = Box<dyn FnOnce(Outcome) -> Outcome + Send>;
 pub(crate) type SyncFn = dyn Fn(&HookCall<'_>) -> ImplResult + Send + Sync;
 pub(crate) type AsyncFn = dyn Fn(&HookCall<'_>) -> HookFuture + Send + Sync;
 pub(crate) type WrapperFn = dyn Fn(&HookCall<'_>) -> Result<Teardown, HookError> + Send + Sync;
+
+/// A typed implementation as a typed caller with the same `A` and `R` runs it: Rust values in
+/// and out, no JSON. Kept type-erased beside the JSON face (see [`HookImpl::typed`]).
+pub(crate) type NativeFn<A, R> = dyn Fn(&A) -> Result<Option<R>, HookError> + Send + Sync;
+
+/// A boxed [`NativeFn`], erased so that implementations of any types share one list.
+pub(crate) type ErasedNative = Arc<dyn Any + Send + Sync>;
 
 /// The context an implementation receives: the hook's name and the call's arguments.
 #[derive(Debug, Clone, Copy)]
@@ -198,6 +206,7 @@ pub struct HookImpl {
     pub(crate) hook: String,
     pub(crate) opts: ImplOptions,
     pub(crate) func: ImplFn,
+    pub(crate) native: Option<ErasedNative>,
 }
 
 impl std::fmt::Debug for HookImpl {
@@ -224,6 +233,7 @@ impl HookImpl {
             hook: hook.into(),
             opts: ImplOptions::default(),
             func,
+            native: None,
         }
     }
 
@@ -282,25 +292,32 @@ impl HookImpl {
         })
     }
 
-    /// A typed implementation: arguments are deserialized into `A`, the result serialized
-    /// from `R`, and any displayable error becomes a [`HookError`].
+    /// A typed implementation with two faces. A [`TypedHook`](super::TypedHook) called with
+    /// the same `A` and `R` hands it the caller's `&A` and keeps its `R` as it is: no JSON on
+    /// either side, which is what native Rust plugins of a Rust host want. Every other caller
+    /// (untyped calls, other types, wrappers, schemas, monitors) sees a JSON implementation:
+    /// the arguments are deserialized into `A` and the result serialized from `R`. Any
+    /// displayable error becomes a [`HookError`].
     pub fn typed<A, R, E, F>(hook: impl Into<String>, f: F) -> Self
     where
-        A: DeserializeOwned,
-        R: Serialize,
+        A: DeserializeOwned + 'static,
+        R: Serialize + 'static,
         E: std::fmt::Display,
-        F: Fn(A) -> Result<Option<R>, E> + Send + Sync + 'static,
+        F: Fn(&A) -> Result<Option<R>, E> + Send + Sync + 'static,
     {
-        Self::new(hook, move |call| {
+        let native: Arc<NativeFn<A, R>> = Arc::new(move |args: &A| f(args).map_err(HookError::msg));
+        let json_face = Arc::clone(&native);
+        let mut imp = Self::new(hook, move |call| {
             let args: A = call.parse()?;
-            match f(args) {
-                Ok(None) => Ok(None),
-                Ok(Some(r)) => serde_json::to_value(r)
+            match json_face(&args)? {
+                None => Ok(None),
+                Some(r) => serde_json::to_value(r)
                     .map(Some)
                     .map_err(|e| HookError::msg(format!("cannot serialize the result: {e}"))),
-                Err(e) => Err(HookError::msg(e)),
             }
-        })
+        });
+        imp.native = Some(Arc::new(native));
+        imp
     }
 
     /// Name of the hook this implements.
@@ -437,6 +454,7 @@ pub struct RegisteredImpl {
     pub(crate) hook: Arc<str>,
     pub(crate) opts: ImplOptions,
     pub(crate) func: ImplFn,
+    pub(crate) native: Option<ErasedNative>,
 }
 
 impl std::fmt::Debug for RegisteredImpl {
@@ -479,6 +497,13 @@ impl RegisteredImpl {
     #[must_use]
     pub fn is_async(&self) -> bool {
         matches!(self.func, ImplFn::Async(_))
+    }
+
+    /// Its native face when it was registered with [`HookImpl::typed`] for exactly `A` and `R`.
+    #[inline]
+    pub(crate) fn native<A: 'static, R: 'static>(&self) -> Option<&NativeFn<A, R>> {
+        let erased = self.native.as_ref()?;
+        erased.downcast_ref::<Arc<NativeFn<A, R>>>().map(|f| &**f)
     }
 }
 

@@ -18,9 +18,9 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use tracing::Instrument;
 
-use super::dispatch::{Rules, multicall, multicall_async, validate_args};
+use super::dispatch::{Rules, multicall, multicall_async, multicall_native, validate_args};
 use super::error::{HookError, PendingImpl, RegistrationError, ValidationProblem};
-use super::impls::{HookImpl, Outcome, PluginRegistration, RegisteredImpl};
+use super::impls::{HookImpl, HookResults, Outcome, PluginRegistration, RegisteredImpl};
 use super::order::{call_order, extra_insert, pluggy_insert};
 use super::spec::{CompiledSpec, HookSpec};
 use super::typed::TypedHook;
@@ -547,7 +547,12 @@ impl PluginManager {
         let mut touched: BTreeMap<String, Touched> = BTreeMap::new();
         let mut hook_order: Vec<String> = Vec::new();
         for imp in impls {
-            let HookImpl { hook, opts, func } = imp;
+            let HookImpl {
+                hook,
+                opts,
+                func,
+                native,
+            } = imp;
             if hook.is_empty() {
                 problems.push(ValidationProblem::EmptyName { what: "hook name" });
                 continue;
@@ -563,6 +568,7 @@ impl PluginManager {
                 hook: Arc::from(hook.as_str()),
                 opts,
                 func,
+                native,
             });
             let existing = reg.hooks.get(&hook);
             if let Some(spec) = existing.and_then(|h| h.spec.as_ref()) {
@@ -830,7 +836,7 @@ impl PluginManager {
     ///
     /// # Errors
     /// [`HookError::UnknownHook`].
-    pub fn typed<A: Serialize, R: DeserializeOwned>(
+    pub fn typed<A: Serialize + 'static, R: DeserializeOwned + 'static>(
         &self,
         name: &str,
     ) -> Result<TypedHook<A, R>, HookError> {
@@ -1169,6 +1175,7 @@ impl HookCaller {
                 hook: Arc::clone(&self.slot.name),
                 opts: super::impls::ImplOptions::default(),
                 func: imp.func,
+                native: imp.native,
             });
             if registered.is_wrapper() {
                 pluggy_insert(&mut wrappers, registered);
@@ -1237,8 +1244,34 @@ impl HookCaller {
 
     /// Typed view of this hook.
     #[must_use]
-    pub fn typed<A: Serialize, R: DeserializeOwned>(&self) -> TypedHook<A, R> {
+    pub fn typed<A: Serialize + 'static, R: DeserializeOwned + 'static>(&self) -> TypedHook<A, R> {
         TypedHook::new(self.clone())
+    }
+
+    /// A typed call passing Rust values through, or `None` when the call must go the JSON way:
+    /// wrappers and monitors observe JSON, schemas and declared argument names check it, and
+    /// async implementations and historic hooks have their own rules there.
+    pub(crate) fn call_native<A, R>(&self, args: &A) -> Option<Result<HookResults<R>, HookError>>
+    where
+        A: Serialize + 'static,
+        R: DeserializeOwned + 'static,
+    {
+        let snap = self.snapshot();
+        if snap.has_async || snap.is_historic() || self.shared.monitoring.load(Ordering::Acquire) {
+            return None;
+        }
+        if let Some(spec) = snap.spec.as_deref()
+            && (spec.args.is_some() || spec.result.is_some() || !spec.spec.argnames.is_empty())
+        {
+            return None;
+        }
+        let selected = self.select(&snap);
+        let (impls, wrappers) = selected.impls();
+        if wrappers > 0 {
+            return None;
+        }
+        let rules = Rules::from_spec(snap.spec.as_deref());
+        Some(multicall_native(&self.slot.name, impls, args, rules))
     }
 }
 

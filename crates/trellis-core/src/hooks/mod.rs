@@ -2,9 +2,10 @@
 //!
 //! The model is pluggy's (<https://pluggy.readthedocs.io>), kept case by case so that plugin
 //! authors coming from Python find the same call order, wrapper semantics, firstresult and
-//! historic behaviour. Payloads are `serde_json::Value` because this is the single dispatch
-//! path that native Rust, WebAssembly and process plugins all go through; [`TypedHook`] and
-//! [`HookImpl::typed`] put Rust types on top without a second path.
+//! historic behaviour. Payloads are `serde_json::Value` because that is what native Rust,
+//! WebAssembly and process plugins all understand. [`TypedHook`] and [`HookImpl::typed`] put
+//! Rust types on top, and a typed call hands a typed implementation of the same types the
+//! caller's value itself, so native plugins of a Rust host pay no JSON (see [`TypedHook`]).
 //!
 //! Where pluggy users have asked for more, we add it:
 //! - atomic registration (a plugin with one bad implementation leaves no trace) and error

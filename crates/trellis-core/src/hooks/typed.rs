@@ -1,11 +1,19 @@
-//! Typed calls from Rust: a thin serde layer over the JSON dispatch path, so Rust hosts get
-//! types without a second dispatch path that wasm and process plugins would not share.
+//! Typed calls from Rust.
+//!
+//! A typed call of a plain hook (no wrappers, schemas, declared argument names, async
+//! implementations or monitors) passes Rust values straight to the implementations registered
+//! with [`HookImpl::typed`](super::HookImpl::typed) for the same types, and JSON to the others
+//! (wasm, process, untyped native), encoding the arguments once. Every other call goes the
+//! JSON way: encode, the shared dispatch, decode. Both ways give the same results, in the same
+//! order, under the same rules; the first is what lets native Rust plugins be called at the
+//! cost of a function call.
 
 use std::marker::PhantomData;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::dispatch::{decode_result, encode_args};
 use super::error::HookError;
 use super::impls::HookResults;
 use super::manager::HookCaller;
@@ -22,7 +30,7 @@ use super::manager::HookCaller;
 ///
 /// let pm = PluginManager::new();
 /// pm.add_hookspecs([HookSpec::new("greet")])?;
-/// pm.register(PluginRegistration::new("en").with(HookImpl::typed("greet", |a: Greet| {
+/// pm.register(PluginRegistration::new("en").with(HookImpl::typed("greet", |a: &Greet| {
 ///     Ok::<_, String>(Some(format!("hello {}", a.name)))
 /// })))?;
 ///
@@ -52,7 +60,7 @@ impl<A, R> std::fmt::Debug for TypedHook<A, R> {
     }
 }
 
-impl<A: Serialize, R: DeserializeOwned> TypedHook<A, R> {
+impl<A: Serialize + 'static, R: DeserializeOwned + 'static> TypedHook<A, R> {
     pub(crate) fn new(caller: HookCaller) -> Self {
         TypedHook {
             caller,
@@ -66,25 +74,13 @@ impl<A: Serialize, R: DeserializeOwned> TypedHook<A, R> {
         &self.caller
     }
 
-    fn encode(&self, args: &A) -> Result<serde_json::Value, HookError> {
-        serde_json::to_value(args).map_err(|e| HookError::SerializeArgs {
-            hook: self.caller.name().to_owned(),
-            message: e.to_string(),
-        })
-    }
-
     fn decode(&self, results: HookResults) -> Result<HookResults<R>, HookError> {
+        let hook = self.caller.name();
         let values = results
             .values
             .into_iter()
             .enumerate()
-            .map(|(index, v)| {
-                serde_json::from_value(v).map_err(|e| HookError::DeserializeResult {
-                    hook: self.caller.name().to_owned(),
-                    index,
-                    message: e.to_string(),
-                })
-            })
+            .map(|(index, v)| decode_result(hook, index, v))
             .collect::<Result<Vec<R>, HookError>>()?;
         Ok(HookResults {
             values,
@@ -97,7 +93,10 @@ impl<A: Serialize, R: DeserializeOwned> TypedHook<A, R> {
     /// # Errors
     /// As [`HookCaller::call`], plus serialization errors.
     pub fn call(&self, args: &A) -> Result<HookResults<R>, HookError> {
-        let value = self.encode(args)?;
+        if let Some(outcome) = self.caller.call_native(args) {
+            return outcome;
+        }
+        let value = encode_args(self.caller.name(), args)?;
         self.decode(self.caller.call(&value)?)
     }
 
@@ -106,7 +105,10 @@ impl<A: Serialize, R: DeserializeOwned> TypedHook<A, R> {
     /// # Errors
     /// As [`HookCaller::call_async`], plus serialization errors.
     pub async fn call_async(&self, args: &A) -> Result<HookResults<R>, HookError> {
-        let value = self.encode(args)?;
+        if let Some(outcome) = self.caller.call_native(args) {
+            return outcome;
+        }
+        let value = encode_args(self.caller.name(), args)?;
         let results = self.caller.call_async(&value).await?;
         self.decode(results)
     }

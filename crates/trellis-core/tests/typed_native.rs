@@ -1,0 +1,310 @@
+//! Typed calls that pass Rust values straight to typed implementations: they must give what
+//! the JSON way gives (same values, order, errors and fail-mode behaviour), and really skip
+//! JSON where they can.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use serde::{Deserialize, Serialize, Serializer};
+use serde_json::json;
+use trellis_core::hooks::{
+    FailMode, HookError, HookImpl, HookResults, HookSpec, PluginManager, PluginRegistration,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Build {
+    target: String,
+    jobs: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Artifact {
+    path: String,
+}
+
+fn build() -> Build {
+    Build {
+        target: "x86".into(),
+        jobs: 4,
+    }
+}
+
+fn register(pm: &PluginManager, name: &str, imp: HookImpl) {
+    pm.register(PluginRegistration::new(name).with(imp))
+        .expect("register");
+}
+
+fn typed_artifact(label: &'static str) -> HookImpl {
+    HookImpl::typed("build", move |b: &Build| {
+        Ok::<_, String>(Some(Artifact {
+            path: format!("{label}:{}-{}", b.target, b.jobs),
+        }))
+    })
+}
+
+/// Typed with the caller's types, untyped JSON, typed for other types, and one answering
+/// nothing: the mix a Rust host with wasm and native plugins sees.
+fn mixed_manager(spec: HookSpec) -> PluginManager {
+    let pm = PluginManager::new();
+    pm.add_hookspecs([spec]).expect("spec");
+    register(&pm, "native-a", typed_artifact("a"));
+    register(
+        &pm,
+        "json",
+        HookImpl::new("build", |call| {
+            let target = call.arg("target").and_then(|v| v.as_str()).unwrap_or("?");
+            Ok(Some(json!({"path": format!("json:{target}")})))
+        }),
+    );
+    register(
+        &pm,
+        "other-types",
+        HookImpl::typed("build", |v: &serde_json::Value| {
+            Ok::<_, String>(Some(json!({"path": format!("other:{}", v["jobs"])})))
+        }),
+    );
+    register(
+        &pm,
+        "silent",
+        HookImpl::typed("build", |_: &Build| Ok::<Option<Artifact>, String>(None)),
+    );
+    register(&pm, "native-b", typed_artifact("b").tryfirst());
+    pm
+}
+
+fn paths(results: &HookResults<Artifact>) -> Vec<&str> {
+    results.values.iter().map(|a| a.path.as_str()).collect()
+}
+
+#[test]
+fn the_native_way_gives_what_the_json_way_gives() {
+    let pm = mixed_manager(HookSpec::new("build"));
+    let hook = pm.typed::<Build, Artifact>("build").expect("hook");
+    let native = hook.call(&build()).expect("native call");
+    // A monitor observes JSON, so with one installed the same call goes the JSON way.
+    let handle = pm.add_hookcall_monitoring(|_, _, _| {}, |_, _, _, _| {});
+    let json_way = hook.call(&build()).expect("json call");
+    handle.undo();
+    assert_eq!(native, json_way);
+    assert_eq!(
+        paths(&native),
+        ["b:x86-4", "other:4", "json:x86", "a:x86-4"],
+        "tryfirst first, then last registered first"
+    );
+}
+
+#[test]
+fn firstresult_stops_at_the_first_answer_either_way() {
+    let pm = mixed_manager(HookSpec::new("build").firstresult());
+    let hook = pm.typed::<Build, Artifact>("build").expect("hook");
+    let out = hook.call(&build()).expect("call");
+    assert_eq!(paths(&out), ["b:x86-4"]);
+}
+
+/// Arguments whose serialization fails: proof that a call did not encode them.
+struct Unserializable;
+
+impl Serialize for Unserializable {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        Err(serde::ser::Error::custom(
+            "these arguments never become JSON",
+        ))
+    }
+}
+
+impl<'de> Deserialize<'de> for Unserializable {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        Ok(Unserializable)
+    }
+}
+
+#[test]
+fn typed_implementations_receive_the_callers_value_without_json() {
+    let pm = PluginManager::new();
+    pm.add_hookspecs([HookSpec::new("h")]).expect("spec");
+    for name in ["one", "two"] {
+        register(
+            &pm,
+            name,
+            HookImpl::typed("h", |_: &Unserializable| Ok::<_, String>(Some(7u32))),
+        );
+    }
+    let hook = pm.typed::<Unserializable, u32>("h").expect("hook");
+    assert_eq!(hook.call(&Unserializable).expect("call").values, [7, 7]);
+
+    // A JSON implementation needs the arguments encoded: now the call must fail, naming why.
+    register(&pm, "json", HookImpl::new("h", |_| Ok(Some(json!(1)))));
+    let err = pm
+        .typed::<Unserializable, u32>("h")
+        .expect("hook")
+        .call(&Unserializable)
+        .unwrap_err();
+    assert!(
+        matches!(&err, HookError::SerializeArgs { message, .. } if message.contains("never become JSON")),
+        "{err}"
+    );
+}
+
+/// Counts how often it is serialized.
+struct Counted(Arc<AtomicUsize>);
+
+impl Serialize for Counted {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        s.serialize_u32(1)
+    }
+}
+
+#[test]
+fn arguments_are_encoded_once_for_all_json_implementations() {
+    let pm = PluginManager::new();
+    pm.add_hookspecs([HookSpec::new("h")]).expect("spec");
+    for name in ["a", "b", "c"] {
+        register(
+            &pm,
+            name,
+            HookImpl::new("h", |call| Ok(Some(call.args().clone()))),
+        );
+    }
+    let encoded = Arc::new(AtomicUsize::new(0));
+    let out = pm
+        .typed::<Counted, u32>("h")
+        .expect("hook")
+        .call(&Counted(Arc::clone(&encoded)))
+        .expect("call");
+    assert_eq!(out.values, [1, 1, 1]);
+    assert_eq!(encoded.load(Ordering::SeqCst), 1);
+}
+
+#[test]
+fn a_json_result_that_does_not_decode_fails_the_call_naming_its_position() {
+    let pm = PluginManager::new();
+    pm.add_hookspecs([HookSpec::new("build").fail_mode(FailMode::Continue)])
+        .expect("spec");
+    register(
+        &pm,
+        "wrong-shape",
+        HookImpl::new("build", |_| Ok(Some(json!(42)))),
+    );
+    register(&pm, "fine", typed_artifact("fine"));
+    let err = pm
+        .typed::<Build, Artifact>("build")
+        .expect("hook")
+        .call(&build())
+        .unwrap_err();
+    assert!(
+        matches!(err, HookError::DeserializeResult { index: 1, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn errors_and_panics_follow_the_fail_mode_and_name_their_plugin() {
+    let failing = || {
+        HookImpl::typed("build", |_: &Build| {
+            Err::<Option<Artifact>, _>("no compiler")
+        })
+    };
+    let panicking = || {
+        HookImpl::typed("build", |_: &Build| -> Result<Option<Artifact>, String> {
+            panic!("boom in a plugin")
+        })
+    };
+
+    let pm = PluginManager::new();
+    pm.add_hookspecs([HookSpec::new("build").fail_mode(FailMode::Continue)])
+        .expect("spec");
+    register(&pm, "first", typed_artifact("first"));
+    register(&pm, "fails", failing());
+    register(&pm, "panics", panicking());
+    register(&pm, "last", typed_artifact("last"));
+    let out = pm
+        .typed::<Build, Artifact>("build")
+        .expect("hook")
+        .call(&build())
+        .expect("continue mode keeps going");
+    assert_eq!(paths(&out), ["last:x86-4", "first:x86-4"]);
+    let failed: Vec<_> = out.errors.iter().map(|e| e.plugin()).collect();
+    assert_eq!(failed, [Some("panics"), Some("fails")]);
+    assert!(out.errors[0].to_string().contains("boom in a plugin"));
+    assert!(out.errors[1].to_string().contains("no compiler"));
+
+    let pm = PluginManager::new();
+    pm.add_hookspecs([HookSpec::new("build")]).expect("spec");
+    register(&pm, "first", typed_artifact("first"));
+    register(&pm, "panics", panicking());
+    let err = pm
+        .typed::<Build, Artifact>("build")
+        .expect("hook")
+        .call(&build())
+        .unwrap_err();
+    assert_eq!(err.plugin(), Some("panics"));
+}
+
+#[test]
+fn wrappers_and_schemas_still_see_and_check_json() {
+    let pm = PluginManager::new();
+    pm.add_hookspecs([HookSpec::new("build").result_schema(json!({
+        "type": "object",
+        "required": ["path"],
+        "properties": {"path": {"type": "string", "maxLength": 10}}
+    }))])
+    .expect("spec");
+    register(&pm, "long", typed_artifact("a-long-label"));
+    let err = pm
+        .typed::<Build, Artifact>("build")
+        .expect("hook")
+        .call(&build())
+        .unwrap_err();
+    assert!(matches!(err, HookError::InvalidResult { .. }), "{err}");
+
+    let pm = mixed_manager(HookSpec::new("build"));
+    register(
+        &pm,
+        "wrap",
+        HookImpl::wrapper_with(
+            "build",
+            |_| Ok(()),
+            |(), outcome| {
+                outcome.map(|mut r| {
+                    r.values.retain(|v| v["path"] != "json:x86");
+                    r
+                })
+            },
+        ),
+    );
+    let out = pm
+        .typed::<Build, Artifact>("build")
+        .expect("hook")
+        .call(&build())
+        .expect("call");
+    assert_eq!(paths(&out), ["b:x86-4", "other:4", "a:x86-4"]);
+}
+
+#[test]
+fn untyped_calls_reach_typed_implementations_through_json() {
+    let pm = mixed_manager(HookSpec::new("build"));
+    let out = pm
+        .call("build", &json!({"target": "arm", "jobs": 2}))
+        .expect("call");
+    assert_eq!(out.values[0], json!({"path": "b:arm-2"}));
+    assert_eq!(out.values.len(), 4);
+}
+
+#[tokio::test]
+async fn async_calls_take_the_native_way_when_no_implementation_is_async() {
+    let pm = mixed_manager(HookSpec::new("build"));
+    let hook = pm.typed::<Build, Artifact>("build").expect("hook");
+    let out = hook.call_async(&build()).await.expect("call");
+    assert_eq!(paths(&out), ["b:x86-4", "other:4", "json:x86", "a:x86-4"]);
+    register(
+        &pm,
+        "async",
+        HookImpl::from_async_fn("build", |_| async { Ok(Some(json!({"path": "async"}))) }),
+    );
+    let out = hook.call_async(&build()).await.expect("call");
+    assert_eq!(
+        paths(&out),
+        ["b:x86-4", "async", "other:4", "json:x86", "a:x86-4"]
+    );
+}
