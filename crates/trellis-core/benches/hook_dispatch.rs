@@ -38,10 +38,10 @@ fn native_manager(impls: usize) -> PluginManager {
     pm.add_hookspecs([HookSpec::new("myhook")]).expect("spec");
     for i in 0..impls {
         pm.register(
-            PluginRegistration::new(format!("plugin{i}")).with(HookImpl::typed(
-                "myhook",
-                |a: &Args| Ok::<_, std::convert::Infallible>(Some(a.x + 1)),
-            )),
+            PluginRegistration::new(format!("plugin{i}"))
+                .with(HookImpl::typed("myhook", |a: &Args| {
+                    Ok::<_, std::convert::Infallible>(Some(a.x + 1))
+                })),
         )
         .expect("register");
     }

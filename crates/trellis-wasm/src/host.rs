@@ -200,8 +200,9 @@ impl HostState {
     }
 
     /// Resets what is counted per call.
-    pub(crate) fn begin_call(&mut self, timeout: Duration) {
-        self.call.deadline = Instant::now() + timeout;
+    /// A call starting at `now` (the caller's clock reading, which it also times the call by).
+    pub(crate) fn begin_call(&mut self, now: Instant, timeout: Duration) {
+        self.call.deadline = now + timeout;
         self.call.denials = 0;
         self.limiter.begin_call();
         self.stdout.clear();
@@ -567,7 +568,7 @@ mod tests {
             peak_memory: AtomicU64::new(0),
         });
         let mut h = HostState::new(shared, MemoryLimiter::new(1 << 20)).unwrap();
-        h.begin_call(Duration::from_secs(5));
+        h.begin_call(Instant::now(), Duration::from_secs(5));
         h
     }
 
@@ -649,7 +650,7 @@ mod tests {
             h.shared.denials.load(Ordering::Relaxed),
             u64::from(MAX_AUDITED_DENIALS_PER_CALL) + 50
         );
-        h.begin_call(Duration::from_secs(1));
+        h.begin_call(Instant::now(), Duration::from_secs(1));
         let _ = environment::Host::get(&mut h, "X".into());
         assert_eq!(
             f.audit.records().len(),
@@ -794,7 +795,7 @@ mod tests {
         let mut sleeper = CapabilityRequest::named("subprocess");
         sleeper.commands = vec!["sleep *".into()];
         let mut h = host(&f, "sleeper", vec![sleeper]);
-        h.begin_call(Duration::from_millis(200));
+        h.begin_call(Instant::now(), Duration::from_millis(200));
         let started = Instant::now();
         assert!(matches!(
             trellis::plugin::process::Host::run(&mut h, "sleep".into(), vec!["10".into()]),

@@ -57,10 +57,37 @@ thread_local! {
     static ACTIVE: RefCell<Vec<usize>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Which guest call is running, for messages and logs; formatted only when one is written,
+/// so the hot path of a hook call builds no string for it.
+#[derive(Clone, Copy)]
+enum CallName<'a> {
+    Instantiate,
+    Init,
+    Command(&'a str),
+    Hook(&'a str),
+    Event(&'a str),
+    Phase(&'a str, &'a str),
+    Migration(&'a str),
+}
+
+impl std::fmt::Display for CallName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallName::Instantiate => f.write_str("instantiate"),
+            CallName::Init => f.write_str("init"),
+            CallName::Command(name) => write!(f, "command {name}"),
+            CallName::Hook(hook) => write!(f, "hook {hook}"),
+            CallName::Event(topic) => write!(f, "event {topic}"),
+            CallName::Phase(phase, stage) => write!(f, "phase {phase} ({stage})"),
+            CallName::Migration(function) => write!(f, "config migration {function}"),
+        }
+    }
+}
+
 struct Reentry(usize);
 
 impl Reentry {
-    fn enter(plugin: &WasmPlugin, call: &str) -> Result<Self, WasmError> {
+    fn enter(plugin: &WasmPlugin, call: CallName<'_>) -> Result<Self, WasmError> {
         let id = std::ptr::from_ref(plugin) as usize;
         ACTIVE.with(|a| {
             let mut a = a.borrow_mut();
@@ -154,29 +181,29 @@ impl WasmPlugin {
         args: &[String],
         input: &Value,
     ) -> Result<Value, WasmError> {
-        let call = format!("command {name}");
+        let call = CallName::Command(name);
         let input = to_json(input)?;
-        let text = self.invoke(&call, |store, b| {
+        let text = self.invoke(call, |store, b| {
             b.trellis_plugin_guest()
                 .call_run_command(store, name, args, &input)
         })?;
-        self.parse_output(&call, &text)
+        self.parse_output(call, &text)
     }
 
     /// Calls the plugin's implementation of hook `hook`; `None` is pluggy's `None`.
     pub fn call_hook(&self, hook: &str, args: &Value) -> Result<Option<Value>, WasmError> {
-        let call = format!("hook {hook}");
+        let call = CallName::Hook(hook);
         let args = to_json(args)?;
-        let text = self.invoke(&call, |store, b| {
+        let text = self.invoke(call, |store, b| {
             b.trellis_plugin_guest().call_call_hook(store, hook, &args)
         })?;
-        text.map(|t| self.parse_output(&call, &t)).transpose()
+        text.map(|t| self.parse_output(call, &t)).transpose()
     }
 
     /// Delivers an event the plugin subscribed to.
     pub fn on_event(&self, topic: &str, payload: &Value) -> Result<(), WasmError> {
         let payload = to_json(payload)?;
-        self.invoke(&format!("event {topic}"), |store, b| {
+        self.invoke(CallName::Event(topic), |store, b| {
             b.trellis_plugin_guest()
                 .call_on_event(store, topic, &payload)
         })
@@ -184,13 +211,13 @@ impl WasmPlugin {
 
     /// Runs the plugin's contribution to workflow phase `phase` at `stage`.
     pub fn run_phase(&self, phase: &str, stage: &str, context: &Value) -> Result<Value, WasmError> {
-        let call = format!("phase {phase} ({stage})");
+        let call = CallName::Phase(phase, stage);
         let context = to_json(context)?;
-        let text = self.invoke(&call, |store, b| {
+        let text = self.invoke(call, |store, b| {
             b.trellis_plugin_guest()
                 .call_run_phase(store, phase, stage, &context)
         })?;
-        self.parse_output(&call, &text)
+        self.parse_output(call, &text)
     }
 
     /// Runs the configuration migration function `function` (a `config.migrations[].function`
@@ -210,7 +237,7 @@ impl WasmPlugin {
         to: &str,
         config: &Value,
     ) -> Result<Value, WasmError> {
-        let call = format!("config migration {function}");
+        let call = CallName::Migration(function);
         let args = to_json(&serde_json::json!({
             "function": function,
             "from": from,
@@ -218,14 +245,14 @@ impl WasmPlugin {
             "config": config,
         }))?;
         let config_json = to_json(config)?;
-        let text = self.invoke_isolated(&call, config_json, |store, b| {
+        let text = self.invoke_isolated(call, config_json, |store, b| {
             b.trellis_plugin_guest()
                 .call_call_hook(store, CONFIG_MIGRATE_HOOK, &args)
         })?;
         let invalid = |message: String| {
             self.fail_after_call(WasmError::Guest {
                 plugin: self.shared.name.clone(),
-                call: call.clone(),
+                call: call.to_string(),
                 kind: GuestErrorKind::InvalidResult,
                 message,
             })
@@ -235,7 +262,7 @@ impl WasmPlugin {
                 "it returned no configuration (`none`); a migration function returns the new configuration object".to_owned(),
             ));
         };
-        match self.parse_output(&call, &text)? {
+        match self.parse_output(call, &text)? {
             Value::Object(map) => Ok(Value::Object(map)),
             other => Err(invalid(format!(
                 "it returned {}, not a configuration object",
@@ -399,11 +426,11 @@ impl WasmPlugin {
         })
     }
 
-    fn parse_output(&self, call: &str, text: &str) -> Result<Value, WasmError> {
+    fn parse_output(&self, call: CallName<'_>, text: &str) -> Result<Value, WasmError> {
         serde_json::from_str(text).map_err(|e| {
             self.fail_after_call(WasmError::Guest {
                 plugin: self.shared.name.clone(),
-                call: call.to_owned(),
+                call: call.to_string(),
                 kind: GuestErrorKind::InvalidResult,
                 message: format!("the result is not JSON: {e}"),
             })
@@ -421,33 +448,36 @@ impl WasmPlugin {
     /// map the outcome, record metrics.
     fn invoke<R: OutputSize>(
         &self,
-        call: &str,
+        call: CallName<'_>,
         f: impl FnOnce(&mut Store<HostState>, &Plugin) -> wasmtime::Result<Result<R, WitError>>,
     ) -> Result<R, WasmError> {
         let _reentry = Reentry::enter(self, call)?;
         let started = Instant::now();
-        let result = self.invoke_locked(call, f);
+        let result = self.invoke_locked(call, started, f);
         let took = started.elapsed();
         self.lock_stats().record(took, result.is_err());
         if let Err(e) = &result {
-            tracing::debug!(plugin = %self.shared.name, call, ms = took.as_millis() as u64, error = %e, "plugin call failed");
+            tracing::debug!(plugin = %self.shared.name, call = %call, ms = took.as_millis() as u64, error = %e, "plugin call failed");
         }
         result
     }
 
     fn invoke_locked<R: OutputSize>(
         &self,
-        call: &str,
+        call: CallName<'_>,
+        started: Instant,
         f: impl FnOnce(&mut Store<HostState>, &Plugin) -> wasmtime::Result<Result<R, WitError>>,
     ) -> Result<R, WasmError> {
         let mut live = self.lock_live();
+        let mut now = started;
         if live.is_none() {
             *live = Some(self.instantiate()?);
+            now = Instant::now();
         }
         let Some(l) = live.as_mut() else {
             return Err(WasmError::Engine("no live instance".into()));
         };
-        let (result, trapped) = self.call_instance(l, call, f);
+        let (result, trapped) = self.call_instance(l, call, now, f);
         if trapped {
             *live = None;
         }
@@ -459,7 +489,7 @@ impl WasmPlugin {
     /// The plugin's live instance, if any, is neither used nor disturbed.
     fn invoke_isolated<R: OutputSize>(
         &self,
-        call: &str,
+        call: CallName<'_>,
         config_json: String,
         f: impl FnOnce(&mut Store<HostState>, &Plugin) -> wasmtime::Result<Result<R, WitError>>,
     ) -> Result<R, WasmError> {
@@ -478,7 +508,7 @@ impl WasmPlugin {
         });
         let result = self
             .bare_instance(Arc::clone(&shared))
-            .and_then(|mut instance| self.call_instance(&mut instance, call, f).0);
+            .and_then(|mut instance| self.call_instance(&mut instance, call, Instant::now(), f).0);
         // Denials and memory of the isolated instance count for the plugin all the same.
         self.shared
             .denials
@@ -490,7 +520,7 @@ impl WasmPlugin {
         let took = started.elapsed();
         self.lock_stats().record(took, result.is_err());
         if let Err(e) = &result {
-            tracing::debug!(plugin = %self.shared.name, call, ms = took.as_millis() as u64, error = %e, "plugin call failed");
+            tracing::debug!(plugin = %self.shared.name, call = %call, ms = took.as_millis() as u64, error = %e, "plugin call failed");
         }
         result
     }
@@ -500,10 +530,11 @@ impl WasmPlugin {
     fn call_instance<R: OutputSize>(
         &self,
         instance: &mut Live,
-        call: &str,
+        call: CallName<'_>,
+        now: Instant,
         f: impl FnOnce(&mut Store<HostState>, &Plugin) -> wasmtime::Result<Result<R, WitError>>,
     ) -> (Result<R, WasmError>, bool) {
-        if let Err(e) = self.begin_call(&mut instance.store) {
+        if let Err(e) = self.begin_call(&mut instance.store, now) {
             return (Err(e), false);
         }
         let outcome = f(&mut instance.store, &instance.bindings);
@@ -536,15 +567,15 @@ impl WasmPlugin {
             mut store,
             bindings,
         } = self.bare_instance(Arc::clone(&self.shared))?;
-        self.begin_call(&mut store)?;
+        self.begin_call(&mut store, Instant::now())?;
         let init = bindings
             .trellis_plugin_guest()
             .call_init(&mut store, &self.shared.config_json);
-        self.end_call(&mut store, "init");
+        self.end_call(&mut store, CallName::Init);
         match init {
             Ok(Ok(())) => Ok(Live { store, bindings }),
-            Ok(Err(e)) => Err(self.guest_error("init", e)),
-            Err(trap) => Err(self.trap_error("init", &trap, &store)),
+            Ok(Err(e)) => Err(self.guest_error(CallName::Init, e)),
+            Err(trap) => Err(self.trap_error(CallName::Init, &trap, &store)),
         }
     }
 
@@ -557,15 +588,16 @@ impl WasmPlugin {
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
 
-        self.begin_call(&mut store)?;
+        self.begin_call(&mut store, Instant::now())?;
         let instantiated = self.pre.instantiate(&mut store);
-        self.end_call(&mut store, "instantiate");
-        let bindings = instantiated.map_err(|e| self.trap_error("instantiate", &e, &store))?;
+        self.end_call(&mut store, CallName::Instantiate);
+        let bindings =
+            instantiated.map_err(|e| self.trap_error(CallName::Instantiate, &e, &store))?;
         Ok(Live { store, bindings })
     }
 
-    fn begin_call(&self, store: &mut Store<HostState>) -> Result<(), WasmError> {
-        store.data_mut().begin_call(self.limits.timeout);
+    fn begin_call(&self, store: &mut Store<HostState>, now: Instant) -> Result<(), WasmError> {
+        store.data_mut().begin_call(now, self.limits.timeout);
         store.set_epoch_deadline(self.runtime.ticks_for(self.limits.timeout));
         if self.metered {
             store
@@ -576,32 +608,32 @@ impl WasmPlugin {
     }
 
     /// Forwards what the guest printed to the log and records the peak memory.
-    fn end_call(&self, store: &mut Store<HostState>, call: &str) {
+    fn end_call(&self, store: &mut Store<HostState>, call: CallName<'_>) {
         let data = store.data();
         let plugin = &self.shared.name;
         let out = data.stdout.text();
         if !out.is_empty() {
-            tracing::info!(plugin = %plugin, call, "stdout: {}", out.trim_end());
+            tracing::info!(plugin = %plugin, call = %call, "stdout: {}", out.trim_end());
         }
         let err = data.stderr.text();
         if !err.is_empty() {
-            tracing::warn!(plugin = %plugin, call, "stderr: {}", err.trim_end());
+            tracing::warn!(plugin = %plugin, call = %call, "stderr: {}", err.trim_end());
         }
         let peak = data.limiter.peak() as u64;
         data.shared.peak_memory.fetch_max(peak, Ordering::Relaxed);
     }
 
-    fn limit(&self, call: &str, limit: Limit) -> WasmError {
+    fn limit(&self, call: CallName<'_>, limit: Limit) -> WasmError {
         WasmError::LimitExceeded {
             plugin: self.shared.name.clone(),
             limit,
-            call: call.to_owned(),
+            call: call.to_string(),
         }
     }
 
-    fn guest_error(&self, call: &str, e: WitError) -> WasmError {
+    fn guest_error(&self, call: CallName<'_>, e: WitError) -> WasmError {
         let plugin = self.shared.name.clone();
-        let call = call.to_owned();
+        let call = call.to_string();
         let guest = |kind, message: String| WasmError::Guest {
             plugin: plugin.clone(),
             call: call.clone(),
@@ -621,7 +653,12 @@ impl WasmPlugin {
     }
 
     /// Turns a trap (or a host error that aborted the call) into what the user should know.
-    fn trap_error(&self, call: &str, e: &wasmtime::Error, store: &Store<HostState>) -> WasmError {
+    fn trap_error(
+        &self,
+        call: CallName<'_>,
+        e: &wasmtime::Error,
+        store: &Store<HostState>,
+    ) -> WasmError {
         let data = store.data();
         let trap = e.downcast_ref::<wasmtime::Trap>().copied();
         match trap {
@@ -682,7 +719,7 @@ impl WasmPlugin {
         };
         WasmError::Trap {
             plugin: self.shared.name.clone(),
-            call: call.to_owned(),
+            call: call.to_string(),
             message,
         }
     }

@@ -4,6 +4,7 @@
 //! accepting writes and keeps only the last bytes (where a panic message is).
 
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
@@ -13,6 +14,9 @@ use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 #[derive(Clone, Debug)]
 pub(crate) struct CapturePipe {
     inner: Arc<Mutex<Captured>>,
+    /// Whether anything was written since the last `clear`. The host looks at both pipes
+    /// around every call and almost every call prints nothing: this spares it the locks.
+    written: Arc<AtomicBool>,
 }
 
 #[derive(Debug, Default)]
@@ -47,6 +51,7 @@ impl CapturePipe {
                 capacity,
                 ..Captured::default()
             })),
+            written: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -55,13 +60,21 @@ impl CapturePipe {
     }
 
     pub(crate) fn clear(&self) {
+        if !self.written.load(Ordering::Acquire) {
+            return;
+        }
         let mut c = self.lock();
+        // Under the lock, as in `write`, so a write cannot fall between flag and bytes.
+        self.written.store(false, Ordering::Release);
         c.bytes.clear();
         c.dropped = 0;
     }
 
     /// What was written since the last `clear` (the last `capacity` bytes of it), as text.
     pub(crate) fn text(&self) -> String {
+        if !self.written.load(Ordering::Acquire) {
+            return String::new();
+        }
         let c = self.lock();
         let text = String::from_utf8_lossy(&c.bytes).into_owned();
         if c.dropped > 0 {
@@ -72,7 +85,9 @@ impl CapturePipe {
     }
 
     pub(crate) fn write(&self, data: &[u8]) {
-        self.lock().push(data);
+        let mut c = self.lock();
+        c.push(data);
+        self.written.store(true, Ordering::Release);
     }
 }
 

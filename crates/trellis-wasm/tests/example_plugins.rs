@@ -1,5 +1,5 @@
 //! The runtime against the example plugins built with the Rust SDK
-//! (`examples/plugins/{hostile,security-scanner}/plugin.wasm`, built by
+//! (`examples/plugins/{hostile,security-scanner,findings-gate,bench-echo}/plugin.wasm`, built by
 //! `scripts/build-plugins.sh`). When a component has not been built, its tests print a notice
 //! and pass without checking anything.
 
@@ -921,4 +921,47 @@ fn a_wasm_wrapper_sees_and_replaces_the_outcome_of_the_implementations_inside_it
     // An error inside is passed through as it was.
     let failed = run(5, Err("scanner exploded")).unwrap_err();
     assert!(failed.contains("scanner exploded"), "{failed}");
+}
+
+/// `bench-echo` implements its hook over JSON text (`Plugin::call_hook_json`), decoding into
+/// its own type: what docs/wasm.md shows for hooks that are called often.
+#[test]
+fn a_hook_over_json_text_decodes_into_the_plugins_own_type() {
+    let Some(dir) = example("bench-echo") else {
+        return;
+    };
+    let env = TestEnv::new();
+    let echo = load_example(&env, &dir, "bench-echo", vec![], EffectiveLimits::default());
+    assert_eq!(
+        echo.call_hook("bench_echo", &json!({"x": 41}))
+            .expect("call"),
+        Some(json!(42))
+    );
+    assert_eq!(
+        echo.call_hook("bench_echo", &json!({}))
+            .expect("x defaults to 0"),
+        Some(json!(1))
+    );
+    match echo.call_hook("bench_echo", &json!({"x": "forty-one"})) {
+        Err(WasmError::Guest { kind, message, .. }) => {
+            assert_eq!(kind, trellis_wasm::GuestErrorKind::InvalidInput);
+            assert!(
+                message.starts_with("the arguments of `bench_echo`: invalid type: string"),
+                "{message}"
+            );
+        }
+        other => panic!("expected invalid input: {other:?}"),
+    }
+    match echo.call_hook("other_hook", &json!({})) {
+        Err(WasmError::Guest { kind, .. }) => {
+            assert_eq!(kind, trellis_wasm::GuestErrorKind::NotFound);
+        }
+        other => panic!("expected not found: {other:?}"),
+    }
+    // The plugin is still fine after its errors.
+    assert_eq!(
+        echo.call_hook("bench_echo", &json!({"x": -3}))
+            .expect("call"),
+        Some(json!(-2))
+    );
 }
