@@ -308,3 +308,208 @@ async fn async_calls_take_the_native_way_when_no_implementation_is_async() {
         ["b:x86-4", "async", "other:4", "json:x86", "a:x86-4"]
     );
 }
+
+/// The same typed call twice: natively, then the JSON way (a monitor observes JSON, so with
+/// one installed a typed call goes that way).
+fn both_ways(
+    pm: &PluginManager,
+    hook: &trellis_core::hooks::TypedHook<Build, Artifact>,
+) -> (
+    Result<HookResults<Artifact>, HookError>,
+    Result<HookResults<Artifact>, HookError>,
+) {
+    let native = hook.call(&build());
+    let handle = pm.add_hookcall_monitoring(|_, _, _| {}, |_, _, _, _| {});
+    let json_way = hook.call(&build());
+    handle.undo();
+    (native, json_way)
+}
+
+fn counting(runs: &Arc<AtomicUsize>, label: &'static str) -> HookImpl {
+    let runs = Arc::clone(runs);
+    HookImpl::typed("build", move |b: &Build| {
+        runs.fetch_add(1, Ordering::SeqCst);
+        Ok::<_, String>(Some(Artifact {
+            path: format!("{label}:{}", b.target),
+        }))
+    })
+}
+
+#[test]
+fn errors_agree_with_the_json_way_in_both_fail_modes() {
+    for mode in [FailMode::Stop, FailMode::Continue] {
+        let pm = mixed_manager(HookSpec::new("build").fail_mode(mode));
+        register(
+            &pm,
+            "fails",
+            HookImpl::typed("build", |_: &Build| {
+                Err::<Option<Artifact>, _>("no compiler")
+            }),
+        );
+        let hook = pm.typed::<Build, Artifact>("build").expect("hook");
+        let (native, json_way) = both_ways(&pm, &hook);
+        assert_eq!(native, json_way, "{mode:?}");
+        assert_eq!(
+            native
+                .map(|r| r.errors.len())
+                .map_err(|e| e.plugin().map(str::to_owned)),
+            match mode {
+                FailMode::Stop => Err(Some("fails".to_owned())),
+                FailMode::Continue => Ok(1),
+            }
+        );
+    }
+}
+
+#[test]
+fn an_undecodable_result_yields_to_an_implementation_error_and_the_call_goes_on() {
+    for mode in [FailMode::Stop, FailMode::Continue] {
+        let runs = Arc::new(AtomicUsize::new(0));
+        let pm = PluginManager::new();
+        pm.add_hookspecs([HookSpec::new("build").fail_mode(mode)])
+            .expect("spec");
+        // Call order is the reverse of registration.
+        register(&pm, "last", counting(&runs, "last"));
+        register(
+            &pm,
+            "fails",
+            HookImpl::typed("build", |_: &Build| Err::<Option<Artifact>, _>("broken")),
+        );
+        register(
+            &pm,
+            "wrong-shape",
+            HookImpl::new("build", |_| Ok(Some(json!(42)))),
+        );
+        let hook = pm.typed::<Build, Artifact>("build").expect("hook");
+        let (native, json_way) = both_ways(&pm, &hook);
+        assert_eq!(native, json_way, "{mode:?}");
+        match (mode, native) {
+            (FailMode::Stop, Err(e)) => assert_eq!(e.plugin(), Some("fails"), "{e}"),
+            (FailMode::Continue, Err(e)) => {
+                assert!(
+                    matches!(e, HookError::DeserializeResult { index: 0, .. }),
+                    "{e}"
+                );
+            }
+            (_, other) => panic!("{mode:?}: {other:?}"),
+        }
+        let expected_runs = match mode {
+            FailMode::Stop => 0,
+            FailMode::Continue => 2,
+        };
+        assert_eq!(runs.load(Ordering::SeqCst), expected_runs, "{mode:?}");
+    }
+}
+
+#[test]
+fn arguments_that_cannot_be_encoded_fail_the_call_before_anything_runs() {
+    let runs = Arc::new(AtomicUsize::new(0));
+    let pm = PluginManager::new();
+    pm.add_hookspecs([HookSpec::new("h")]).expect("spec");
+    register(&pm, "json", HookImpl::new("h", |_| Ok(Some(json!(1)))));
+    let counter = Arc::clone(&runs);
+    register(
+        &pm,
+        "native",
+        HookImpl::typed("h", move |_: &Unserializable| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, String>(Some(7u32))
+        }),
+    );
+    let err = pm
+        .typed::<Unserializable, u32>("h")
+        .expect("hook")
+        .call(&Unserializable)
+        .unwrap_err();
+    assert!(matches!(err, HookError::SerializeArgs { .. }), "{err}");
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        0,
+        "the native implementation ran first"
+    );
+}
+
+#[test]
+fn subset_callers_and_json_only_features_give_the_same_results() {
+    let pm = mixed_manager(HookSpec::new("build"));
+    let subset = pm
+        .subset_hook_caller("build", &["native-b", "json"])
+        .expect("subset")
+        .typed::<Build, Artifact>();
+    let (native, json_way) = both_ways(&pm, &subset);
+    assert_eq!(native, json_way);
+    assert_eq!(
+        paths(&native.expect("call")),
+        ["other:4", "a:x86-4"],
+        "the removed plugins do not answer"
+    );
+
+    // Spec argnames and an argument schema make the call go the JSON way; same answers.
+    for spec in [
+        HookSpec::new("build").argnames(["target", "jobs"]),
+        HookSpec::new("build").arg_schema(json!({"type": "object", "required": ["target"]})),
+    ] {
+        let pm = mixed_manager(spec);
+        let hook = pm.typed::<Build, Artifact>("build").expect("hook");
+        let out = hook.call(&build()).expect("call");
+        assert_eq!(paths(&out), ["b:x86-4", "other:4", "json:x86", "a:x86-4"]);
+    }
+
+    // A historic hook refuses plain calls either way.
+    let pm = mixed_manager(HookSpec::new("build").historic());
+    let err = pm
+        .typed::<Build, Artifact>("build")
+        .expect("hook")
+        .call(&build())
+        .unwrap_err();
+    assert!(matches!(err, HookError::HistoricCall { .. }), "{err}");
+}
+
+#[test]
+fn a_typed_implementation_that_declares_argument_names_is_checked_against_them() {
+    // No spec: one with argnames sends calls the JSON way, one without refuses them.
+    let pm = PluginManager::new();
+    register(&pm, "fine", typed_artifact("fine"));
+    register(
+        &pm,
+        "needs-profile",
+        typed_artifact("profile").argnames(["profile"]),
+    );
+    let err = pm
+        .typed::<Build, Artifact>("build")
+        .expect("hook")
+        .call(&build())
+        .unwrap_err();
+    assert!(
+        matches!(&err, HookError::MissingArgument { plugin, argname, .. } if plugin == "needs-profile" && argname == "profile"),
+        "{err}"
+    );
+}
+
+/// A result type whose decoding panics.
+#[derive(Debug)]
+struct PanicsWhenDecoded;
+
+impl<'de> Deserialize<'de> for PanicsWhenDecoded {
+    fn deserialize<D: serde::Deserializer<'de>>(_: D) -> Result<Self, D::Error> {
+        panic!("the caller's type panicked")
+    }
+}
+
+#[test]
+fn a_panic_in_the_callers_own_decoding_reaches_the_caller_as_on_the_json_way() {
+    let pm = PluginManager::new();
+    pm.add_hookspecs([HookSpec::new("h").fail_mode(FailMode::Continue)])
+        .expect("spec");
+    register(&pm, "json", HookImpl::new("h", |_| Ok(Some(json!(1)))));
+    let hook = pm.typed::<Build, PanicsWhenDecoded>("h").expect("hook");
+    let native = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook.call(&build())));
+    assert!(
+        native.is_err(),
+        "not reported as the plugin's panic: {native:?}"
+    );
+    let handle = pm.add_hookcall_monitoring(|_, _, _| {}, |_, _, _, _| {});
+    let json_way = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook.call(&build())));
+    handle.undo();
+    assert!(json_way.is_err());
+}

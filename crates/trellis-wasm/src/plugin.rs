@@ -452,8 +452,12 @@ impl WasmPlugin {
         f: impl FnOnce(&mut Store<HostState>, &Plugin) -> wasmtime::Result<Result<R, WitError>>,
     ) -> Result<R, WasmError> {
         let _reentry = Reentry::enter(self, call)?;
+        let mut live = self.lock_live();
+        // Read after the lock: a call that waited for another thread's call to this plugin
+        // still gets its whole time limit.
         let started = Instant::now();
-        let result = self.invoke_locked(call, started, f);
+        let result = self.invoke_live(&mut live, call, started, f);
+        drop(live);
         let took = started.elapsed();
         self.lock_stats().record(took, result.is_err());
         if let Err(e) = &result {
@@ -462,13 +466,13 @@ impl WasmPlugin {
         result
     }
 
-    fn invoke_locked<R: OutputSize>(
+    fn invoke_live<R: OutputSize>(
         &self,
+        live: &mut Option<Live>,
         call: CallName<'_>,
         started: Instant,
         f: impl FnOnce(&mut Store<HostState>, &Plugin) -> wasmtime::Result<Result<R, WitError>>,
     ) -> Result<R, WasmError> {
-        let mut live = self.lock_live();
         let mut now = started;
         if live.is_none() {
             *live = Some(self.instantiate()?);

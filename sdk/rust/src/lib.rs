@@ -85,27 +85,7 @@
 //! comes only through the modules above, and the network only through [`http`], to the hosts
 //! the `network` capability lists.
 
-//!
-//! # Allocator
-//!
-//! With the default feature `talc` the SDK makes [talc](https://docs.rs/talc) the plugin's
-//! global allocator instead of wasi-libc's dlmalloc. Every call across the component boundary
-//! allocates its strings in the plugin, and a hook fanned out to many different plugins runs
-//! each one's allocator code from a cold cache; talc's is a fraction of dlmalloc's, and with
-//! it a call to 100 different plugins costs about a third less. Memory limits are unaffected:
-//! talc grows linear memory with `memory.grow` like dlmalloc, and the host's limit refuses
-//! growth past the plugin's cap the same way. To use another allocator, depend on the SDK with
-//! `default-features = false` and declare your own `#[global_allocator]`.
-
 #![warn(missing_docs)]
-
-#[cfg(all(
-    feature = "talc",
-    target_family = "wasm",
-    not(target_feature = "atomics")
-))]
-#[global_allocator]
-static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
 /// Generated component-model bindings for `trellis:plugin@0.1.0`. Prefer the typed modules;
 /// these are public for the [`export_plugin!`] macro.
@@ -135,7 +115,7 @@ pub mod state;
 
 pub use error::Error;
 pub use json::{from_json, to_json};
-pub use plugin::{HOOK_WRAP_AFTER, HOOK_WRAP_BEFORE, Outcome, Plugin};
+pub use plugin::{HOOK_WRAP_AFTER, HOOK_WRAP_BEFORE, Outcome, Plugin, call_hook_with_values};
 /// JSON values, re-exported so a plugin needs no direct `serde_json` dependency.
 pub use serde_json::{Value, json};
 

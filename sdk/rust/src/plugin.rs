@@ -61,11 +61,14 @@ pub trait Plugin {
     /// your own types ([`from_json`](crate::from_json) with `#[derive(Deserialize)]`) and
     /// encoding with [`to_json`](crate::to_json) runs a fraction of the code that building and
     /// rendering [`Value`]s does, and that code is what a hook fanned out to many different
-    /// plugins pays for: each plugin brings its own copy of it into the CPU's caches. The
-    /// default parses `args` into a `Value` and calls [`call_hook`](Plugin::call_hook).
+    /// plugins pays for: each plugin brings its own copy of it into the CPU's caches.
+    ///
+    /// The default parses `args` into a `Value` and calls [`call_hook`](Plugin::call_hook).
+    /// An override replaces that for every hook, so hand the hooks it does not handle itself
+    /// to [`call_hook_with_values`](crate::call_hook_with_values), which does the same:
     ///
     /// ```no_run
-    /// # use trellis_plugin_sdk::{Error, Plugin, from_json, to_json};
+    /// # use trellis_plugin_sdk::{Error, Plugin, Value, call_hook_with_values, from_json, to_json};
     /// # struct Counter;
     /// #[derive(serde::Deserialize)]
     /// struct Args { x: i64 }
@@ -77,17 +80,22 @@ pub trait Plugin {
     ///                 let args: Args = from_json(args, "the arguments of `next`")?;
     ///                 to_json(&(args.x + 1)).map(Some)
     ///             }
-    ///             _ => Err(Error::not_found(format!("hook `{hook}`"))),
+    ///             _ => call_hook_with_values::<Self>(hook, args),
     ///         }
+    ///     }
+    ///
+    ///     fn call_hook(hook: &str, args: Value) -> Result<Option<Value>, Error> {
+    ///         // the hooks that are called rarely
+    /// #       let _ = args;
+    ///         Err(Error::not_found(format!("hook `{hook}`")))
     ///     }
     /// }
     /// ```
-    fn call_hook_json(hook: &str, args: &str) -> Result<Option<String>, Error> {
-        let args = json::parse(args, "the hook arguments")?;
-        match Self::call_hook(hook, args)? {
-            None => Ok(None),
-            Some(value) => json::render(&value).map(Some),
-        }
+    fn call_hook_json(hook: &str, args: &str) -> Result<Option<String>, Error>
+    where
+        Self: Sized,
+    {
+        call_hook_with_values::<Self>(hook, args)
     }
 
     /// A wrapper's first half, for a `provides.hooks` entry with `wrapper: true`: runs before
@@ -166,6 +174,21 @@ pub trait Plugin {
         Err(Error::not_found(format!(
             "configuration migration function `{function}`"
         )))
+    }
+}
+
+/// What [`Plugin::call_hook_json`] does unless overridden: parses `args` into a [`Value`], calls
+/// [`Plugin::call_hook`], and renders its result. For overrides that handle some hooks on JSON
+/// text and leave the others to `call_hook`.
+///
+/// # Errors
+/// [`Error::InvalidInput`] when `args` is not JSON; whatever `call_hook` returns; [`Error::Failed`]
+/// when its result cannot be rendered.
+pub fn call_hook_with_values<P: Plugin>(hook: &str, args: &str) -> Result<Option<String>, Error> {
+    let args = json::parse(args, "the hook arguments")?;
+    match P::call_hook(hook, args)? {
+        None => Ok(None),
+        Some(value) => json::render(&value).map(Some),
     }
 }
 

@@ -4,8 +4,9 @@
 //! allocates only the result `Vec` (and a teardown list when wrappers exist).
 
 use std::any::Any;
+use std::cell::Cell;
 use std::future::Future;
-use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -16,7 +17,8 @@ use serde_json::Value;
 
 use super::error::HookError;
 use super::impls::{
-    HookCall, HookFuture, HookResults, ImplFn, ImplResult, Outcome, RegisteredImpl, Teardown,
+    HookCall, HookFuture, HookResults, ImplFn, ImplResult, NativeFn, Outcome, RegisteredImpl,
+    Teardown,
 };
 use super::spec::{CompiledSpec, FailMode, violations};
 
@@ -214,10 +216,7 @@ fn teardown_all(
     outcome
 }
 
-fn finish<T>(
-    error: Option<HookError>,
-    results: HookResults<T>,
-) -> Result<HookResults<T>, HookError> {
+fn finish(error: Option<HookError>, results: HookResults) -> Outcome {
     match error {
         Some(e) => Err(e),
         None => Ok(results),
@@ -319,9 +318,12 @@ fn run_plain(
 
 /// A typed call of a hook without wrappers, schemas, declared argument names or monitors (the
 /// caller checks; see [`TypedHook`](super::TypedHook)). Implementations typed for exactly `A`
-/// and `R` run natively; the others (wasm, process, untyped native) get the arguments encoded
-/// once, when the first of them runs, and their results decoded. A result that does not decode
-/// fails the whole call, as it does when a typed call goes the JSON way.
+/// and `R` run natively; the others (wasm, process, untyped native) get the arguments as JSON
+/// and their results are decoded. Everything else is as when a typed call goes the JSON way
+/// (encode, dispatch, decode): the arguments are encoded before any implementation runs (only
+/// when one needs them), every implementation runs under the same rules, and a result that
+/// does not decode fails the call after it, unless an implementation's error stopped the call
+/// first.
 pub(crate) fn multicall_native<A, R>(
     hook: &str,
     plain: &[Arc<RegisteredImpl>],
@@ -332,38 +334,59 @@ where
     A: Serialize + 'static,
     R: DeserializeOwned + 'static,
 {
+    let encoded = if plain.iter().any(|imp| native_fn::<A, R>(imp).is_none()) {
+        Some(encode_args(hook, args)?)
+    } else {
+        None
+    };
     let mut results = HookResults::default();
     let mut error = None;
-    let mut encoded: Option<Value> = None;
+    let mut undecodable: Option<HookError> = None;
+    // Set while a result is decoded: a panic there is the caller's types' (as on the JSON way,
+    // where decoding happens after the call), not the implementation's.
+    let decoding = Cell::new(false);
     let total = plain.len();
     let mut i = 0;
     // One `catch_unwind` for the loop, resumed after a panic, as in `run_plain`.
     while i < total {
-        let run = catch_unwind(AssertUnwindSafe(|| -> Result<(), HookError> {
+        let run = catch_unwind(AssertUnwindSafe(|| {
             while let Some(imp) = plain.get(i) {
-                let res = match imp.native::<A, R>() {
-                    Some(f) if imp.opts.argnames.is_empty() => f(args),
-                    _ => {
-                        let value = match &mut encoded {
-                            Some(v) => &*v,
-                            slot => &*slot.insert(encode_args(hook, args)?),
-                        };
-                        run_json(hook, imp, value, results.values.len())?
-                    }
+                let res = match (native_fn::<A, R>(imp), &encoded) {
+                    (Some(f), _) => f(args),
+                    (None, Some(value)) => match run_json(hook, imp, value) {
+                        Ok(Some(v)) => {
+                            decoding.set(true);
+                            let decoded = decode_result::<R>(hook, results.values.len(), v);
+                            decoding.set(false);
+                            match decoded {
+                                Ok(r) => Ok(Some(r)),
+                                Err(e) => {
+                                    // It still counts as that implementation's answer.
+                                    undecodable.get_or_insert(e);
+                                    i += 1;
+                                    if rules.firstresult {
+                                        return;
+                                    }
+                                    continue;
+                                }
+                            }
+                        }
+                        Ok(None) => Ok(None),
+                        Err(e) => Err(e),
+                    },
+                    // Not reached: the arguments are encoded when any implementation needs them.
+                    (None, None) => Ok(None),
                 };
                 let step = keep(res, imp, hook, rules, total - i, &mut results, &mut error);
                 i += 1;
                 if let Step::Stop = step {
-                    return Ok(());
+                    return;
                 }
             }
-            Ok(())
         }));
         match run {
-            Ok(r) => {
-                r?;
-                break;
-            }
+            Ok(()) => break,
+            Err(p) if decoding.get() => resume_unwind(p),
             Err(p) => {
                 let plugin = plain.get(i).map_or("<unknown>", |imp| &*imp.plugin);
                 let e = panicked(hook, plugin, &*p);
@@ -374,7 +397,21 @@ where
             }
         }
     }
-    finish(error, results)
+    match (error, undecodable) {
+        (Some(e), _) | (None, Some(e)) => Err(e),
+        (None, None) => Ok(results),
+    }
+}
+
+/// An implementation's native face, when it has one for exactly `A` and `R` and declares no
+/// argument names (those are checked against JSON arguments).
+#[inline]
+fn native_fn<A: 'static, R: 'static>(imp: &RegisteredImpl) -> Option<&NativeFn<A, R>> {
+    if imp.opts.argnames.is_empty() {
+        imp.native::<A, R>()
+    } else {
+        None
+    }
 }
 
 pub(crate) fn encode_args<A: Serialize>(hook: &str, args: &A) -> Result<Value, HookError> {
@@ -396,24 +433,13 @@ pub(crate) fn decode_result<R: DeserializeOwned>(
     })
 }
 
-/// One JSON implementation inside a typed call. The outer error aborts the call (the result
-/// does not decode); the inner one is the implementation's own, subject to the fail mode.
-fn run_json<R: DeserializeOwned>(
-    hook: &str,
-    imp: &RegisteredImpl,
-    args: &Value,
-    index: usize,
-) -> Result<Result<Option<R>, HookError>, HookError> {
+/// One JSON implementation inside a typed call.
+fn run_json(hook: &str, imp: &RegisteredImpl, args: &Value) -> ImplResult {
     let call = HookCall { hook, args };
-    let res = match &imp.func {
+    match &imp.func {
         ImplFn::Sync(f) => check_args(&call, imp).and_then(|()| f(&call)),
         // The caller sends calls with wrappers or async implementations the JSON way.
         ImplFn::Async(_) | ImplFn::Wrapper(_) => Ok(None),
-    };
-    match res {
-        Ok(Some(v)) => decode_result(hook, index, v).map(|r| Ok(Some(r))),
-        Ok(None) => Ok(Ok(None)),
-        Err(e) => Ok(Err(e)),
     }
 }
 

@@ -4,9 +4,11 @@
 //! implementations or monitors) passes Rust values straight to the implementations registered
 //! with [`HookImpl::typed`](super::HookImpl::typed) for the same types, and JSON to the others
 //! (wasm, process, untyped native), encoding the arguments once. Every other call goes the
-//! JSON way: encode, the shared dispatch, decode. Both ways give the same results, in the same
-//! order, under the same rules; the first is what lets native Rust plugins be called at the
-//! cost of a function call.
+//! JSON way: encode, the shared dispatch, decode. Both run the same implementations in the
+//! same order under the same rules; the first is what lets native Rust plugins be called at
+//! the cost of a function call. A native implementation sees the caller's value itself rather
+//! than its JSON round trip, and a call that reaches only native implementations never
+//! encodes its arguments.
 
 use std::marker::PhantomData;
 
