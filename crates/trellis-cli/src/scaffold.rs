@@ -142,7 +142,7 @@ fn wasm_cargo_toml(crate_name: &str) -> String {
          [dependencies]\n{}\nserde_json = \"1\"\n\n\
          # A plugin is its own workspace, so it builds the same inside or outside another project.\n\
          [workspace]\n\n\
-         [profile.release]\nopt-level = \"s\"\nlto = true\nstrip = true\n",
+         [profile.release]\nlto = true\nstrip = true\n",
         sdk_dependency()
     )
 }
