@@ -72,6 +72,14 @@ fn mixed_manager(spec: HookSpec) -> PluginManager {
     pm
 }
 
+/// The error of a typed call of `build` that must fail.
+fn typed_call_error(pm: &PluginManager) -> HookError {
+    pm.typed::<Build, Artifact>("build")
+        .expect("hook")
+        .call(&build())
+        .unwrap_err()
+}
+
 fn paths(results: &HookResults<Artifact>) -> Vec<&str> {
     results.values.iter().map(|a| a.path.as_str()).collect()
 }
@@ -187,11 +195,7 @@ fn a_json_result_that_does_not_decode_fails_the_call_naming_its_position() {
         HookImpl::new("build", |_| Ok(Some(json!(42)))),
     );
     register(&pm, "fine", typed_artifact("fine"));
-    let err = pm
-        .typed::<Build, Artifact>("build")
-        .expect("hook")
-        .call(&build())
-        .unwrap_err();
+    let err = typed_call_error(&pm);
     assert!(
         matches!(err, HookError::DeserializeResult { index: 1, .. }),
         "{err}"
@@ -233,11 +237,7 @@ fn errors_and_panics_follow_the_fail_mode_and_name_their_plugin() {
     pm.add_hookspecs([HookSpec::new("build")]).expect("spec");
     register(&pm, "first", typed_artifact("first"));
     register(&pm, "panics", panicking());
-    let err = pm
-        .typed::<Build, Artifact>("build")
-        .expect("hook")
-        .call(&build())
-        .unwrap_err();
+    let err = typed_call_error(&pm);
     assert_eq!(err.plugin(), Some("panics"));
 }
 
@@ -251,11 +251,7 @@ fn wrappers_and_schemas_still_see_and_check_json() {
     }))])
     .expect("spec");
     register(&pm, "long", typed_artifact("a-long-label"));
-    let err = pm
-        .typed::<Build, Artifact>("build")
-        .expect("hook")
-        .call(&build())
-        .unwrap_err();
+    let err = typed_call_error(&pm);
     assert!(matches!(err, HookError::InvalidResult { .. }), "{err}");
 
     let pm = mixed_manager(HookSpec::new("build"));
@@ -457,11 +453,7 @@ fn subset_callers_and_json_only_features_give_the_same_results() {
 
     // A historic hook refuses plain calls either way.
     let pm = mixed_manager(HookSpec::new("build").historic());
-    let err = pm
-        .typed::<Build, Artifact>("build")
-        .expect("hook")
-        .call(&build())
-        .unwrap_err();
+    let err = typed_call_error(&pm);
     assert!(matches!(err, HookError::HistoricCall { .. }), "{err}");
 }
 
@@ -475,11 +467,7 @@ fn a_typed_implementation_that_declares_argument_names_is_checked_against_them()
         "needs-profile",
         typed_artifact("profile").argnames(["profile"]),
     );
-    let err = pm
-        .typed::<Build, Artifact>("build")
-        .expect("hook")
-        .call(&build())
-        .unwrap_err();
+    let err = typed_call_error(&pm);
     assert!(
         matches!(&err, HookError::MissingArgument { plugin, argname, .. } if plugin == "needs-profile" && argname == "profile"),
         "{err}"
