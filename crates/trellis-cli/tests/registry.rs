@@ -112,6 +112,11 @@ impl Env {
         )
         .unwrap();
         fs::write(dir.join("README.md"), format!("# {name}\n")).unwrap();
+        self.build_signed(&dir, key)
+    }
+
+    /// The plugin in `dir` built into `dist/` and signed with `key`; returns the archive.
+    fn build_signed(&self, dir: &Path, key: &Path) -> PathBuf {
         let out = self.json(&[
             "plugin",
             "build",
@@ -611,16 +616,8 @@ fn update_migrates_configuration_and_rolls_back_what_cannot_be_enabled() {
     .unwrap();
     fs::write(dir.join("plugin.wasm"), b"\0asm not really").unwrap();
     fs::write(dir.join("README.md"), "# scanner\n").unwrap();
-    let built = env.json(&[
-        "plugin",
-        "build",
-        dir.to_str().unwrap(),
-        "--out",
-        env.root.join("dist").to_str().unwrap(),
-    ]);
-    let archive = built["archive"].as_str().unwrap().to_owned();
-    env.ok(&["plugin", "sign", &archive, "--key", alice.to_str().unwrap()]);
-    env.reg(&["publish", reg, &archive]);
+    let archive = env.build_signed(&dir, &alice);
+    env.reg(&["publish", reg, archive.to_str().unwrap()]);
     let err = env.fails(&["plugin", "update", "scanner", "--major", "--yes"]);
     assert!(err.contains("rolled back"), "{err}");
     let list = env.json(&["plugin", "list"]);
@@ -791,16 +788,12 @@ fn publish_wasm_gate(env: &Env, version: &str, config: &str, key: &Path) {
     .unwrap();
     fs::copy(hostile_wasm(), dir.join("plugin.wasm")).unwrap();
     fs::write(dir.join("README.md"), "# gate\n").unwrap();
-    let built = env.json(&[
-        "plugin",
-        "build",
-        dir.to_str().unwrap(),
-        "--out",
-        env.root.join("dist").to_str().unwrap(),
+    let archive = env.build_signed(&dir, &key);
+    env.reg(&[
+        "publish",
+        env.registry.to_str().unwrap(),
+        archive.to_str().unwrap(),
     ]);
-    let archive = built["archive"].as_str().unwrap().to_owned();
-    env.ok(&["plugin", "sign", &archive, "--key", key.to_str().unwrap()]);
-    env.reg(&["publish", env.registry.to_str().unwrap(), &archive]);
 }
 
 /// The configuration schema of gate 2.x, whose `config.migrations` entry for 2.0.0 runs

@@ -85,18 +85,12 @@ fn a_migration_holds_no_capability() {
     let p = load(&env, "env", EffectiveLimits::default());
     // Granted to the plugin, so an ordinary call could read it; the migration cannot.
     let err = migrate(&p).unwrap_err();
-    match &err {
-        WasmError::Denied {
-            plugin,
-            capability,
-            attempted,
-        } => {
-            assert_eq!(plugin, "scanner");
-            assert_eq!(capability, "environment");
-            assert_eq!(attempted, "read environment variable HOME");
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_denial(
+        &err,
+        "scanner",
+        "environment",
+        "read environment variable HOME",
+    );
     let records = env.audit.records();
     assert_eq!(records.len(), 1, "the denial is audited");
     assert_eq!(records[0].event.action, "capability.denied");

@@ -260,18 +260,12 @@ fn undeclared_environment_read_is_denied_and_audited() {
     let env = TestEnv::new();
     let p = load(&env, "snoop", EffectiveLimits::default());
     let err = p.run_command("env", &[], &json!({})).unwrap_err();
-    match &err {
-        WasmError::Denied {
-            plugin,
-            capability,
-            attempted,
-        } => {
-            assert_eq!(plugin, "snoop");
-            assert_eq!(capability, "environment");
-            assert_eq!(attempted, "read environment variable HOME");
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_denial(
+        &err,
+        "snoop",
+        "environment",
+        "read environment variable HOME",
+    );
     assert!(
         err.to_string().contains("was denied `environment`"),
         "{err}"

@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use trellis_core::EventBus;
 use trellis_manifest::{CapabilityRequest, Manifest};
 use trellis_wasm::{
-    AuditSink, EffectiveLimits, EngineOptions, MemoryAudit, PluginSpec, RuntimeOptions, WasmRuntime,
+    AuditSink, EffectiveLimits, EngineOptions, MemoryAudit, PluginSpec, RuntimeOptions, WasmError,
+    WasmRuntime,
 };
 
 pub const GUEST_WAT: &str = include_str!("../fixtures/guest.wat");
@@ -109,4 +110,20 @@ pub fn limits_ms(timeout_ms: u64) -> EffectiveLimits {
 
 pub fn cap(name: &str) -> CapabilityRequest {
     CapabilityRequest::named(name)
+}
+
+/// `err` is plugin `plugin`'s denial of `capability` while attempting `attempted`.
+pub fn assert_denial(err: &WasmError, plugin: &str, capability: &str, attempted: &str) {
+    match err {
+        WasmError::Denied {
+            plugin: p,
+            capability: c,
+            attempted: a,
+        } => {
+            assert_eq!(p, plugin);
+            assert_eq!(c, capability);
+            assert_eq!(a, attempted);
+        }
+        other => panic!("expected a denial of {capability}: {other:?}"),
+    }
 }
