@@ -788,7 +788,7 @@ fn publish_wasm_gate(env: &Env, version: &str, config: &str, key: &Path) {
     .unwrap();
     fs::copy(hostile_wasm(), dir.join("plugin.wasm")).unwrap();
     fs::write(dir.join("README.md"), "# gate\n").unwrap();
-    let archive = env.build_signed(&dir, &key);
+    let archive = env.build_signed(&dir, key);
     env.reg(&[
         "publish",
         env.registry.to_str().unwrap(),
