@@ -55,47 +55,54 @@ pub fn engine_hash(engine: &Engine) -> String {
 
 /// `<sha256 of wasm>-<engine hash>`.
 pub fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
-    format!(
-        "{}-{}",
-        hex::encode(Sha256::digest(wasm)),
-        engine_hash(engine)
-    )
+    key_for(&hex::encode(Sha256::digest(wasm)), &engine_hash(engine))
+}
+
+/// The key of a component whose bytes hash to `sha256`, for an engine whose
+/// [`engine_hash`] is `engine_hash`.
+pub(crate) fn key_for(sha256: &str, engine_hash: &str) -> String {
+    format!("{sha256}-{engine_hash}")
 }
 
 pub fn cache_path(dir: &Path, engine: &Engine, wasm: &[u8]) -> PathBuf {
     dir.join(format!("{}.cwasm", cache_key(engine, wasm)))
 }
 
-/// The component for `wasm` (whose [`cache_key`] is `key`): from the cache when possible,
-/// else compiled (and cached). A
-/// compile error is returned as wasmtime's message.
-pub(crate) fn load(
+/// The component cached under `key`, if there is a usable one. An entry that does not
+/// deserialize is reported and treated as missing: the caller compiles and overwrites it.
+pub(crate) fn cached(engine: &Engine, cache_dir: Option<&Path>, key: &str) -> Option<Component> {
+    let path = cache_dir?.join(format!("{key}.cwasm"));
+    // Read into memory rather than `deserialize_file`: that one maps the file, and a file
+    // truncated under the mapping (by hand, or a tool that does not replace files
+    // atomically) would crash the process with SIGBUS.
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %e, "cannot read a cached component; compiling again");
+            return None;
+        }
+    };
+    // SAFETY: the bytes were written by `Component::serialize` of an engine with the same
+    // compatibility hash, into a directory only the user can write (see the module docs);
+    // wasmtime checks the header and engine settings and refuses anything else.
+    match unsafe { Component::deserialize(engine, &bytes) } {
+        Ok(component) => Some(component),
+        Err(e) => {
+            tracing::warn!(file = %path.display(), error = %error_text(&e), "ignoring an unusable cached component; compiling again");
+            None
+        }
+    }
+}
+
+/// Compiles `wasm` (whose [`cache_key`] is `key`) and stores it in the cache when there is
+/// one. A compile error is returned as wasmtime's message.
+pub(crate) fn compile(
     engine: &Engine,
     cache_dir: Option<&Path>,
     key: &str,
     wasm: &[u8],
 ) -> Result<(Component, CacheStatus), String> {
-    let path = cache_dir.map(|d| d.join(format!("{key}.cwasm")));
-    if let Some(path) = path.as_deref().filter(|p| p.is_file()) {
-        // Read into memory rather than `deserialize_file`: that one maps the file, and a file
-        // truncated under the mapping (by hand, or a tool that does not replace files
-        // atomically) would crash the process with SIGBUS.
-        let cached = std::fs::read(path)
-            .map_err(|e| e.to_string())
-            .and_then(|bytes| {
-                // SAFETY: the bytes were written by `Component::serialize` of an engine with the
-                // same compatibility hash, into a directory only the user can write (see the
-                // module docs); wasmtime checks the header and engine settings and refuses
-                // anything else.
-                unsafe { Component::deserialize(engine, &bytes) }.map_err(|e| error_text(&e))
-            });
-        match cached {
-            Ok(c) => return Ok((c, CacheStatus::Hit)),
-            Err(e) => {
-                tracing::warn!(file = %path.display(), error = %e, "ignoring an unusable cached component; compiling again");
-            }
-        }
-    }
     let started = std::time::Instant::now();
     let component = Component::new(engine, wasm).map_err(|e| error_text(&e))?;
     tracing::debug!(
@@ -103,7 +110,7 @@ pub(crate) fn load(
         bytes = wasm.len(),
         "compiled a component"
     );
-    let Some(path) = path else {
+    let Some(path) = cache_dir.map(|d| d.join(format!("{key}.cwasm"))) else {
         return Ok((component, CacheStatus::Uncached));
     };
     let stored = component

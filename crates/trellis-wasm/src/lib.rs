@@ -46,7 +46,9 @@
 //!   long-running host that re-instantiates often can turn it on.
 //! - *Compiled components are cached* as `<cache_dir>/<sha256 of the .wasm>-<engine
 //!   hash>.cwasm` (see [`cache_key`]); a second load, in this process or the next,
-//!   deserializes instead of compiling. Instantiation is lazy (first call) from an
+//!   deserializes instead of compiling. `<cache_dir>/sources/` remembers each `.wasm`
+//!   file's hash while its metadata is unchanged, so a warm start reads neither the `.wasm`
+//!   nor hashes it. Instantiation is lazy (first call) from an
 //!   `InstancePre` linked at load.
 //! - *Calls are synchronous* and serialized per plugin. Call plugins from a plain thread (or
 //!   `spawn_blocking`), not from inside an async task: wasmtime-wasi blocks on its own runtime
@@ -74,6 +76,7 @@ mod net;
 mod plugin;
 pub mod process;
 mod runtime;
+mod source_index;
 pub mod state;
 mod stdio;
 

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex, OnceLock, Weak, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use trellis_audit::AuditSink;
 use trellis_core::EventBus;
 use wasmtime::component::{Component, Linker};
@@ -18,6 +19,7 @@ use crate::error::WasmError;
 use crate::host::{self, HostState, PluginPre, PluginShared};
 use crate::limits::EffectiveLimits;
 use crate::plugin::WasmPlugin;
+use crate::source_index::{self, SourceIndex};
 use crate::state::StateStore;
 
 /// The plugin API versions (`trellis:plugin@X.Y.Z`) this host can run.
@@ -141,6 +143,8 @@ pub(crate) struct EngineSet {
     linker: Linker<HostState>,
     /// Whether code of this engine meters fuel.
     pub(crate) fuel: bool,
+    /// [`cache::engine_hash`], the second half of its components' cache keys.
+    engine_hash: String,
 }
 
 impl EngineSet {
@@ -167,6 +171,7 @@ impl EngineSet {
         let mut linker = Linker::new(&engine);
         host::add_to_linker(&mut linker).map_err(|e| WasmError::Engine(cache::error_text(&e)))?;
         Ok(EngineSet {
+            engine_hash: cache::engine_hash(&engine),
             engine,
             linker,
             fuel,
@@ -187,6 +192,8 @@ pub(crate) struct RuntimeInner {
     /// plugin, a hook fanned out to 100 instances of one component cost four times as much
     /// per implementation as with ten. Weak, so a component goes when its last plugin does.
     components: Mutex<HashMap<String, Weak<Component>>>,
+    /// The hashes of `.wasm` files loaded before, so that a start does not hash them again.
+    sources: SourceIndex,
     pub(crate) opts: RuntimeOptions,
     pub(crate) engine_opts: EngineOptions,
     _ticker: EpochTicker,
@@ -206,6 +213,55 @@ impl RuntimeInner {
         let mut components = self.lock_components();
         components.retain(|_, c| c.strong_count() > 0);
         components.insert(key, Arc::downgrade(component));
+    }
+
+    /// The compiled component of `file` for `set`'s engine: the one a plugin of this runtime
+    /// already uses when the bytes are the same, else from the cache, else compiled (and
+    /// cached).
+    fn component(
+        &self,
+        set: &EngineSet,
+        plugin: &str,
+        file: &Path,
+    ) -> Result<(Arc<Component>, CacheStatus), WasmError> {
+        let cache_dir = self.opts.cache_dir.as_deref();
+        let digest = self
+            .sources
+            .digest(file)
+            .map_err(|e| WasmError::io(file, e))?;
+        let key = cache::key_for(&digest.sha256, &set.engine_hash);
+        if let Some(component) = self.component_in_use(&key) {
+            return Ok((component, CacheStatus::Shared));
+        }
+        if let Some(component) = cache::cached(&set.engine, cache_dir, &key) {
+            let component = Arc::new(component);
+            self.remember_component(key, &component);
+            return Ok((component, CacheStatus::Hit));
+        }
+        // Compile what the file holds now, under the hash of those bytes, never under a
+        // remembered hash.
+        let (wasm, key) = match digest.bytes {
+            Some(bytes) => (bytes, key),
+            None => {
+                let bytes = std::fs::read(file).map_err(|e| WasmError::io(file, e))?;
+                let actual = cache::key_for(&hex::encode(Sha256::digest(&bytes)), &set.engine_hash);
+                if actual != key {
+                    self.sources.forget(file);
+                }
+                (bytes, actual)
+            }
+        };
+        let (component, status) =
+            cache::compile(&set.engine, cache_dir, &key, &wasm).map_err(|reason| {
+                WasmError::InvalidComponent {
+                    plugin: plugin.to_owned(),
+                    file: file.to_owned(),
+                    reason,
+                }
+            })?;
+        let component = Arc::new(component);
+        self.remember_component(key, &component);
+        Ok((component, status))
     }
 
     /// Epoch ticks for a call of `timeout`: the deadline falls within one tick after it.
@@ -276,6 +332,7 @@ impl WasmRuntime {
                 main,
                 metered: OnceLock::new(),
                 components: Mutex::new(HashMap::new()),
+                sources: SourceIndex::new(opts.cache_dir.as_deref(), source_index::SETTLED),
                 ticking,
                 opts,
                 engine_opts,
@@ -300,24 +357,8 @@ impl WasmRuntime {
     pub fn load(&self, spec: PluginSpec) -> Result<Arc<WasmPlugin>, WasmError> {
         let inner = &self.inner;
         let file = entry_file(&spec)?;
-        let wasm = std::fs::read(&file).map_err(|e| WasmError::io(&file, e))?;
         let set = inner.engine_for(spec.limits.fuel.is_some())?;
-        let key = cache::cache_key(&set.engine, &wasm);
-        let (component, cache_status) = match inner.component_in_use(&key) {
-            Some(component) => (component, CacheStatus::Shared),
-            None => {
-                let (component, status) =
-                    cache::load(&set.engine, inner.opts.cache_dir.as_deref(), &key, &wasm)
-                        .map_err(|reason| WasmError::InvalidComponent {
-                            plugin: spec.name.clone(),
-                            file: file.clone(),
-                            reason,
-                        })?;
-                let component = Arc::new(component);
-                inner.remember_component(key, &component);
-                (component, status)
-            }
-        };
+        let (component, cache_status) = inner.component(set, &spec.name, &file)?;
         check_api_version(&set.engine, &component, &spec.name, &file)?;
         let invalid = |e: wasmtime::Error| WasmError::InvalidComponent {
             plugin: spec.name.clone(),

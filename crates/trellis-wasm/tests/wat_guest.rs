@@ -474,7 +474,70 @@ fn compiled_components_are_cached() {
         .unwrap();
     assert_eq!(metered.cache_status(), CacheStatus::Compiled);
     ok(&metered);
-    assert_eq!(std::fs::read_dir(&env.cache).unwrap().count(), 2);
+    let compiled = std::fs::read_dir(&env.cache)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some("cwasm".as_ref()))
+        .count();
+    assert_eq!(compiled, 2);
+}
+
+/// Plants the line `<cache>/sources/` keeps for `file` (the format is in
+/// `src/source_index.rs`): its identity as it is now, and `sha256`.
+#[cfg(unix)]
+fn remember_hash(
+    cache: &std::path::Path,
+    file: &std::path::Path,
+    sha256: &str,
+) -> std::path::PathBuf {
+    use sha2::Digest;
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(file).unwrap();
+    let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
+    let name = sha2::Sha256::digest(file.as_os_str().as_encoded_bytes());
+    let entry = cache.join("sources").join(hex::encode(&name[..16]));
+    std::fs::create_dir_all(entry.parent().unwrap()).unwrap();
+    let line = format!(
+        "v1 {} {} {} {} {} {sha256}\n",
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        ns(meta.mtime(), meta.mtime_nsec()),
+        ns(meta.ctime(), meta.ctime_nsec()),
+    );
+    std::fs::write(&entry, line).unwrap();
+    entry
+}
+
+#[cfg(unix)]
+#[test]
+fn a_remembered_hash_finds_the_cached_component_and_a_wrong_one_is_dropped() {
+    let env = TestEnv::new();
+    let dir = env.plugin_dir("demo", GUEST_WAT.as_bytes());
+    let file = dir.join("plugin.wasm");
+    let key = trellis_wasm::cache_key(env.runtime.engine(), GUEST_WAT.as_bytes());
+    let (sha256, _) = key.split_once('-').unwrap();
+
+    // A hash remembered for a file whose bytes are another's: there is no compiled component
+    // under it, so the file is read, hashed and compiled under its own hash, and the entry goes.
+    let wrong = remember_hash(&env.cache, &file, &"0".repeat(64));
+    let first = env
+        .runtime
+        .load(spec("demo", &dir, vec![], EffectiveLimits::default()))
+        .unwrap();
+    assert_eq!(first.cache_status(), CacheStatus::Compiled);
+    ok(&first);
+    assert!(!wrong.exists(), "the wrong entry is forgotten");
+    assert!(env.cache.join(format!("{key}.cwasm")).is_file());
+    drop(first);
+
+    // The right hash remembered: the cached component is used.
+    remember_hash(&env.cache, &file, sha256);
+    let again = env
+        .runtime
+        .load(spec("demo", &dir, vec![], EffectiveLimits::default()))
+        .unwrap();
+    assert_eq!(again.cache_status(), CacheStatus::Hit);
+    ok(&again);
 }
 
 fn load_err(env: &TestEnv, component: &[u8]) -> WasmError {
