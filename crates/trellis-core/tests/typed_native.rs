@@ -501,3 +501,63 @@ fn a_panic_in_the_callers_own_decoding_reaches_the_caller_as_on_the_json_way() {
     handle.undo();
     assert!(json_way.is_err());
 }
+
+/// Implementations that hand the arguments on as text (wasm and process plugins) share one
+/// encoding per call: on the JSON way, and inside a typed call.
+#[test]
+fn implementations_that_want_text_share_one_encoding_per_call() {
+    #[derive(Debug, Deserialize, PartialEq)]
+    struct Seen {
+        text: String,
+        at: usize,
+    }
+    let pm = PluginManager::new();
+    pm.add_hookspecs([HookSpec::new("build")]).expect("spec");
+    // A text encoded for one implementation alone is kept alive here, so that the next one's
+    // could not reuse its address and pass for the same text.
+    let own_texts = Arc::new(std::sync::Mutex::new(Vec::new()));
+    for name in ["a", "b", "c"] {
+        let own_texts = Arc::clone(&own_texts);
+        register(
+            &pm,
+            name,
+            HookImpl::new("build", move |call| {
+                let text = call.args_json();
+                let seen = json!({"text": text, "at": text.as_ptr() as usize});
+                if let std::borrow::Cow::Owned(text) = text {
+                    own_texts.lock().expect("lock").push(text);
+                }
+                Ok(Some(seen))
+            }),
+        );
+    }
+    let check = |seen: &[Seen]| {
+        assert_eq!(seen.len(), 3);
+        let args: Build = serde_json::from_str(&seen[0].text).expect("the arguments");
+        assert_eq!(args, build());
+        assert!(
+            seen.iter().all(|s| s == &seen[0]),
+            "one text for every implementation: {seen:?}"
+        );
+    };
+    let json_way = pm
+        .call("build", &serde_json::to_value(build()).expect("value"))
+        .expect("call");
+    let seen: Vec<Seen> = json_way
+        .values
+        .into_iter()
+        .map(|v| serde_json::from_value(v).expect("seen"))
+        .collect();
+    check(&seen);
+    let typed = pm
+        .typed::<Build, Seen>("build")
+        .expect("hook")
+        .call(&build())
+        .expect("typed call");
+    check(&typed.values);
+
+    // Outside a hook call (an implementation tested on its own), the text is encoded anew.
+    let args = json!({"x": 1});
+    let call = trellis_core::hooks::HookCall::new("build", &args);
+    assert_eq!(call.args_json(), "{\"x\":1}");
+}

@@ -10,6 +10,7 @@ use serde_json::Value;
 use trellis_core::{HookError, PluginRegistration};
 use trellis_manifest::{CONFIG_MIGRATE_HOOK, HOOK_WRAP_AFTER, HOOK_WRAP_BEFORE};
 use wasmtime::Store;
+use wasmtime::component::TypedFunc;
 
 use crate::cache::{self, CacheStatus};
 use crate::caps::Grants;
@@ -192,10 +193,25 @@ impl WasmPlugin {
 
     /// Calls the plugin's implementation of hook `hook`; `None` is pluggy's `None`.
     pub fn call_hook(&self, hook: &str, args: &Value) -> Result<Option<Value>, WasmError> {
+        self.call_hook_text(hook, &to_json(args)?)
+    }
+
+    /// [`call_hook`](Self::call_hook) with the arguments already JSON text: a hook fanned out
+    /// to many plugins encodes them once ([`trellis_core::HookCall::args_json`]).
+    pub fn call_hook_text(&self, hook: &str, args: &str) -> Result<Option<Value>, WasmError> {
         let call = CallName::Hook(hook);
-        let args = to_json(args)?;
         let text = self.invoke(call, |store, b| {
-            b.trellis_plugin_guest().call_call_hook(store, hook, &args)
+            let bound = b.trellis_plugin_guest().func_call_hook();
+            // SAFETY: the bindings typed `call-hook` as (`string`, `json`) -> the result below
+            // when the instance was created; `json` is a WIT alias of `string`, which `&str`
+            // lowers exactly as the bindings' `&String` does. Taking `&str` spares the one
+            // encoding of the arguments shared by a fan-out a copy per plugin.
+            let typed = unsafe {
+                TypedFunc::<(&str, &str), (Result<Option<String>, WitError>,)>::new_unchecked(
+                    *bound.func(),
+                )
+            };
+            typed.call(store, (hook, args)).map(|(result,)| result)
         })?;
         text.map(|t| self.parse_output(call, &t)).transpose()
     }
@@ -303,7 +319,9 @@ impl WasmPlugin {
                 let plugin = Arc::clone(self);
                 let hook = h.hook.clone();
                 trellis_core::HookImpl::new(h.hook.clone(), move |call| {
-                    plugin.call_hook(&hook, call.args()).map_err(HookError::msg)
+                    plugin
+                        .call_hook_text(&hook, &call.args_json())
+                        .map_err(HookError::msg)
                 })
             };
             if h.tryfirst {

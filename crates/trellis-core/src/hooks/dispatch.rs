@@ -8,7 +8,7 @@ use std::cell::Cell;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 
 use serde::Serialize;
@@ -249,7 +249,8 @@ pub(crate) fn multicall(
     args: &Value,
     rules: Rules<'_>,
 ) -> Outcome {
-    let call = HookCall { hook, args };
+    let args_text = OnceLock::new();
+    let call = HookCall::sharing_text(hook, args, &args_text);
     let mut results = HookResults::default();
     let mut error = None;
     let (wrapper_impls, plain) = impls.split_at(wrappers.min(impls.len()));
@@ -339,6 +340,7 @@ where
     } else {
         None
     };
+    let args_text = OnceLock::new();
     let mut results = HookResults::default();
     let mut error = None;
     let mut undecodable: Option<HookError> = None;
@@ -353,7 +355,7 @@ where
             while let Some(imp) = plain.get(i) {
                 let res = match (native_fn::<A, R>(imp), &encoded) {
                     (Some(f), _) => f(args),
-                    (None, Some(value)) => match run_json(hook, imp, value) {
+                    (None, Some(value)) => match run_json(hook, imp, value, &args_text) {
                         Ok(Some(v)) => {
                             decoding.set(true);
                             let decoded = decode_result::<R>(hook, results.values.len(), v);
@@ -434,8 +436,8 @@ pub(crate) fn decode_result<R: DeserializeOwned>(
 }
 
 /// One JSON implementation inside a typed call.
-fn run_json(hook: &str, imp: &RegisteredImpl, args: &Value) -> ImplResult {
-    let call = HookCall { hook, args };
+fn run_json(hook: &str, imp: &RegisteredImpl, args: &Value, text: &OnceLock<String>) -> ImplResult {
+    let call = HookCall::sharing_text(hook, args, text);
     match &imp.func {
         ImplFn::Sync(f) => check_args(&call, imp).and_then(|()| f(&call)),
         // The caller sends calls with wrappers or async implementations the JSON way.
@@ -469,7 +471,8 @@ pub(crate) async fn multicall_async(
     args: &Value,
     rules: Rules<'_>,
 ) -> Outcome {
-    let call = HookCall { hook, args };
+    let args_text = OnceLock::new();
+    let call = HookCall::sharing_text(hook, args, &args_text);
     let mut results = HookResults::default();
     let mut error = None;
     let (wrapper_impls, plain) = impls.split_at(wrappers.min(impls.len()));

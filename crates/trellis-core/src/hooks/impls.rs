@@ -1,9 +1,10 @@
 //! Hook implementations as plugins hand them in, and what a call produces.
 
 use std::any::Any;
+use std::borrow::Cow;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -43,6 +44,9 @@ pub(crate) type ErasedNative = Arc<dyn Any + Send + Sync>;
 pub struct HookCall<'a> {
     pub(crate) hook: &'a str,
     pub(crate) args: &'a Value,
+    /// The arguments as JSON text, encoded for the first implementation of this call that
+    /// asks ([`HookCall::args_json`]) and shared with the others.
+    pub(crate) args_text: Option<&'a OnceLock<String>>,
 }
 
 /// Up to this many arguments, [`HookCall::arg`] finds one by comparing names.
@@ -52,7 +56,20 @@ impl<'a> HookCall<'a> {
     /// A call context; useful for testing implementations directly.
     #[must_use]
     pub fn new(hook: &'a str, args: &'a Value) -> Self {
-        HookCall { hook, args }
+        HookCall {
+            hook,
+            args,
+            args_text: None,
+        }
+    }
+
+    /// A call context whose arguments' JSON text is kept in `text` once encoded.
+    pub(crate) fn sharing_text(hook: &'a str, args: &'a Value, text: &'a OnceLock<String>) -> Self {
+        HookCall {
+            hook,
+            args,
+            args_text: Some(text),
+        }
     }
 
     /// Name of the hook being called.
@@ -65,6 +82,17 @@ impl<'a> HookCall<'a> {
     #[must_use]
     pub fn args(&self) -> &'a Value {
         self.args
+    }
+
+    /// The arguments as compact JSON text, for implementations that hand them on as text
+    /// (WebAssembly and process plugins). During a hook call the text is encoded once, for
+    /// the first implementation that asks, and every other one gets the same text.
+    #[must_use]
+    pub fn args_json(&self) -> Cow<'a, str> {
+        match self.args_text {
+            Some(text) => Cow::Borrowed(text.get_or_init(|| self.args.to_string())),
+            None => Cow::Owned(self.args.to_string()),
+        }
     }
 
     /// One named argument.
