@@ -481,8 +481,8 @@ fn compiled_components_are_cached() {
     assert_eq!(compiled, 2);
 }
 
-/// Plants the line `<cache>/sources/` keeps for `file` (the format is in
-/// `src/source_index.rs`): its identity as it is now, and `sha256`.
+/// Writes `<cache>/sources.v1` (the format is in `src/source_index.rs`) with one line: `file`'s
+/// identity as it is now, and `sha256`.
 #[cfg(unix)]
 fn remember_hash(
     cache: &std::path::Path,
@@ -493,19 +493,20 @@ fn remember_hash(
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(file).unwrap();
     let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-    let name = sha2::Sha256::digest(file.as_os_str().as_encoded_bytes());
-    let entry = cache.join("sources").join(hex::encode(&name[..16]));
-    std::fs::create_dir_all(entry.parent().unwrap()).unwrap();
+    let key = sha2::Sha256::digest(file.as_os_str().as_encoded_bytes());
+    let index = cache.join("sources.v1");
+    std::fs::create_dir_all(cache).unwrap();
     let line = format!(
-        "v1 {} {} {} {} {} {sha256}\n",
+        "{} {} {} {} {} {} {sha256}\n",
+        hex::encode(&key[..16]),
         meta.dev(),
         meta.ino(),
         meta.size(),
         ns(meta.mtime(), meta.mtime_nsec()),
         ns(meta.ctime(), meta.ctime_nsec()),
     );
-    std::fs::write(&entry, line).unwrap();
-    entry
+    std::fs::write(&index, line).unwrap();
+    index
 }
 
 #[cfg(unix)]
@@ -516,24 +517,35 @@ fn a_remembered_hash_finds_the_cached_component_and_a_wrong_one_is_dropped() {
     let file = dir.join("plugin.wasm");
     let key = trellis_wasm::cache_key(env.runtime.engine(), GUEST_WAT.as_bytes());
     let (sha256, _) = key.split_once('-').unwrap();
+    let wrong = "0".repeat(64);
 
     // A hash remembered for a file whose bytes are another's: there is no compiled component
-    // under it, so the file is read, hashed and compiled under its own hash, and the entry goes.
-    let wrong = remember_hash(&env.cache, &file, &"0".repeat(64));
+    // under it, so the file is read, hashed and compiled under its own hash, and the line goes
+    // when the runtime writes the index (on drop).
+    let index = remember_hash(&env.cache, &file, &wrong);
     let first = env
         .runtime
         .load(spec("demo", &dir, vec![], EffectiveLimits::default()))
         .unwrap();
     assert_eq!(first.cache_status(), CacheStatus::Compiled);
     ok(&first);
-    assert!(!wrong.exists(), "the wrong entry is forgotten");
     assert!(env.cache.join(format!("{key}.cwasm")).is_file());
     drop(first);
+    drop(env.runtime);
+    let written = std::fs::read_to_string(&index).unwrap();
+    assert!(!written.contains(&wrong), "{written}");
 
-    // The right hash remembered: the cached component is used.
+    // The right hash remembered: a new runtime (a new process) uses the cached component.
     remember_hash(&env.cache, &file, sha256);
-    let again = env
-        .runtime
+    let runtime = trellis_wasm::WasmRuntime::new(trellis_wasm::RuntimeOptions {
+        project_root: env.project.clone(),
+        cache_dir: Some(env.cache.clone()),
+        events: env.events.clone(),
+        audit: env.audit.clone(),
+        state_dir: env.state.clone(),
+    })
+    .unwrap();
+    let again = runtime
         .load(spec("demo", &dir, vec![], EffectiveLimits::default()))
         .unwrap();
     assert_eq!(again.cache_status(), CacheStatus::Hit);
