@@ -426,15 +426,7 @@ fn compiled_components_are_cached() {
         .load(spec("demo", &dir, vec![], EffectiveLimits::default()))
         .unwrap();
     assert_eq!(reloaded.cache_status(), CacheStatus::Hit);
-    let env2 = TestEnv::new();
-    let runtime2 = trellis_wasm::WasmRuntime::new(trellis_wasm::RuntimeOptions {
-        project_root: env2.project.clone(),
-        cache_dir: Some(env.cache.clone()),
-        events: env2.events.clone(),
-        audit: env2.audit.clone(),
-        state_dir: env2.state.clone(),
-    })
-    .unwrap();
+    let runtime2 = TestEnv::new().another_runtime(&env.cache);
     let fresh = runtime2
         .load(spec("demo", &dir, vec![], EffectiveLimits::default()))
         .unwrap();
@@ -523,29 +515,21 @@ fn a_remembered_hash_finds_the_cached_component_and_a_wrong_one_is_dropped() {
     // under it, so the file is read, hashed and compiled under its own hash, and the line goes
     // when the runtime writes the index (on drop).
     let index = remember_hash(&env.cache, &file, &wrong);
-    let first = env
-        .runtime
+    let runtime = env.another_runtime(&env.cache);
+    let first = runtime
         .load(spec("demo", &dir, vec![], EffectiveLimits::default()))
         .unwrap();
     assert_eq!(first.cache_status(), CacheStatus::Compiled);
     ok(&first);
     assert!(env.cache.join(format!("{key}.cwasm")).is_file());
-    drop(first);
-    drop(env.runtime);
+    drop((first, runtime));
     let written = std::fs::read_to_string(&index).unwrap();
     assert!(!written.contains(&wrong), "{written}");
 
     // The right hash remembered: a new runtime (a new process) uses the cached component.
     remember_hash(&env.cache, &file, sha256);
-    let runtime = trellis_wasm::WasmRuntime::new(trellis_wasm::RuntimeOptions {
-        project_root: env.project.clone(),
-        cache_dir: Some(env.cache.clone()),
-        events: env.events.clone(),
-        audit: env.audit.clone(),
-        state_dir: env.state.clone(),
-    })
-    .unwrap();
-    let again = runtime
+    let again = env
+        .another_runtime(&env.cache)
         .load(spec("demo", &dir, vec![], EffectiveLimits::default()))
         .unwrap();
     assert_eq!(again.cache_status(), CacheStatus::Hit);

@@ -61,6 +61,19 @@ impl TestEnv {
     }
 
     /// A plugin directory holding `component` (WAT text or binary) as its entry.
+    /// Another runtime of this project on the compiled-component cache `cache`, as a new
+    /// process would have.
+    pub fn another_runtime(&self, cache: &Path) -> WasmRuntime {
+        WasmRuntime::new(RuntimeOptions {
+            project_root: self.project.clone(),
+            cache_dir: Some(cache.to_owned()),
+            events: Arc::clone(&self.events),
+            audit: self.audit.clone(),
+            state_dir: self.state.clone(),
+        })
+        .expect("runtime")
+    }
+
     pub fn plugin_dir(&self, name: &str, component: &[u8]) -> PathBuf {
         let dir = self.tmp.path().join("plugins").join(name.replace('/', "_"));
         std::fs::create_dir_all(&dir).expect("plugin dir");
