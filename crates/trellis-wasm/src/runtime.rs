@@ -224,19 +224,13 @@ impl RuntimeInner {
         plugin: &str,
         file: &Path,
     ) -> Result<(Arc<Component>, CacheStatus), WasmError> {
-        let cache_dir = self.opts.cache_dir.as_deref();
         let digest = self
             .sources
             .digest(file)
             .map_err(|e| WasmError::io(file, e))?;
         let key = cache::key_for(&digest.sha256, &set.engine_hash);
-        if let Some(component) = self.component_in_use(&key) {
-            return Ok((component, CacheStatus::Shared));
-        }
-        if let Some(component) = cache::cached(&set.engine, cache_dir, &key) {
-            let component = Arc::new(component);
-            self.remember_component(key, &component);
-            return Ok((component, CacheStatus::Hit));
+        if let Some(found) = self.loaded_component(set, &key) {
+            return Ok(found);
         }
         // Compile what the file holds now, under the hash of those bytes, never under a
         // remembered hash.
@@ -247,21 +241,43 @@ impl RuntimeInner {
                 let actual = cache::key_for(&hex::encode(Sha256::digest(&bytes)), &set.engine_hash);
                 if actual != key {
                     self.sources.forget(file);
+                    if let Some(found) = self.loaded_component(set, &actual) {
+                        return Ok(found);
+                    }
                 }
                 (bytes, actual)
             }
         };
         let (component, status) =
-            cache::compile(&set.engine, cache_dir, &key, &wasm).map_err(|reason| {
-                WasmError::InvalidComponent {
+            cache::compile(&set.engine, self.opts.cache_dir.as_deref(), &key, &wasm).map_err(
+                |reason| WasmError::InvalidComponent {
                     plugin: plugin.to_owned(),
                     file: file.to_owned(),
                     reason,
-                }
-            })?;
+                },
+            )?;
         let component = Arc::new(component);
         self.remember_component(key, &component);
         Ok((component, status))
+    }
+
+    /// The component under `key` that a plugin of this runtime already uses, else the one in
+    /// the cache; none when it would have to be compiled.
+    fn loaded_component(
+        &self,
+        set: &EngineSet,
+        key: &str,
+    ) -> Option<(Arc<Component>, CacheStatus)> {
+        if let Some(component) = self.component_in_use(key) {
+            return Some((component, CacheStatus::Shared));
+        }
+        let component = Arc::new(cache::cached(
+            &set.engine,
+            self.opts.cache_dir.as_deref(),
+            key,
+        )?);
+        self.remember_component(key.to_owned(), &component);
+        Some((component, CacheStatus::Hit))
     }
 
     /// Epoch ticks for a call of `timeout`: the deadline falls within one tick after it.

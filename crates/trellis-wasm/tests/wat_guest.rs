@@ -526,6 +526,19 @@ fn a_remembered_hash_finds_the_cached_component_and_a_wrong_one_is_dropped() {
     let written = std::fs::read_to_string(&index).unwrap();
     assert!(!written.contains(&wrong), "{written}");
 
+    // The same wrong hash while the file's own component is cached: found after all, once the
+    // file is hashed.
+    remember_hash(&env.cache, &file, &wrong);
+    let runtime = env.another_runtime(&env.cache);
+    let found = runtime
+        .load(spec("demo", &dir, vec![], EffectiveLimits::default()))
+        .unwrap();
+    assert_eq!(found.cache_status(), CacheStatus::Hit);
+    ok(&found);
+    drop((found, runtime));
+    let written = std::fs::read_to_string(&index).unwrap();
+    assert!(!written.contains(&wrong), "{written}");
+
     // The right hash remembered: a new runtime (a new process) uses the cached component.
     remember_hash(&env.cache, &file, sha256);
     let again = env
