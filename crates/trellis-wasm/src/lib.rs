@@ -46,7 +46,7 @@
 //!   long-running host that re-instantiates often can turn it on.
 //! - *Compiled components are cached* as `<cache_dir>/<sha256 of the .wasm>-<engine
 //!   hash>.cwasm` (see [`cache_key`]); a second load, in this process or the next,
-//!   deserializes instead of compiling. `<cache_dir>/sources.v1` remembers each `.wasm`
+//!   deserializes instead of compiling. `<cache_dir>/sources.v2` remembers each `.wasm`
 //!   file's hash while its metadata is unchanged, so a warm start reads neither the `.wasm`
 //!   nor hashes it. Instantiation is lazy (first call) from an
 //!   `InstancePre` linked at load.

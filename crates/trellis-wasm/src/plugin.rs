@@ -198,7 +198,11 @@ impl WasmPlugin {
 
     /// [`call_hook`](Self::call_hook) with the arguments already JSON text: a hook fanned out
     /// to many plugins encodes them once ([`trellis_core::HookCall::args_json`]).
-    pub fn call_hook_text(&self, hook: &str, args: &str) -> Result<Option<Value>, WasmError> {
+    pub(crate) fn call_hook_text(
+        &self,
+        hook: &str,
+        args: &str,
+    ) -> Result<Option<Value>, WasmError> {
         let call = CallName::Hook(hook);
         let text = self.invoke(call, |store, b| {
             let bound = b.trellis_plugin_guest().func_call_hook();

@@ -2,20 +2,26 @@
 //! plugin's compiled component without reading and hashing the file again: with 100 installed
 //! plugins that was the largest part of a warm start after deserializing.
 //!
-//! File: `<cache_dir>/sources.v1`, a line per `.wasm` file:
-//! `<sha256 of the path, 32 hex> <device> <inode> <size> <mtime ns> <ctime ns> <sha256 hex>`.
-//! A line is used only while the file's metadata is still exactly that. Any write to the file
-//! changes its ctime, which no program can set back, and replacing it changes the inode, so a
-//! changed file never matches. A file changed within the same clock tick as the read that hashed
-//! it could keep the same ctime, so a file is remembered only when it has not changed for
-//! [`SETTLED`] and did not change while it was read (git calls this the racy-clean problem).
+//! File: `<cache_dir>/sources.v2`, a line per `.wasm` file: `<sha256 of the path, 32 hex>
+//! <device> <inode> <size> <mtime ns> <ctime ns> <sha256 hex> <path, hex>`. A line is used
+//! only while the file's metadata is still exactly that. Any write to the file, and replacing
+//! it, moves its ctime, which programs cannot set. A file changed within the same clock tick
+//! as the read that hashed it could keep the same ctime, so a file is remembered only when it
+//! has not changed for [`SETTLED`] and did not change while it was read (git calls this the
+//! racy-clean problem).
 //!
-//! The file is read once, at the first load, and written (merged with what other processes wrote
-//! meanwhile, through a temporary file and a rename) when the runtime is dropped: a file per
-//! entry cost a first start with 100 plugins about 40 ms of file creations. It is a cache: a
-//! missing, damaged or lost file or line means "hash the file", never an error.
+//! That reasoning needs the file's times to come from this machine's clock, in fine steps:
+//! files on network, FUSE, FAT or other file systems where that may not hold are always
+//! hashed. Only Linux file systems known to keep nanosecond ctimes qualify (ext4, XFS, Btrfs,
+//! tmpfs, overlayfs, ZFS, F2FS); elsewhere every load hashes. A remembered hash whose compiled
+//! component is in the cache is trusted without reading the file: the index belongs with the
+//! cache, which only the user may write.
 //!
-//! Unix only: elsewhere there is no ctime and inode to trust, and every load hashes.
+//! The file is read once, at the first load, and written when the runtime is dropped: merged,
+//! under a lock, with what other processes wrote meanwhile, dropping the lines of files that
+//! are gone, through a temporary file and a rename. A file per entry cost a first start with
+//! 100 plugins about 40 ms of file creations. It is a cache: a missing, damaged or lost file or
+//! line means "hash the file", never an error.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -28,7 +34,9 @@ use sha2::{Digest, Sha256};
 pub(crate) const SETTLED: Duration = Duration::from_secs(2);
 
 /// The index, in the compiled-component cache directory.
-const FILE: &str = "sources.v1";
+const FILE: &str = "sources.v2";
+/// Held while the index is merged and rewritten.
+const LOCK: &str = "sources.v2.lock";
 
 /// What identifies one version of a file: equal identities, equal bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,9 +49,14 @@ struct Identity {
 }
 
 impl Identity {
-    #[cfg(unix)]
-    fn of(meta: &std::fs::Metadata) -> Option<Self> {
+    /// The identity of `file` (whose metadata is `meta`), if its file system's times can be
+    /// trusted for it.
+    #[cfg(target_os = "linux")]
+    fn of(file: &Path, meta: &std::fs::Metadata) -> Option<Self> {
         use std::os::unix::fs::MetadataExt;
+        if !trusted_file_system(file) {
+            return None;
+        }
         let ns = |secs: i64, nanos: i64| i128::from(secs) * 1_000_000_000 + i128::from(nanos);
         Some(Identity {
             device: meta.dev(),
@@ -54,8 +67,8 @@ impl Identity {
         })
     }
 
-    #[cfg(not(unix))]
-    fn of(_meta: &std::fs::Metadata) -> Option<Self> {
+    #[cfg(not(target_os = "linux"))]
+    fn of(_file: &Path, _meta: &std::fs::Metadata) -> Option<Self> {
         None
     }
 
@@ -68,16 +81,53 @@ impl Identity {
         let settled_ns = i128::try_from(settled.as_nanos()).unwrap_or(i128::MAX);
         self.ctime_ns.max(self.mtime_ns) <= now_ns.saturating_sub(settled_ns)
     }
+}
 
-    fn line(&self, key: &str, sha256: &str) -> String {
+/// Local Linux file systems whose ctimes come from this machine's clock in nanoseconds.
+#[cfg(target_os = "linux")]
+fn trusted_file_system(file: &Path) -> bool {
+    const EXT4: u64 = 0xEF53; // also ext2 and ext3
+    const XFS: u64 = 0x5846_5342;
+    const BTRFS: u64 = 0x9123_683E;
+    const TMPFS: u64 = 0x0102_1994;
+    const OVERLAYFS: u64 = 0x794C_7630;
+    const ZFS: u64 = 0x2FC1_2FC1;
+    const F2FS: u64 = 0xF2F5_2010;
+    rustix::fs::statfs(file).is_ok_and(|fs| {
+        // The field's type differs between libcs; the magic numbers fit in 32 bits.
+        #[allow(clippy::unnecessary_cast, clippy::useless_conversion)]
+        let magic = (fs.f_type as i64 as u64) & 0xFFFF_FFFF;
+        [EXT4, XFS, BTRFS, TMPFS, OVERLAYFS, ZFS, F2FS].contains(&magic)
+    })
+}
+
+/// One line of the index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    identity: Identity,
+    sha256: String,
+    /// The file, to drop the line once it is gone.
+    path: PathBuf,
+}
+
+impl Entry {
+    fn line(&self, key: &str) -> String {
+        let i = &self.identity;
         format!(
-            "{key} {} {} {} {} {} {sha256}\n",
-            self.device, self.inode, self.size, self.mtime_ns, self.ctime_ns
+            "{key} {} {} {} {} {} {} {}\n",
+            i.device,
+            i.inode,
+            i.size,
+            i.mtime_ns,
+            i.ctime_ns,
+            self.sha256,
+            hex::encode(self.path.as_os_str().as_encoded_bytes()),
         )
     }
 
-    /// A line of the index: the path's key, the identity and the hash.
-    fn parse(line: &str) -> Option<(String, Self, String)> {
+    /// A line of the index: the path's key and the entry.
+    fn parse(line: &[u8]) -> Option<(String, Self)> {
+        let line = std::str::from_utf8(line).ok()?;
         let mut parts = line.trim_end().split(' ');
         let key = parts.next()?;
         if key.len() != 32 || !key.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -91,10 +141,34 @@ impl Identity {
             ctime_ns: parts.next()?.parse().ok()?,
         };
         let sha256 = parts.next()?;
-        let is_hex = sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit());
-        (is_hex && parts.next().is_none())
-            .then(|| (key.to_owned(), identity, sha256.to_ascii_lowercase()))
+        if sha256.len() != 64 || !sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let path = path_from_hex(parts.next()?)?;
+        if parts.next().is_some() || SourceIndex::key(&path) != key {
+            return None;
+        }
+        Some((
+            key.to_owned(),
+            Entry {
+                identity,
+                sha256: sha256.to_ascii_lowercase(),
+                path,
+            },
+        ))
     }
+}
+
+#[cfg(unix)]
+fn path_from_hex(text: &str) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStringExt;
+    let bytes = hex::decode(text).ok()?;
+    Some(PathBuf::from(std::ffi::OsString::from_vec(bytes)))
+}
+
+#[cfg(not(unix))]
+fn path_from_hex(_text: &str) -> Option<PathBuf> {
+    None
 }
 
 /// A `.wasm` file's SHA-256 (lowercase hex), and its bytes when they had to be read for it.
@@ -105,7 +179,7 @@ pub(crate) struct Digest256 {
 
 /// The index of one cache directory; without one, nothing is remembered.
 pub(crate) struct SourceIndex {
-    file: Option<PathBuf>,
+    dir: Option<PathBuf>,
     settled: Duration,
     state: Mutex<State>,
 }
@@ -113,7 +187,7 @@ pub(crate) struct SourceIndex {
 #[derive(Default)]
 struct State {
     loaded: bool,
-    known: HashMap<String, (Identity, String)>,
+    known: HashMap<String, Entry>,
     /// Keys this process added or changed, and keys it found wrong: what `flush` writes.
     added: HashSet<String>,
     forgotten: HashSet<String>,
@@ -123,7 +197,7 @@ impl SourceIndex {
     /// The index kept in the compiled-component cache `cache_dir`.
     pub(crate) fn new(cache_dir: Option<&Path>, settled: Duration) -> Self {
         SourceIndex {
-            file: cache_dir.map(|d| d.join(FILE)),
+            dir: cache_dir.map(Path::to_owned),
             settled,
             state: Mutex::new(State::default()),
         }
@@ -138,8 +212,8 @@ impl SourceIndex {
         let mut state = self.lock();
         if !state.loaded {
             state.loaded = true;
-            if let Some(file) = &self.file {
-                state.known = read_index(file);
+            if let Some(dir) = &self.dir {
+                state.known = read_index(&dir.join(FILE));
             }
         }
         state
@@ -155,14 +229,15 @@ impl SourceIndex {
     /// else read and hashed (and remembered when the file has settled).
     pub(crate) fn digest(&self, file: &Path) -> std::io::Result<Digest256> {
         let before = std::fs::metadata(file)?;
-        let identity = Identity::of(&before).filter(|_| self.file.is_some());
+        let identity = self.dir.as_ref().and_then(|_| Identity::of(file, &before));
         let key = identity.map(|_| Self::key(file));
         if let (Some(identity), Some(key)) = (identity, &key)
-            && let Some((known, sha256)) = self.loaded().known.get(key)
-            && *known == identity
+            && let Some(entry) = self.loaded().known.get(key)
+            && entry.identity == identity
+            && entry.path == file
         {
             return Ok(Digest256 {
-                sha256: sha256.clone(),
+                sha256: entry.sha256.clone(),
                 bytes: None,
             });
         }
@@ -172,13 +247,18 @@ impl SourceIndex {
         if let (Some(identity), Some(key)) = (identity, key) {
             let unchanged_while_read = std::fs::metadata(file)
                 .ok()
-                .and_then(|after| Identity::of(&after))
+                .and_then(|after| Identity::of(file, &after))
                 == Some(identity);
             if unchanged_while_read && identity.settled(read_at, self.settled) {
                 let mut state = self.lock();
                 state.forgotten.remove(&key);
                 state.added.insert(key.clone());
-                state.known.insert(key, (identity, sha256.clone()));
+                let entry = Entry {
+                    identity,
+                    sha256: sha256.clone(),
+                    path: file.to_owned(),
+                };
+                state.known.insert(key, entry);
             }
         }
         Ok(Digest256 {
@@ -187,11 +267,13 @@ impl SourceIndex {
         })
     }
 
-    /// Forgets what was remembered of `file`, after its bytes turned out not to match.
+    /// Forgets what was remembered of `file`, after its bytes turned out not to match: its
+    /// file system changed it without moving its change time, or the index was edited.
     pub(crate) fn forget(&self, file: &Path) {
-        if self.file.is_none() {
+        if self.dir.is_none() {
             return;
         }
+        tracing::warn!(file = %file.display(), "a .wasm file changed without its change time moving; its remembered hash is dropped");
         let key = Self::key(file);
         let mut state = self.loaded();
         state.known.remove(&key);
@@ -200,33 +282,31 @@ impl SourceIndex {
     }
 
     /// Writes what this process learned, merged into what the file holds now (another process
-    /// may have written it since it was read). Nothing to write, nothing written.
+    /// may have written it since it was read), without the lines of files that are gone.
+    /// Nothing learned, nothing written.
     pub(crate) fn flush(&self) {
-        let Some(file) = &self.file else { return };
+        let Some(dir) = &self.dir else { return };
         let mut state = self.lock();
         if state.added.is_empty() && state.forgotten.is_empty() {
             return;
         }
-        let mut merged = read_index(file);
-        for key in &state.forgotten {
-            merged.remove(key);
-        }
-        for key in &state.added {
-            if let Some(entry) = state.known.get(key) {
-                merged.insert(key.clone(), entry.clone());
-            }
-        }
-        let text: String = merged
-            .iter()
-            .map(|(key, (identity, sha256))| identity.line(key, sha256))
-            .collect();
         let written = (|| {
-            let dir = file.parent().unwrap_or(Path::new("."));
             std::fs::create_dir_all(dir)?;
-            let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-            std::io::Write::write_all(&mut tmp, text.as_bytes())?;
-            tmp.persist(file).map_err(|e| e.error)?;
-            Ok::<_, std::io::Error>(())
+            // Held until the rename: two processes merging at once would lose lines.
+            let lock = std::fs::File::create(dir.join(LOCK))?;
+            lock.lock()?;
+            let mut merged = read_index(&dir.join(FILE));
+            for key in &state.forgotten {
+                merged.remove(key);
+            }
+            for key in &state.added {
+                if let Some(entry) = state.known.get(key) {
+                    merged.insert(key.clone(), entry.clone());
+                }
+            }
+            merged.retain(|_, entry| entry.path.is_file());
+            let text: String = merged.iter().map(|(key, entry)| entry.line(key)).collect();
+            crate::state::atomic_write(&dir.join(FILE), text.as_bytes())
         })();
         match written {
             Ok(()) => {
@@ -234,7 +314,7 @@ impl SourceIndex {
                 state.forgotten.clear();
             }
             Err(e) => {
-                tracing::debug!(file = %file.display(), error = %e, "cannot write the index of component hashes");
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot write the index of component hashes; the next start hashes every plugin again");
             }
         }
     }
@@ -247,17 +327,17 @@ impl Drop for SourceIndex {
 }
 
 /// The lines of the index that parse; a missing or unreadable file is an empty index.
-fn read_index(file: &Path) -> HashMap<String, (Identity, String)> {
-    let Ok(text) = std::fs::read_to_string(file) else {
+fn read_index(file: &Path) -> HashMap<String, Entry> {
+    let Ok(bytes) = std::fs::read(file) else {
         return HashMap::new();
     };
-    text.lines()
-        .filter_map(Identity::parse)
-        .map(|(key, identity, sha256)| (key, (identity, sha256)))
+    bytes
+        .split(|&b| b == b'\n')
+        .filter_map(Entry::parse)
         .collect()
 }
 
-#[cfg(all(test, unix))]
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 
@@ -342,14 +422,21 @@ mod tests {
         let index_file = tmp.path().join("cache").join(FILE);
         std::fs::create_dir_all(index_file.parent().unwrap()).unwrap();
         let key = SourceIndex::key(&file);
-        let identity = Identity::of(&std::fs::metadata(&file).unwrap()).unwrap();
-        let right = identity.line(&key, &sha(b"bytes"));
+        let identity = Identity::of(&file, &std::fs::metadata(&file).unwrap()).unwrap();
+        let entry = |sha256: &str| Entry {
+            identity,
+            sha256: sha256.to_owned(),
+            path: file.clone(),
+        };
+        let right = entry(&sha(b"bytes")).line(&key);
         let damaged = [
             String::new(),
             format!("{key} 1 2 3"),
             right.replace(&sha(b"bytes"), "xyz"),
             format!("garbage {right}"),
             right[..right.len() - 10].to_owned(),
+            right.replace(&key, &"a".repeat(32)),
+            format!("{}\u{fffd}", right.trim_end()),
         ];
         for damage in damaged {
             std::fs::write(&index_file, &damage).unwrap();
@@ -359,7 +446,7 @@ mod tests {
         }
 
         // A wrong hash with the right identity is what `forget` is for; `flush` drops it.
-        std::fs::write(&index_file, identity.line(&key, &"0".repeat(64))).unwrap();
+        std::fs::write(&index_file, entry(&"0".repeat(64)).line(&key)).unwrap();
         let index = index(tmp.path(), Duration::from_secs(3600));
         assert_eq!(index.digest(&file).unwrap().sha256, "0".repeat(64));
         index.forget(&file);
@@ -369,19 +456,74 @@ mod tests {
     }
 
     #[test]
-    fn processes_writing_the_index_keep_each_others_lines() {
+    fn processes_writing_the_index_at_once_keep_each_others_lines() {
         let tmp = tempfile::tempdir().unwrap();
-        let (a, b) = (tmp.path().join("a.wasm"), tmp.path().join("b.wasm"));
-        std::fs::write(&a, b"plugin a").unwrap();
-        std::fs::write(&b, b"plugin b").unwrap();
+        let files: Vec<PathBuf> = (0..8)
+            .map(|i| {
+                let file = tmp.path().join(format!("{i}.wasm"));
+                std::fs::write(&file, format!("plugin {i}")).unwrap();
+                file
+            })
+            .collect();
+        let writers: Vec<SourceIndex> = files
+            .iter()
+            .map(|file| {
+                let index = index(tmp.path(), Duration::ZERO);
+                index.digest(file).unwrap();
+                index
+            })
+            .collect();
+        let start = std::sync::Barrier::new(writers.len());
+        std::thread::scope(|s| {
+            for writer in writers {
+                let start = &start;
+                s.spawn(move || {
+                    start.wait();
+                    drop(writer);
+                });
+            }
+        });
+        let reader = index(tmp.path(), Duration::ZERO);
+        for file in &files {
+            assert!(
+                reader.digest(file).unwrap().bytes.is_none(),
+                "{}",
+                file.display()
+            );
+        }
+    }
+
+    #[test]
+    fn a_line_that_does_not_read_costs_only_itself_and_gone_files_are_dropped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (kept, gone) = (tmp.path().join("kept.wasm"), tmp.path().join("gone.wasm"));
+        std::fs::write(&kept, b"kept").unwrap();
+        std::fs::write(&gone, b"gone").unwrap();
         let first = index(tmp.path(), Duration::ZERO);
+        first.digest(&kept).unwrap();
+        first.digest(&gone).unwrap();
+        drop(first);
+        let index_file = tmp.path().join("cache").join(FILE);
+        let mut text = std::fs::read(&index_file).unwrap();
+        text.extend(b"\xff\xfe not text\n");
+        std::fs::write(&index_file, &text).unwrap();
+
+        std::fs::remove_file(&gone).unwrap();
+        let other = tmp.path().join("other.wasm");
+        std::fs::write(&other, b"other").unwrap();
         let second = index(tmp.path(), Duration::ZERO);
-        first.digest(&a).unwrap();
-        second.digest(&b).unwrap();
-        drop((first, second));
-        let third = index(tmp.path(), Duration::ZERO);
-        assert!(third.digest(&a).unwrap().bytes.is_none());
-        assert!(third.digest(&b).unwrap().bytes.is_none());
+        assert!(
+            second.digest(&kept).unwrap().bytes.is_none(),
+            "the bad line costs only itself"
+        );
+        second.digest(&other).unwrap();
+        drop(second);
+        let written = std::fs::read_to_string(&index_file).unwrap();
+        assert_eq!(
+            written.lines().count(),
+            2,
+            "kept and other, not gone: {written}"
+        );
     }
 
     #[test]

@@ -473,9 +473,9 @@ fn compiled_components_are_cached() {
     assert_eq!(compiled, 2);
 }
 
-/// Writes `<cache>/sources.v1` (the format is in `src/source_index.rs`) with one line: `file`'s
+/// Writes `<cache>/sources.v2` (the format is in `src/source_index.rs`) with one line: `file`'s
 /// identity as it is now, and `sha256`.
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 fn remember_hash(
     cache: &std::path::Path,
     file: &std::path::Path,
@@ -485,30 +485,31 @@ fn remember_hash(
     use std::os::unix::fs::MetadataExt;
     let meta = std::fs::metadata(file).unwrap();
     let ns = |s: i64, n: i64| i128::from(s) * 1_000_000_000 + i128::from(n);
-    let key = sha2::Sha256::digest(file.as_os_str().as_encoded_bytes());
-    let index = cache.join("sources.v1");
+    let path = file.as_os_str().as_encoded_bytes();
+    let key = sha2::Sha256::digest(path);
+    let index = cache.join("sources.v2");
     std::fs::create_dir_all(cache).unwrap();
     let line = format!(
-        "{} {} {} {} {} {} {sha256}\n",
+        "{} {} {} {} {} {} {sha256} {}\n",
         hex::encode(&key[..16]),
         meta.dev(),
         meta.ino(),
         meta.size(),
         ns(meta.mtime(), meta.mtime_nsec()),
         ns(meta.ctime(), meta.ctime_nsec()),
+        hex::encode(path),
     );
     std::fs::write(&index, line).unwrap();
     index
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 #[test]
-fn a_remembered_hash_finds_the_cached_component_and_a_wrong_one_is_dropped() {
+fn a_remembered_hash_is_trusted_while_the_file_is_unchanged_and_a_wrong_one_is_dropped() {
     let env = TestEnv::new();
     let dir = env.plugin_dir("demo", GUEST_WAT.as_bytes());
     let file = dir.join("plugin.wasm");
     let key = trellis_wasm::cache_key(env.runtime.engine(), GUEST_WAT.as_bytes());
-    let (sha256, _) = key.split_once('-').unwrap();
     let wrong = "0".repeat(64);
 
     // A hash remembered for a file whose bytes are another's: there is no compiled component
@@ -539,14 +540,50 @@ fn a_remembered_hash_finds_the_cached_component_and_a_wrong_one_is_dropped() {
     let written = std::fs::read_to_string(&index).unwrap();
     assert!(!written.contains(&wrong), "{written}");
 
-    // The right hash remembered: a new runtime (a new process) uses the cached component.
-    remember_hash(&env.cache, &file, sha256);
-    let again = env
-        .another_runtime(&env.cache)
+    // A remembered hash with a cached component is trusted without reading the file: remember
+    // another component's hash (compiled from other bytes) for this file's identity, and that
+    // component is what loads. What makes this safe is that the identity changes with any
+    // write to the file (see `src/source_index.rs`).
+    let other_text = format!("{GUEST_WAT}\n;; another component");
+    let other_dir = env.plugin_dir("other", other_text.as_bytes());
+    let other_key = trellis_wasm::cache_key(env.runtime.engine(), other_text.as_bytes());
+    env.another_runtime(&env.cache)
+        .load(spec(
+            "other",
+            &other_dir,
+            vec![],
+            EffectiveLimits::default(),
+        ))
+        .unwrap();
+    let (other_sha256, _) = other_key.split_once('-').unwrap();
+    remember_hash(&env.cache, &file, other_sha256);
+    let runtime = env.another_runtime(&env.cache);
+    let trusted = runtime
         .load(spec("demo", &dir, vec![], EffectiveLimits::default()))
         .unwrap();
-    assert_eq!(again.cache_status(), CacheStatus::Hit);
-    ok(&again);
+    assert_eq!(trusted.cache_status(), CacheStatus::Hit);
+    // The other plugin, loaded now, shares what `demo` loaded: the other component.
+    let other = runtime
+        .load(spec(
+            "other",
+            &other_dir,
+            vec![],
+            EffectiveLimits::default(),
+        ))
+        .unwrap();
+    assert_eq!(other.cache_status(), CacheStatus::Shared);
+    drop(trusted);
+
+    // Once the file is written again, its identity moved: it is read and hashed, and its own
+    // component comes from the cache instead of being shared with `other`.
+    std::thread::sleep(Duration::from_millis(20));
+    std::fs::write(&file, GUEST_WAT.as_bytes()).unwrap();
+    let reread = runtime
+        .load(spec("demo", &dir, vec![], EffectiveLimits::default()))
+        .unwrap();
+    assert_eq!(reread.cache_status(), CacheStatus::Hit);
+    ok(&reread);
+    ok(&other);
 }
 
 fn load_err(env: &TestEnv, component: &[u8]) -> WasmError {

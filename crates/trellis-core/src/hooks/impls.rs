@@ -85,7 +85,7 @@ impl<'a> HookCall<'a> {
     }
 
     /// The arguments as compact JSON text, for implementations that hand them on as text
-    /// (WebAssembly and process plugins). During a hook call the text is encoded once, for
+    /// (WebAssembly plugins). During a hook call the text is encoded once, for
     /// the first implementation that asks, and every other one gets the same text.
     #[must_use]
     pub fn args_json(&self) -> Cow<'a, str> {

@@ -60,7 +60,6 @@ impl TestEnv {
         }
     }
 
-    /// A plugin directory holding `component` (WAT text or binary) as its entry.
     /// Another runtime of this project on the compiled-component cache `cache`, as a new
     /// process would have.
     pub fn another_runtime(&self, cache: &Path) -> WasmRuntime {
@@ -74,6 +73,7 @@ impl TestEnv {
         .expect("runtime")
     }
 
+    /// A plugin directory holding `component` (WAT text or binary) as its entry.
     pub fn plugin_dir(&self, name: &str, component: &[u8]) -> PathBuf {
         let dir = self.tmp.path().join("plugins").join(name.replace('/', "_"));
         std::fs::create_dir_all(&dir).expect("plugin dir");
