@@ -29,11 +29,15 @@
 //! - `wasm_dispatch/fanout_shared/100`: the same with 100 instances of one component.
 //! - `wasm_dispatch/direct/1`: [`WasmPlugin::call_hook`] on one plugin, no hook manager.
 
+#[path = "support/copies.rs"]
+mod copies;
+
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use copies::distinct_copy;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use trellis_core::{EventBus, HookSpec, PluginManager};
@@ -58,22 +62,6 @@ struct Fixture {
     dirs: Vec<PathBuf>,
     /// Identical copies: 100 installs of one plugin.
     same: Vec<PathBuf>,
-}
-
-/// `wasm` with a custom section appended that holds `copy`: other bytes (so another cache key
-/// and another compiled component), the same behaviour.
-fn distinct_copy(wasm: &[u8], copy: usize) -> Vec<u8> {
-    const NAME: &[u8] = b"trellis-bench-copy";
-    let payload = u32::try_from(copy).expect("copy number").to_le_bytes();
-    let size = 1 + NAME.len() + payload.len();
-    let mut out = wasm.to_vec();
-    // Section id 0 (custom), its size, then the name's length and the name: all under 128,
-    // so each LEB128 number is one byte.
-    out.extend([0, u8::try_from(size).expect("small section")]);
-    out.push(u8::try_from(NAME.len()).expect("short name"));
-    out.extend(NAME);
-    out.extend(payload);
-    out
 }
 
 impl Fixture {
