@@ -294,7 +294,7 @@ impl SourceIndex {
             std::fs::create_dir_all(dir)?;
             // Held until the rename: two processes merging at once would lose lines.
             let lock = std::fs::File::create(dir.join(LOCK))?;
-            lock.lock()?;
+            lock_briefly(&lock)?;
             let mut merged = read_index(&dir.join(FILE));
             for key in &state.forgotten {
                 merged.remove(key);
@@ -324,6 +324,24 @@ impl Drop for SourceIndex {
     fn drop(&mut self) {
         self.flush();
     }
+}
+
+/// Takes `lock`, waiting at most about a second: a process stopped while holding it must not
+/// hang every other one at exit, and giving up only costs hashing again next time.
+fn lock_briefly(lock: &std::fs::File) -> std::io::Result<()> {
+    for _ in 0..50 {
+        match lock.try_lock() {
+            Ok(()) => return Ok(()),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e),
+        }
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::WouldBlock,
+        "another process holds the index's lock",
+    ))
 }
 
 /// The lines of the index that parse; a missing or unreadable file is an empty index.
@@ -491,6 +509,27 @@ mod tests {
                 file.display()
             );
         }
+    }
+
+    #[test]
+    fn a_lock_held_elsewhere_delays_writing_without_hanging() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("plugin.wasm");
+        std::fs::write(&file, b"bytes").unwrap();
+        let cache = tmp.path().join("cache");
+        std::fs::create_dir_all(&cache).unwrap();
+        let held = std::fs::File::create(cache.join(LOCK)).unwrap();
+        held.lock().unwrap();
+        let index = index(tmp.path(), Duration::ZERO);
+        index.digest(&file).unwrap();
+        index.flush();
+        assert!(
+            !cache.join(FILE).exists(),
+            "not written while the lock is held"
+        );
+        held.unlock().unwrap();
+        drop(index);
+        assert!(cache.join(FILE).exists(), "written once it is free");
     }
 
     #[test]
