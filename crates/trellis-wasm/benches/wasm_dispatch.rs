@@ -37,18 +37,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use copies::distinct_copy;
+use copies::{HOOK, distinct_copy, plugin_name, spec};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use trellis_core::{EventBus, HookSpec, PluginManager};
-use trellis_manifest::Manifest;
-use trellis_wasm::{
-    AuditSink, CacheStatus, EffectiveLimits, MemoryAudit, PluginSpec, RuntimeOptions, WasmPlugin,
-    WasmRuntime,
-};
+use trellis_wasm::{AuditSink, CacheStatus, MemoryAudit, RuntimeOptions, WasmPlugin, WasmRuntime};
 
-/// The hook `bench-echo` implements.
-const HOOK: &str = "bench_echo";
 /// Installed plugins in the start benchmarks.
 const INSTALLED: usize = 100;
 
@@ -152,30 +146,6 @@ impl Fixture {
             .map(|(i, dir)| runtime.load(spec(i, dir)).expect("load"))
             .collect();
         (runtime, plugins)
-    }
-}
-
-fn plugin_name(i: usize) -> String {
-    format!("bench-echo-{i}")
-}
-
-fn spec(i: usize, dir: &Path) -> PluginSpec {
-    let name = plugin_name(i);
-    let manifest: Manifest = serde_json::from_value(json!({
-        "apiVersion": "trellis.dev/v1",
-        "kind": "Plugin",
-        "metadata": { "name": name, "version": "0.1.0" },
-        "provides": { "hooks": [{ "hook": HOOK }] },
-        "runtime": { "type": "wasm", "entry": "plugin.wasm" },
-    }))
-    .expect("manifest");
-    PluginSpec {
-        name,
-        dir: dir.to_owned(),
-        manifest,
-        config: json!({}),
-        grants: Vec::new(),
-        limits: EffectiveLimits::default(),
     }
 }
 

@@ -18,15 +18,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use copies::distinct_copy;
+use copies::{HOOK, distinct_copy, spec};
 use serde_json::json;
 use trellis_core::{EventBus, HookSpec, PluginManager};
-use trellis_manifest::Manifest;
-use trellis_wasm::{
-    AuditSink, EffectiveLimits, MemoryAudit, PluginSpec, RuntimeOptions, WasmRuntime,
-};
-
-const HOOK: &str = "bench_echo";
+use trellis_wasm::{AuditSink, MemoryAudit, RuntimeOptions, WasmRuntime};
 
 fn main() -> ExitCode {
     match run() {
@@ -70,22 +65,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         if std::fs::read(&file).ok().as_deref() != Some(bytes.as_slice()) {
             std::fs::write(&file, &bytes)?;
         }
-        let name = format!("bench-echo-{copy}");
-        let manifest: Manifest = serde_json::from_value(json!({
-            "apiVersion": "trellis.dev/v1",
-            "kind": "Plugin",
-            "metadata": { "name": name, "version": "0.1.0" },
-            "provides": { "hooks": [{ "hook": HOOK }] },
-            "runtime": { "type": "wasm", "entry": "plugin.wasm" },
-        }))?;
-        let plugin = runtime.load(PluginSpec {
-            name,
-            dir,
-            manifest,
-            config: json!({}),
-            grants: Vec::new(),
-            limits: EffectiveLimits::default(),
-        })?;
+        let plugin = runtime.load(spec(copy, &dir))?;
         pm.register(plugin.registration())?;
         plugins.push(plugin);
     }

@@ -49,14 +49,10 @@ struct Identity {
 }
 
 impl Identity {
-    /// The identity of `file` (whose metadata is `meta`), if its file system's times can be
-    /// trusted for it.
+    /// The identity of a file whose metadata is `meta`.
     #[cfg(target_os = "linux")]
-    fn of(file: &Path, meta: &std::fs::Metadata) -> Option<Self> {
+    fn of(meta: &std::fs::Metadata) -> Option<Self> {
         use std::os::unix::fs::MetadataExt;
-        if !trusted_file_system(file) {
-            return None;
-        }
         let ns = |secs: i64, nanos: i64| i128::from(secs) * 1_000_000_000 + i128::from(nanos);
         Some(Identity {
             device: meta.dev(),
@@ -68,7 +64,7 @@ impl Identity {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn of(_file: &Path, _meta: &std::fs::Metadata) -> Option<Self> {
+    fn of(_meta: &std::fs::Metadata) -> Option<Self> {
         None
     }
 
@@ -99,6 +95,11 @@ fn trusted_file_system(file: &Path) -> bool {
         let magic = (fs.f_type as i64 as u64) & 0xFFFF_FFFF;
         [EXT4, XFS, BTRFS, TMPFS, OVERLAYFS, ZFS, F2FS].contains(&magic)
     })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn trusted_file_system(_file: &Path) -> bool {
+    false
 }
 
 /// One line of the index.
@@ -229,7 +230,9 @@ impl SourceIndex {
     /// else read and hashed (and remembered when the file has settled).
     pub(crate) fn digest(&self, file: &Path) -> std::io::Result<Digest256> {
         let before = std::fs::metadata(file)?;
-        let identity = self.dir.as_ref().and_then(|_| Identity::of(file, &before));
+        // The file system is asked once; the identity is taken again after the read.
+        let identity =
+            Identity::of(&before).filter(|_| self.dir.is_some() && trusted_file_system(file));
         let key = identity.map(|_| Self::key(file));
         if let (Some(identity), Some(key)) = (identity, &key)
             && let Some(entry) = self.loaded().known.get(key)
@@ -247,7 +250,7 @@ impl SourceIndex {
         if let (Some(identity), Some(key)) = (identity, key) {
             let unchanged_while_read = std::fs::metadata(file)
                 .ok()
-                .and_then(|after| Identity::of(file, &after))
+                .and_then(|after| Identity::of(&after))
                 == Some(identity);
             if unchanged_while_read && identity.settled(read_at, self.settled) {
                 let mut state = self.lock();
@@ -440,7 +443,7 @@ mod tests {
         let index_file = tmp.path().join("cache").join(FILE);
         std::fs::create_dir_all(index_file.parent().unwrap()).unwrap();
         let key = SourceIndex::key(&file);
-        let identity = Identity::of(&file, &std::fs::metadata(&file).unwrap()).unwrap();
+        let identity = Identity::of(&std::fs::metadata(&file).unwrap()).unwrap();
         let entry = |sha256: &str| Entry {
             identity,
             sha256: sha256.to_owned(),

@@ -511,15 +511,18 @@ fn a_remembered_hash_is_trusted_while_the_file_is_unchanged_and_a_wrong_one_is_d
     let file = dir.join("plugin.wasm");
     let key = trellis_wasm::cache_key(env.runtime.engine(), GUEST_WAT.as_bytes());
     let wrong = "0".repeat(64);
+    let load = |runtime: &trellis_wasm::WasmRuntime, name: &str, dir: &std::path::Path| {
+        runtime
+            .load(spec(name, dir, vec![], EffectiveLimits::default()))
+            .unwrap()
+    };
 
     // A hash remembered for a file whose bytes are another's: there is no compiled component
     // under it, so the file is read, hashed and compiled under its own hash, and the line goes
     // when the runtime writes the index (on drop).
     let index = remember_hash(&env.cache, &file, &wrong);
     let runtime = env.another_runtime(&env.cache);
-    let first = runtime
-        .load(spec("demo", &dir, vec![], EffectiveLimits::default()))
-        .unwrap();
+    let first = load(&runtime, "demo", &dir);
     assert_eq!(first.cache_status(), CacheStatus::Compiled);
     ok(&first);
     assert!(env.cache.join(format!("{key}.cwasm")).is_file());
@@ -531,9 +534,7 @@ fn a_remembered_hash_is_trusted_while_the_file_is_unchanged_and_a_wrong_one_is_d
     // file is hashed.
     remember_hash(&env.cache, &file, &wrong);
     let runtime = env.another_runtime(&env.cache);
-    let found = runtime
-        .load(spec("demo", &dir, vec![], EffectiveLimits::default()))
-        .unwrap();
+    let found = load(&runtime, "demo", &dir);
     assert_eq!(found.cache_status(), CacheStatus::Hit);
     ok(&found);
     drop((found, runtime));
@@ -547,30 +548,14 @@ fn a_remembered_hash_is_trusted_while_the_file_is_unchanged_and_a_wrong_one_is_d
     let other_text = format!("{GUEST_WAT}\n;; another component");
     let other_dir = env.plugin_dir("other", other_text.as_bytes());
     let other_key = trellis_wasm::cache_key(env.runtime.engine(), other_text.as_bytes());
-    env.another_runtime(&env.cache)
-        .load(spec(
-            "other",
-            &other_dir,
-            vec![],
-            EffectiveLimits::default(),
-        ))
-        .unwrap();
+    load(&env.another_runtime(&env.cache), "other", &other_dir);
     let (other_sha256, _) = other_key.split_once('-').unwrap();
     remember_hash(&env.cache, &file, other_sha256);
     let runtime = env.another_runtime(&env.cache);
-    let trusted = runtime
-        .load(spec("demo", &dir, vec![], EffectiveLimits::default()))
-        .unwrap();
+    let trusted = load(&runtime, "demo", &dir);
     assert_eq!(trusted.cache_status(), CacheStatus::Hit);
     // The other plugin, loaded now, shares what `demo` loaded: the other component.
-    let other = runtime
-        .load(spec(
-            "other",
-            &other_dir,
-            vec![],
-            EffectiveLimits::default(),
-        ))
-        .unwrap();
+    let other = load(&runtime, "other", &other_dir);
     assert_eq!(other.cache_status(), CacheStatus::Shared);
     drop(trusted);
 
@@ -578,9 +563,7 @@ fn a_remembered_hash_is_trusted_while_the_file_is_unchanged_and_a_wrong_one_is_d
     // component comes from the cache instead of being shared with `other`.
     std::thread::sleep(Duration::from_millis(20));
     std::fs::write(&file, GUEST_WAT.as_bytes()).unwrap();
-    let reread = runtime
-        .load(spec("demo", &dir, vec![], EffectiveLimits::default()))
-        .unwrap();
+    let reread = load(&runtime, "demo", &dir);
     assert_eq!(reread.cache_status(), CacheStatus::Hit);
     ok(&reread);
     ok(&other);

@@ -1,5 +1,40 @@
-//! Distinct copies of one guest, shared by `benches/wasm_dispatch.rs` and
-//! `examples/fanout_counts.rs`.
+//! Distinct copies of the `bench-echo` guest and their plugin specs, shared by
+//! `benches/wasm_dispatch.rs` and `examples/fanout_counts.rs`.
+
+use std::path::Path;
+
+use serde_json::json;
+use trellis_manifest::Manifest;
+use trellis_wasm::{EffectiveLimits, PluginSpec};
+
+/// The hook `bench-echo` implements.
+pub const HOOK: &str = "bench_echo";
+
+/// The name of copy `copy`.
+pub fn plugin_name(copy: usize) -> String {
+    format!("bench-echo-{copy}")
+}
+
+/// The spec of copy `copy`, installed in `dir`.
+pub fn spec(copy: usize, dir: &Path) -> PluginSpec {
+    let name = plugin_name(copy);
+    let manifest: Manifest = serde_json::from_value(json!({
+        "apiVersion": "trellis.dev/v1",
+        "kind": "Plugin",
+        "metadata": { "name": name, "version": "0.1.0" },
+        "provides": { "hooks": [{ "hook": HOOK }] },
+        "runtime": { "type": "wasm", "entry": "plugin.wasm" },
+    }))
+    .expect("a fixed manifest");
+    PluginSpec {
+        name,
+        dir: dir.to_owned(),
+        manifest,
+        config: json!({}),
+        grants: Vec::new(),
+        limits: EffectiveLimits::default(),
+    }
+}
 
 /// `wasm` with a custom section appended that holds `copy`: other bytes (so another cache key
 /// and another compiled component), the same behaviour.
