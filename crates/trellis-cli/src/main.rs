@@ -645,6 +645,11 @@ fn config(project: &Project, args: &ConfigArgs, out: &Output) -> Result<(), Fail
                         "\n  - ${{{var}}} is referenced but not set in this environment"
                     ));
                 }
+                for var in &report.not_granted {
+                    text.push_str(&format!(
+                        "\n  - ${{{var}}} is never expanded: the plugin holds no `environment` grant naming {var}; add {var} to the `variables` of its `environment` capability in plugin.yaml and grant it"
+                    ));
+                }
                 text
             });
             if !report.is_ok() {

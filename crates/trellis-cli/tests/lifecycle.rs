@@ -599,10 +599,28 @@ fn conflicts_are_reported_and_can_be_resolved() {
 fn config_is_validated_and_secrets_stay_references() {
     let tmp = tempfile::tempdir().unwrap();
     let p = tmp.path();
-    let extra = "config:\n  schema:\n    type: object\n    additionalProperties: false\n    properties:\n      severity: {type: string, enum: [low, high]}\n      retries: {type: integer, minimum: 0}\n      token: {type: string}\n  defaults:\n    severity: low\n";
-    let dir = write_plugin(p, "src/cfg", &simple("cfg", "1.0.0", extra));
+    let config = "config:\n  schema:\n    type: object\n    additionalProperties: false\n    properties:\n      severity: {type: string, enum: [low, high]}\n      retries: {type: integer, minimum: 0}\n      token: {type: string}\n  defaults:\n    severity: low\n";
+    // A plugin that does not ask for the variable never gets it, whoever writes the reference.
+    let blind = write_plugin(p, "src/blind", &simple("blind", "1.0.0", config));
     trellis(p)
-        .args(["plugin", "install", dir.to_str().unwrap()])
+        .args(["plugin", "install", blind.to_str().unwrap()])
+        .assert()
+        .success();
+    refused(
+        p,
+        &["plugin", "config", "blind", "set", "token", "${CFG_TOKEN}"],
+        &[
+            "CFG_TOKEN",
+            "without requesting it",
+            "{name: environment, variables: [CFG_TOKEN]}",
+        ],
+    );
+    let extra = format!(
+        "{config}requires:\n  capabilities:\n    - name: environment\n      reason: the API token\n      variables: [CFG_TOKEN]\n"
+    );
+    let dir = write_plugin(p, "src/cfg", &simple("cfg", "1.0.0", &extra));
+    trellis(p)
+        .args(["plugin", "install", dir.to_str().unwrap(), "--yes"])
         .assert()
         .success();
     let out = trellis(p)

@@ -250,6 +250,16 @@ pub enum ProjectError {
     },
 
     #[error(
+        "the configuration of `{plugin}` reads environment variable{} {} without requesting it",
+        if variables.len() == 1 { "" } else { "s" },
+        variables.iter().map(|v| format!("`{v}`")).collect::<Vec<_>>().join(", ")
+    )]
+    ConfigEnvNotRequested {
+        plugin: String,
+        variables: Vec<String>,
+    },
+
+    #[error(
         "no enabled plugin provides the command `{name}`{}",
         suggestion_text(suggestion)
     )]
@@ -428,6 +438,10 @@ impl ProjectError {
                 format!("fix the values with `trellis plugin config {plugin} set <key> <value>`")
             }
             ConfigKey { plugin, .. } => format!("see the keys with `trellis plugin info {plugin}`"),
+            ConfigEnvNotRequested { variables, .. } => format!(
+                "add `{{name: environment, variables: [{}]}}` to requires.capabilities in the plugin's manifest (the user grants it at install), or remove the `${{...}}` references from its configuration",
+                variables.join(", ")
+            ),
             AmbiguousCommand { .. } => "call it by its qualified name".to_owned(),
             ProviderFailed { plugin, .. } => format!(
                 "fix the cause, then `trellis plugin enable {plugin}`; `trellis plugin audit` and `trellis policy check` show trust and policy problems"
@@ -484,6 +498,7 @@ impl ProjectError {
             NoConfigSchema { .. } => "no_config_schema",
             ConfigKey { .. } => "config_key",
             ConfigInvalid { .. } => "config_invalid",
+            ConfigEnvNotRequested { .. } => "config_env_not_requested",
             UnknownCommand { .. } => "unknown_command",
             AmbiguousCommand { .. } => "ambiguous_command",
             ProviderFailed { .. } => "provider_failed",

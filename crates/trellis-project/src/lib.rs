@@ -61,7 +61,6 @@ use trellis_manifest::config_schema::{ConfigValidator, ConfigViolation, apply_de
 use trellis_manifest::{CapabilityRequest, LoadedManifest, Manifest, did_you_mean};
 pub use trellis_policy::LimitCaps;
 
-pub use config::{env_references, expand_env};
 pub use error::{Conflict, ProjectError};
 pub use security::{
     GrantChoices, GrantDecisions, GrantPlan, GrantPrompt, PendingGrant, PluginAudit,
@@ -72,6 +71,7 @@ pub use state::{
     GrantSet, LifecycleState, LockedPlugin, Lockfile, PackageRecord, PluginRecord, ProjectState,
     TrustRecord,
 };
+pub use trellis_host_api::{Expansion, env_references, expand_config};
 pub use trellis_trust::TrustLevel;
 
 use fsutil::{io_err, remove_tree};
@@ -180,11 +180,14 @@ pub struct ConfigReport {
     pub violations: Vec<ConfigViolation>,
     /// `${VAR}` references whose variable is not set in this environment.
     pub missing_env: Vec<String>,
+    /// `${VAR}` references to variables the plugin's `environment` grant does not name: never
+    /// expanded.
+    pub not_granted: Vec<String>,
 }
 
 impl ConfigReport {
     pub fn is_ok(&self) -> bool {
-        self.violations.is_empty() && self.missing_env.is_empty()
+        self.violations.is_empty() && self.missing_env.is_empty() && self.not_granted.is_empty()
     }
 }
 
@@ -556,7 +559,7 @@ impl Project {
         {
             let effective =
                 self.effective_config(name, manifest, &ProjectConfig::read_or_default(self)?);
-            let (expanded, _) = expand_env(&effective, &*self.env);
+            let expanded = self.expand_requested(name, manifest, &effective)?;
             let validator =
                 ConfigValidator::new(schema).map_err(|reason| ProjectError::ConfigKey {
                     plugin: name.to_owned(),
@@ -947,7 +950,16 @@ impl Project {
                     }
                 }
                 let effective = self.effective_config(&name, &manifest, &config);
-                let (expanded, _) = expand_env(&effective, &*self.env);
+                let grants = self.effective_grants(record, &manifest, policy);
+                let expansion = expand_config(
+                    &effective,
+                    &trellis_host_api::Grants::from_requests(&grants),
+                    &*self.env,
+                );
+                if !expansion.not_granted.is_empty() {
+                    tracing::warn!(plugin = %name, variables = ?expansion.not_granted, "configuration references environment variables the plugin is not granted; they are left as written");
+                }
+                let expanded = expansion.value;
                 if let Some(schema) = manifest.config.as_ref().and_then(|c| c.schema.as_ref()) {
                     let validator = ConfigValidator::new(schema)?;
                     let violations = validator.validate(&expanded);
@@ -962,7 +974,7 @@ impl Project {
                 Ok(LoadedPlugin {
                     name: name.clone(),
                     dir: self.plugin_dir(&name),
-                    grants: self.effective_grants(record, &manifest, policy),
+                    grants,
                     limit_caps: limit_caps.clone(),
                     manifest,
                     config: expanded,
@@ -1286,11 +1298,40 @@ impl Project {
     pub fn config_validate(&self, name: &str) -> Result<ConfigReport, ProjectError> {
         let (manifest, validator, config) = self.config_context(name)?;
         let effective = self.effective_config(name, &manifest, &config);
-        let (expanded, missing_env) = expand_env(&effective, &*self.env);
+        let state = self.state()?;
+        let record = self.record(&state, name)?;
+        let security = self.security()?;
+        let grants = self.effective_grants(record, &manifest, &security.policy);
+        let expansion = expand_config(
+            &effective,
+            &trellis_host_api::Grants::from_requests(&grants),
+            &*self.env,
+        );
         Ok(ConfigReport {
-            violations: validator.validate(&expanded),
-            missing_env,
+            violations: validator.validate(&expansion.value),
+            missing_env: expansion.unset,
+            not_granted: expansion.not_granted,
         })
+    }
+
+    /// The configuration with `${VAR}`s expanded for a plugin about to be installed or enabled:
+    /// every reference must be to a variable its manifest's `environment` capability names, or
+    /// the step is refused (nothing else would ever expand it).
+    fn expand_requested(
+        &self,
+        name: &str,
+        manifest: &Manifest,
+        effective: &Value,
+    ) -> Result<Value, ProjectError> {
+        let requested = trellis_host_api::Grants::from_requests(&manifest.requires.capabilities);
+        let expansion = expand_config(effective, &requested, &*self.env);
+        if !expansion.not_granted.is_empty() {
+            return Err(ProjectError::ConfigEnvNotRequested {
+                plugin: name.to_owned(),
+                variables: expansion.not_granted,
+            });
+        }
+        Ok(expansion.value)
     }
 
     fn validate_user_config(
@@ -1306,8 +1347,16 @@ impl Project {
             .and_then(|c| c.defaults.clone())
             .unwrap_or_else(|| json!({}));
         let effective = apply_defaults(&defaults, user);
-        let (expanded, missing) = expand_env(&effective, &*self.env);
-        let violations = validator.validate(&expanded);
+        let requested = trellis_host_api::Grants::from_requests(&manifest.requires.capabilities);
+        let expansion = expand_config(&effective, &requested, &*self.env);
+        if !expansion.not_granted.is_empty() {
+            return Err(ProjectError::ConfigEnvNotRequested {
+                plugin: name.to_owned(),
+                variables: expansion.not_granted,
+            });
+        }
+        let missing = expansion.unset;
+        let violations = validator.validate(&expansion.value);
         if !violations.is_empty() {
             return Err(ProjectError::ConfigInvalid {
                 plugin: name.to_owned(),

@@ -311,7 +311,12 @@ impl Project {
                 migrated.push((name.to_owned(), changes));
             }
             let effective = self.effective_config(name, &prepared.manifest, &config_after);
-            let (expanded, _) = crate::expand_env(&effective, &*self.env);
+            let expanded = crate::expand_config(
+                &effective,
+                &trellis_host_api::Grants::from_requests(&prepared.manifest.requires.capabilities),
+                &*self.env,
+            )
+            .value;
             if let Some(schema) = &section.schema {
                 let violations = trellis_manifest::config_schema::ConfigValidator::new(schema)
                     .map_err(|e| ProjectError::InvalidRegistry {

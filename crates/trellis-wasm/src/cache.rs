@@ -116,7 +116,7 @@ pub(crate) fn compile(
     let stored = component
         .serialize()
         .map_err(|e| std::io::Error::other(error_text(&e)))
-        .and_then(|bytes| crate::state::atomic_write(&path, &bytes));
+        .and_then(|bytes| trellis_host_api::state::atomic_write(&path, &bytes));
     match stored {
         Ok(()) => Ok((component, CacheStatus::Compiled)),
         Err(e) => {

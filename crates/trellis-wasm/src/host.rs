@@ -1,24 +1,19 @@
-//! The host side of the `trellis:plugin@0.1.0` world: every import a plugin can call, each
-//! checked against the plugin's grants on every call, plus the WASI context of a store.
+//! The host side of the `trellis:plugin@0.1.0` world: every import a plugin can call,
+//! translated to the host API ([`trellis_host_api::PluginApi`]), which checks, acts and audits;
+//! plus the WASI context of a store.
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
-use trellis_audit::{AuditEvent, AuditSink};
-use trellis_core::EventBus;
+use trellis_host_api::{ApiError, Call, LogLevel, PluginApi};
 use wasmtime::component::{Resource, ResourceTable};
 use wasmtime_wasi::p2::DynPollable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
-use crate::backlog;
-use crate::caps::Grants;
+use crate::fs::{OpenPaths, ScopedFs, ScopedFsData};
 use crate::limiter::MemoryLimiter;
 use crate::net::CallScope;
-use crate::process;
-use crate::state::{StateError, StateStore};
 use crate::stdio::CapturePipe;
 
 wasmtime::component::bindgen!({
@@ -29,72 +24,36 @@ wasmtime::component::bindgen!({
 pub(crate) use trellis::plugin::types::{Denial, Error as WitError};
 use trellis::plugin::{backlog as wit_backlog, config, environment, events, log, state, types};
 
-/// Most bytes of one log message kept.
-const MAX_LOG_MESSAGE: usize = 64 << 10;
-/// Most bytes of an event payload.
-const MAX_EVENT_PAYLOAD: usize = 1 << 20;
-/// Denials of one call beyond this many are counted but not written to the audit trail, so that
-/// a plugin looping on a denied import cannot fill the disk.
-const MAX_AUDITED_DENIALS_PER_CALL: u32 = 100;
-/// Longest `attempted` text in an audit record.
-const MAX_ATTEMPTED_CHARS: usize = 512;
-
-/// What all stores of one plugin share: identity, grants, and the host services it may use.
+/// What all stores of one plugin share: its host API, and the peak memory seen.
 pub(crate) struct PluginShared {
-    pub name: String,
-    pub grants: Grants,
-    pub config_json: String,
-    pub events: Arc<EventBus>,
-    pub audit: Arc<dyn AuditSink>,
-    pub state: StateStore,
-    pub project_root: PathBuf,
-    pub denials: AtomicU64,
+    pub api: PluginApi,
     pub peak_memory: AtomicU64,
 }
 
 impl PluginShared {
-    /// Records a denial (metrics, audit trail, log) and returns the WIT error for the guest.
-    pub(crate) fn deny(&self, audited: &mut u32, capability: &str, attempted: String) -> WitError {
-        self.denials.fetch_add(1, Ordering::Relaxed);
-        let attempted = truncate_chars(&attempted, MAX_ATTEMPTED_CHARS);
-        *audited += 1;
-        if *audited <= MAX_AUDITED_DENIALS_PER_CALL {
-            tracing::warn!(plugin = %self.name, capability, attempted = %attempted, "capability denied");
-            self.audit.record(
-                AuditEvent::new("capability.denied", "denied")
-                    .plugin(&self.name)
-                    .capability(capability)
-                    .attempted(attempted.clone()),
-            );
-        } else if *audited == MAX_AUDITED_DENIALS_PER_CALL + 1 {
-            tracing::warn!(plugin = %self.name, "more than {MAX_AUDITED_DENIALS_PER_CALL} denials in one call; further ones are counted but not audited");
-        }
-        WitError::Denied(Denial {
-            capability: capability.to_owned(),
-            attempted,
+    pub(crate) fn new(api: PluginApi) -> Arc<PluginShared> {
+        Arc::new(PluginShared {
+            api,
+            peak_memory: AtomicU64::new(0),
         })
     }
-}
 
-fn truncate_chars(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        s.to_owned()
-    } else {
-        let mut t: String = s.chars().take(max).collect();
-        t.push('…');
-        t
+    pub(crate) fn name(&self) -> &str {
+        self.api.name()
     }
 }
 
-fn truncate_bytes(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
+/// The WIT form of a host API error. v0.1.0 has no `timeout` case: a timeout is `failed`.
+pub(crate) fn wit_error(e: ApiError) -> WitError {
+    match e {
+        ApiError::Denied(d) => WitError::Denied(Denial {
+            capability: d.capability.as_str().to_owned(),
+            attempted: d.attempted,
+        }),
+        ApiError::InvalidInput(m) => WitError::InvalidInput(m),
+        ApiError::NotFound(m) => WitError::NotFound(m),
+        ApiError::Timeout(m) | ApiError::Failed(m) => WitError::Failed(m),
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
 }
 
 /// A monotonic clock whose origin the host knows, so that `subscribe-instant` can be clamped.
@@ -122,8 +81,10 @@ pub(crate) struct HostState {
     clock_origin: Instant,
     /// `wasi:http` state; the requests themselves go through `call` (the hooks).
     http: wasmtime_wasi_http::WasiHttpCtx,
-    /// The deadline and denials of the current call.
+    /// The host API's view of the current call (deadline, denials).
     call: CallScope,
+    /// Where each open descriptor points inside the project.
+    open_paths: OpenPaths,
 }
 
 /// Where the project is mounted inside the guest.
@@ -151,42 +112,29 @@ impl HostState {
             .monotonic_clock(Monotonic {
                 origin: clock_origin,
             });
-        for (dir, writable) in shared.grants.filesystem_mounts(&shared.project_root) {
-            let host_dir = dir
-                .split('/')
-                .filter(|p| !p.is_empty())
-                .fold(shared.project_root.clone(), |p, part| p.join(part));
-            if writable {
-                // A plugin granted `reports/**` for writing gets the directory even before it
-                // holds a report.
-                std::fs::create_dir_all(&host_dir)?;
-            } else if !host_dir.is_dir() {
-                continue;
-            }
-            let guest = if dir.is_empty() {
-                GUEST_PROJECT_DIR.to_owned()
-            } else {
-                format!("{GUEST_PROJECT_DIR}/{dir}")
-            };
-            let perms = if writable {
+        let grants = shared.api.grants();
+        if grants.has_filesystem() {
+            // The whole project is visible; `fs::ScopedFs` checks every path against the
+            // grants before wasmtime-wasi touches it.
+            let perms = if grants.has(trellis_host_api::CapabilityKind::FilesystemWrite) {
                 wasmtime_wasi::FsPerms::ReadWrite
             } else {
                 wasmtime_wasi::FsPerms::ReadOnly
             };
+            let root = shared.api.project().path();
             builder
-                .preopened_dir(&host_dir, &guest, perms)
+                .preopened_dir(root, GUEST_PROJECT_DIR, perms)
                 .map_err(|e| {
                     std::io::Error::other(format!(
                         "cannot open {} for the plugin: {e}",
-                        host_dir.display()
+                        root.display()
                     ))
                 })?;
         }
         Ok(HostState {
             call: CallScope {
                 shared: Arc::clone(&shared),
-                deadline: Instant::now(),
-                denials: 0,
+                call: Call::until(Instant::now()),
             },
             http: wasmtime_wasi_http::WasiHttpCtx::new(),
             shared,
@@ -196,25 +144,32 @@ impl HostState {
             stdout,
             stderr,
             clock_origin,
+            open_paths: OpenPaths::default(),
         })
     }
 
-    /// Resets what is counted per call.
     /// A call starting at `now` (the caller's clock reading, which it also times the call by).
     pub(crate) fn begin_call(&mut self, now: Instant, timeout: Duration) {
-        self.call.deadline = now + timeout;
-        self.call.denials = 0;
+        self.call.call = Call::until(now + timeout);
         self.limiter.begin_call();
         self.stdout.clear();
         self.stderr.clear();
     }
 
-    fn deny(&mut self, capability: &str, attempted: String) -> WitError {
-        self.call.deny(capability, attempted)
-    }
-
     fn remaining(&self) -> Duration {
         self.call.remaining()
+    }
+
+    /// `wasi:filesystem` with the host API's path checks.
+    pub(crate) fn scoped_fs(&mut self) -> ScopedFs<'_> {
+        ScopedFs {
+            inner: wasmtime_wasi::filesystem::WasiFilesystemCtxView {
+                ctx: self.wasi.filesystem(),
+                table: &mut self.table,
+            },
+            paths: &mut self.open_paths,
+            call: &mut self.call,
+        }
     }
 
     /// A pollable that becomes ready after `duration`, but never later than shortly after the
@@ -257,9 +212,9 @@ impl wasmtime_wasi_http::WasiHttpView for HostState {
     }
 }
 
-/// Adds WASI p2, `wasi:http` (outgoing requests, checked against the `network` grant by
-/// [`CallScope`]) and the trellis imports to `linker`, and replaces the monotonic clock's
-/// sleeps with ones bounded by the call deadline.
+/// Adds WASI p2 (its filesystem behind the host API's path checks), `wasi:http` (outgoing
+/// requests, checked against the `network` grant by [`CallScope`]) and the trellis imports to
+/// `linker`, and replaces the monotonic clock's sleeps with ones bounded by the call deadline.
 pub(crate) fn add_to_linker(
     linker: &mut wasmtime::component::Linker<HostState>,
 ) -> wasmtime::Result<()> {
@@ -267,6 +222,14 @@ pub(crate) fn add_to_linker(
     wasmtime_wasi_http::p2::add_only_http_to_linker_sync(linker)?;
     Plugin::add_to_linker::<_, wasmtime::component::HasSelf<_>>(linker, |s| s)?;
     linker.allow_shadowing(true);
+    wasmtime_wasi::p2::bindings::sync::filesystem::types::add_to_linker::<HostState, ScopedFsData>(
+        linker,
+        HostState::scoped_fs,
+    )?;
+    wasmtime_wasi::p2::bindings::filesystem::preopens::add_to_linker::<HostState, ScopedFsData>(
+        linker,
+        HostState::scoped_fs,
+    )?;
     let mut clock = linker.instance("wasi:clocks/monotonic-clock@0.2.12")?;
     clock.func_wrap(
         "subscribe-duration",
@@ -293,126 +256,53 @@ impl types::Host for HostState {}
 
 impl log::Host for HostState {
     fn write(&mut self, level: log::Level, message: String) {
-        let plugin = &self.shared.name;
-        let message = truncate_bytes(&message, MAX_LOG_MESSAGE);
-        match level {
-            log::Level::Trace => tracing::trace!(plugin = %plugin, "{message}"),
-            log::Level::Debug => tracing::debug!(plugin = %plugin, "{message}"),
-            log::Level::Info => tracing::info!(plugin = %plugin, "{message}"),
-            log::Level::Warn => tracing::warn!(plugin = %plugin, "{message}"),
-            log::Level::Error => tracing::error!(plugin = %plugin, "{message}"),
-        }
+        let level = match level {
+            log::Level::Trace => LogLevel::Trace,
+            log::Level::Debug => LogLevel::Debug,
+            log::Level::Info => LogLevel::Info,
+            log::Level::Warn => LogLevel::Warn,
+            log::Level::Error => LogLevel::Error,
+        };
+        self.shared.api.log(level, &message);
     }
 }
 
 impl config::Host for HostState {
     fn get(&mut self) -> String {
-        self.shared.config_json.clone()
+        self.shared.api.config().to_owned()
     }
 }
 
 impl events::Host for HostState {
     fn emit(&mut self, topic: String, payload: String) -> Result<(), WitError> {
-        if !self.shared.grants.has("events.emit") {
-            return Err(self.deny(
-                "events.emit",
-                format!("emit event `{}`", truncate_chars(&topic, 128)),
-            ));
-        }
-        trellis_core::events::validate_topic(&topic)
-            .map_err(|e| WitError::InvalidInput(e.to_string()))?;
-        if payload.len() > MAX_EVENT_PAYLOAD {
-            return Err(WitError::InvalidInput(format!(
-                "the payload of {} bytes is larger than the limit of {MAX_EVENT_PAYLOAD} bytes",
-                payload.len()
-            )));
-        }
-        let payload: Value = serde_json::from_str(&payload)
-            .map_err(|e| WitError::InvalidInput(format!("the payload is not JSON: {e}")))?;
-        self.shared
-            .events
-            .emit_from(&self.shared.name, &topic, payload)
-            .map_err(|e| WitError::Failed(e.to_string()))?;
-        Ok(())
-    }
-}
-
-fn state_error(e: StateError) -> WitError {
-    match e {
-        StateError::InvalidInput(m) => WitError::InvalidInput(m),
-        StateError::Failed(m) => WitError::Failed(m),
+        let (api, call) = self.call.parts();
+        api.emit(call, &topic, &payload).map_err(wit_error)
     }
 }
 
 impl state::Host for HostState {
     fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, WitError> {
-        if !self.shared.grants.has("state") {
-            return Err(self.deny(
-                "state",
-                format!("read state key `{}`", truncate_chars(&key, 128)),
-            ));
-        }
-        self.shared.state.get(&key).map_err(state_error)
+        let (api, call) = self.call.parts();
+        api.state_get(call, &key).map_err(wit_error)
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), WitError> {
-        if !self.shared.grants.has("state") {
-            return Err(self.deny(
-                "state",
-                format!("write state key `{}`", truncate_chars(&key, 128)),
-            ));
-        }
-        let bytes = value.len();
-        self.shared.state.set(&key, value).map_err(state_error)?;
-        self.shared.audit.record(
-            AuditEvent::new("state.set", "ok")
-                .plugin(&self.shared.name)
-                .capability("state")
-                .attempted(format!("write state key `{}`", truncate_chars(&key, 128)))
-                .detail("bytes", bytes),
-        );
-        Ok(())
+        let (api, call) = self.call.parts();
+        api.state_set(call, &key, value).map_err(wit_error)
     }
 
     fn delete(&mut self, key: String) -> Result<(), WitError> {
-        if !self.shared.grants.has("state") {
-            return Err(self.deny(
-                "state",
-                format!("delete state key `{}`", truncate_chars(&key, 128)),
-            ));
-        }
-        self.shared.state.delete(&key).map_err(state_error)?;
-        self.shared.audit.record(
-            AuditEvent::new("state.deleted", "ok")
-                .plugin(&self.shared.name)
-                .capability("state")
-                .attempted(format!("delete state key `{}`", truncate_chars(&key, 128))),
-        );
-        Ok(())
+        let (api, call) = self.call.parts();
+        api.state_delete(call, &key).map_err(wit_error)
     }
 
     fn keys(&mut self, prefix: String) -> Result<Vec<String>, WitError> {
-        if !self.shared.grants.has("state") {
-            return Err(self.deny(
-                "state",
-                format!(
-                    "list state keys starting with `{}`",
-                    truncate_chars(&prefix, 128)
-                ),
-            ));
-        }
-        self.shared.state.keys(&prefix).map_err(state_error)
+        let (api, call) = self.call.parts();
+        api.state_keys(call, &prefix).map_err(wit_error)
     }
 }
 
-fn backlog_error(e: backlog::BacklogError) -> WitError {
-    match e {
-        backlog::BacklogError::InvalidInput(m) => WitError::InvalidInput(m),
-        backlog::BacklogError::Failed(m) => WitError::Failed(m),
-    }
-}
-
-fn wit_task(t: backlog::TaskInfo) -> wit_backlog::Task {
+fn wit_task(t: trellis_host_api::Task) -> wit_backlog::Task {
     wit_backlog::Task {
         id: t.id,
         title: t.title,
@@ -424,78 +314,32 @@ fn wit_task(t: backlog::TaskInfo) -> wit_backlog::Task {
 
 impl wit_backlog::Host for HostState {
     fn create_task(&mut self, task: wit_backlog::NewTask) -> Result<wit_backlog::Task, WitError> {
-        if !self.shared.grants.has("backlog.write") {
-            return Err(self.deny(
-                "backlog.write",
-                format!("create backlog task `{}`", truncate_chars(&task.title, 128)),
-            ));
-        }
-        let shared = Arc::clone(&self.shared);
-        let created = backlog::create_task(
-            &shared.project_root,
-            &shared.name,
-            &backlog::NewTaskInfo {
+        let (api, call) = self.call.parts();
+        api.backlog_create(
+            call,
+            trellis_host_api::NewTask {
                 title: task.title,
                 status: task.status,
                 labels: task.labels,
                 description: task.description,
             },
         )
-        .map_err(backlog_error)?;
-        let file = created
-            .path
-            .strip_prefix(&shared.project_root)
-            .unwrap_or(&created.path)
-            .to_string_lossy()
-            .into_owned();
-        tracing::info!(plugin = %shared.name, id = %created.task.id, file = %file, "backlog task created");
-        shared.audit.record(
-            AuditEvent::new("backlog.task.created", "created")
-                .plugin(&shared.name)
-                .capability("backlog.write")
-                .attempted(format!(
-                    "create task {} `{}` in {file}",
-                    created.task.id,
-                    truncate_chars(&created.task.title, 128)
-                ))
-                .detail("task", created.task.id.clone())
-                .detail("file", file.clone()),
-        );
-        let payload = json!({
-            "id": created.task.id,
-            "title": created.task.title,
-            "status": created.task.status,
-            "labels": created.task.labels,
-            "file": file,
-            "plugin": shared.name,
-        });
-        if let Err(e) = shared
-            .events
-            .emit_from(&shared.name, "backlog.task.created", payload)
-        {
-            tracing::warn!(plugin = %shared.name, error = %e, "cannot emit backlog.task.created");
-        }
-        Ok(wit_task(created.task))
+        .map(wit_task)
+        .map_err(wit_error)
     }
 
     fn list_tasks(&mut self, label: Option<String>) -> Result<Vec<wit_backlog::Task>, WitError> {
-        if !self.shared.grants.has("backlog.read") {
-            return Err(self.deny("backlog.read", "list backlog tasks".to_owned()));
-        }
-        backlog::list_tasks(&self.shared.project_root, label.as_deref())
+        let (api, call) = self.call.parts();
+        api.backlog_list(call, label.as_deref())
             .map(|tasks| tasks.into_iter().map(wit_task).collect())
-            .map_err(backlog_error)
+            .map_err(wit_error)
     }
 }
 
 impl environment::Host for HostState {
     fn get(&mut self, name: String) -> Result<Option<String>, WitError> {
-        let attempted = || format!("read environment variable {}", truncate_chars(&name, 128));
-        if !self.shared.grants.has("environment") || !self.shared.grants.allows_variable(&name) {
-            let a = attempted();
-            return Err(self.deny("environment", a));
-        }
-        Ok(std::env::var(&name).ok())
+        let (api, call) = self.call.parts();
+        api.env_get(call, &name).map_err(wit_error)
     }
 }
 
@@ -505,24 +349,8 @@ impl trellis::plugin::process::Host for HostState {
         program: String,
         args: Vec<String>,
     ) -> Result<trellis::plugin::process::Output, WitError> {
-        let command_line = format!("{program} {}", args.join(" "));
-        if !self.shared.grants.has("subprocess")
-            || !self.shared.grants.allows_command(&command_line)
-        {
-            return Err(self.deny(
-                "subprocess",
-                format!("run `{}`", truncate_chars(command_line.trim_end(), 256)),
-            ));
-        }
-        let remaining = self.remaining();
-        tracing::debug!(plugin = %self.shared.name, command = %command_line.trim_end(), "running a command for the plugin");
-        let out = process::run(&program, &args, &self.shared.project_root, remaining).map_err(
-            |e| match e {
-                process::RunError::InvalidInput(m) => WitError::InvalidInput(m),
-                process::RunError::NotFound(m) => WitError::NotFound(m),
-                process::RunError::Failed(m) => WitError::Failed(m),
-            },
-        )?;
+        let (api, call) = self.call.parts();
+        let out = api.exec(call, &program, &args).map_err(wit_error)?;
         Ok(trellis::plugin::process::Output {
             status: out.status,
             stdout: out.stdout,
@@ -534,7 +362,10 @@ impl trellis::plugin::process::Host for HostState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
     use trellis_audit::MemoryAudit;
+    use trellis_core::EventBus;
+    use trellis_host_api::{ApiSpec, Grants, MAX_AUDITED_DENIALS_PER_CALL};
     use trellis_manifest::CapabilityRequest;
 
     struct Fixture {
@@ -546,7 +377,7 @@ mod tests {
 
     fn fixture() -> Fixture {
         let tmp = tempfile::tempdir().unwrap();
-        let root = tmp.path().to_owned();
+        let root = std::fs::canonicalize(tmp.path()).unwrap();
         Fixture {
             _tmp: tmp,
             root,
@@ -556,18 +387,16 @@ mod tests {
     }
 
     fn host(f: &Fixture, name: &str, grants: Vec<CapabilityRequest>) -> HostState {
-        let shared = Arc::new(PluginShared {
+        let api = PluginApi::new(ApiSpec {
             name: name.to_owned(),
-            grants: Grants::new(grants),
-            config_json: r#"{"a":1}"#.to_owned(),
+            grants: Grants::from_requests(&grants),
+            config: serde_json::json!({"a": 1}),
             events: Arc::clone(&f.events),
             audit: f.audit.clone(),
-            state: StateStore::new(&f.root.join(".trellis/state"), name),
+            state_dir: f.root.join(".trellis/state"),
             project_root: f.root.clone(),
-            denials: AtomicU64::new(0),
-            peak_memory: AtomicU64::new(0),
         });
-        let mut h = HostState::new(shared, MemoryLimiter::new(1 << 20)).unwrap();
+        let mut h = HostState::new(PluginShared::new(api), MemoryLimiter::new(1 << 20)).unwrap();
         h.begin_call(Instant::now(), Duration::from_secs(5));
         h
     }
@@ -622,7 +451,7 @@ mod tests {
             ),
             "run `git push`"
         );
-        assert_eq!(h.shared.denials.load(Ordering::Relaxed), 9);
+        assert_eq!(h.shared.api.denials(), 9);
         let records = f.audit.records();
         assert_eq!(records.len(), 9);
         assert!(records.iter().all(|r| r.event.action == "capability.denied"
@@ -647,7 +476,7 @@ mod tests {
             MAX_AUDITED_DENIALS_PER_CALL as usize
         );
         assert_eq!(
-            h.shared.denials.load(Ordering::Relaxed),
+            h.shared.api.denials(),
             u64::from(MAX_AUDITED_DENIALS_PER_CALL) + 50
         );
         h.begin_call(Instant::now(), Duration::from_secs(1));
@@ -667,7 +496,7 @@ mod tests {
         let e = rx.try_recv().unwrap();
         assert_eq!(e.topic, "plugin.scan.completed");
         assert_eq!(e.source, "emitter");
-        assert_eq!(e.payload, json!({"n": 2}));
+        assert_eq!(e.payload, serde_json::json!({"n": 2}));
         assert!(matches!(
             events::Host::emit(&mut h, "NoDots".into(), "{}".into()),
             Err(WitError::InvalidInput(m)) if m.contains("invalid event topic")
@@ -751,10 +580,6 @@ mod tests {
         assert_eq!(event.capability.as_deref(), Some("backlog.write"));
         assert_eq!(event.outcome, "created");
         assert_eq!(event.details["task"], "task-5");
-        assert_eq!(
-            event.details["file"],
-            "backlog/tasks/task-5 - Secret-in-appconfig.py.md"
-        );
 
         let listed = wit_backlog::Host::list_tasks(&mut h, Some("security".into())).unwrap();
         assert_eq!(listed.len(), 1);
@@ -770,7 +595,7 @@ mod tests {
     fn process_runs_only_matching_commands() {
         let f = fixture();
         let mut sub = CapabilityRequest::named("subprocess");
-        sub.commands = vec!["echo *".into()];
+        sub.commands = vec!["echo **".into()];
         let mut h = host(&f, "runner", vec![sub]);
         let out = trellis::plugin::process::Host::run(
             &mut h,
@@ -789,7 +614,7 @@ mod tests {
                 ),
                 "subprocess"
             ),
-            "run `sh -c echo x`"
+            "run `sh -c 'echo x'`"
         );
         // The deadline bounds a command.
         let mut sleeper = CapabilityRequest::named("subprocess");
@@ -804,33 +629,38 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(3));
     }
 
-    /// Drives wasmtime-wasi's filesystem host functions the way a guest would, with this
-    /// crate's WASI configuration: the preopen follows the grants, and neither `..` nor
-    /// symlinks lead outside the project.
+    /// Drives the filesystem host functions the way a guest would, through the path checks:
+    /// only granted paths, never `.trellis/`, no escape through `..` or symlinks.
     #[cfg(unix)]
     #[test]
-    fn filesystem_access_follows_grants_and_stays_inside_the_project() {
-        use wasmtime_wasi::filesystem::WasiFilesystemView;
+    fn filesystem_access_follows_grants_at_file_granularity() {
         use wasmtime_wasi::p2::bindings::filesystem::preopens::Host as _;
         use wasmtime_wasi::p2::bindings::sync::filesystem::types::{
-            DescriptorFlags, HostDescriptor, OpenFlags, PathFlags,
+            DescriptorFlags, HostDescriptor, HostDirectoryEntryStream, OpenFlags, PathFlags,
         };
 
         let f = fixture();
         let outside = tempfile::tempdir().unwrap();
         std::fs::write(outside.path().join("secret.txt"), "outside secret").unwrap();
-        std::fs::write(f.root.join("inside.txt"), "inside").unwrap();
+        std::fs::write(f.root.join("README.md"), "readme").unwrap();
+        std::fs::write(f.root.join(".env"), "TOKEN=1").unwrap();
+        std::fs::create_dir_all(f.root.join("src/a")).unwrap();
+        std::fs::write(f.root.join("src/a/lib.rs"), "lib").unwrap();
+        std::fs::create_dir_all(f.root.join(".trellis/plugins/other")).unwrap();
+        std::fs::write(f.root.join(".trellis/state.json"), "{}").unwrap();
         std::os::unix::fs::symlink(outside.path().join("secret.txt"), f.root.join("link")).unwrap();
-        std::os::unix::fs::symlink("..", f.root.join("up")).unwrap();
+        std::os::unix::fs::symlink(".trellis/state.json", f.root.join("grants-link")).unwrap();
+        std::os::unix::fs::symlink(".env", f.root.join("README-link.md")).unwrap();
+        std::fs::hard_link(f.root.join(".trellis/state.json"), f.root.join("hard.json")).unwrap();
 
         type Fd = Resource<wasmtime_wasi::filesystem::Descriptor>;
         fn borrow(fd: &Fd) -> Fd {
             Resource::new_borrow(fd.rep())
         }
         fn read_file(h: &mut HostState, dir: &Fd, path: &str) -> Result<String, String> {
-            let mut view = h.filesystem();
+            let mut fs = h.scoped_fs();
             let file = HostDescriptor::open_at(
-                &mut view,
+                &mut fs,
                 borrow(dir),
                 PathFlags::SYMLINK_FOLLOW,
                 path.to_owned(),
@@ -838,14 +668,14 @@ mod tests {
                 DescriptorFlags::READ,
             )
             .map_err(|e| format!("{e:?}"))?;
-            let (bytes, _) = HostDescriptor::read(&mut view, borrow(&file), 1024, 0)
+            let (bytes, _) = HostDescriptor::read(&mut fs, borrow(&file), 1024, 0)
                 .map_err(|e| format!("{e:?}"))?;
             Ok(String::from_utf8_lossy(&bytes).into_owned())
         }
         fn create_file(h: &mut HostState, dir: &Fd, path: &str) -> Result<(), String> {
-            let mut view = h.filesystem();
+            let mut fs = h.scoped_fs();
             let file = HostDescriptor::open_at(
-                &mut view,
+                &mut fs,
                 borrow(dir),
                 PathFlags::empty(),
                 path.to_owned(),
@@ -853,18 +683,47 @@ mod tests {
                 DescriptorFlags::READ | DescriptorFlags::WRITE,
             )
             .map_err(|e| format!("{e:?}"))?;
-            HostDescriptor::write(&mut view, borrow(&file), b"written".to_vec(), 0)
+            HostDescriptor::write(&mut fs, borrow(&file), b"written".to_vec(), 0)
                 .map_err(|e| format!("{e:?}"))?;
             Ok(())
         }
+        fn list(h: &mut HostState, dir: &Fd) -> Vec<String> {
+            let mut fs = h.scoped_fs();
+            let stream = HostDescriptor::read_directory(&mut fs, borrow(dir)).unwrap();
+            let mut names = Vec::new();
+            while let Some(e) = HostDirectoryEntryStream::read_directory_entry(
+                &mut fs,
+                Resource::new_borrow(stream.rep()),
+            )
+            .unwrap()
+            {
+                names.push(e.name);
+            }
+            names.sort();
+            names
+        }
         fn project_dir(h: &mut HostState) -> Option<Fd> {
-            let mut dirs = h.filesystem().get_directories().unwrap();
+            let mut dirs = h.scoped_fs().get_directories().unwrap();
             assert!(dirs.len() <= 1);
             dirs.pop().map(|(fd, name)| {
                 assert_eq!(name, GUEST_PROJECT_DIR);
                 fd
             })
         }
+        let denied_records = |f: &Fixture| {
+            f.audit
+                .records()
+                .into_iter()
+                .filter(|r| r.event.action == "capability.denied")
+                .map(|r| {
+                    format!(
+                        "{} {}",
+                        r.event.capability.unwrap_or_default(),
+                        r.event.attempted.unwrap_or_default()
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
 
         let mut none = host(&f, "a", vec![]);
         assert!(
@@ -872,61 +731,132 @@ mod tests {
             "no filesystem grant, no preopen"
         );
 
-        let mut ro = host(&f, "b", vec![CapabilityRequest::named("filesystem.read")]);
-        let dir = project_dir(&mut ro).expect("preopen");
-        assert_eq!(read_file(&mut ro, &dir, "inside.txt").unwrap(), "inside");
-        assert!(read_file(&mut ro, &dir, "../secret.txt").is_err());
-        let through_link = read_file(&mut ro, &dir, "link");
+        // A file-only read grant: that file, nothing beside it.
+        let mut readme = CapabilityRequest::named("filesystem.read");
+        readme.paths = vec!["README.md".into()];
+        let mut h = host(&f, "b", vec![readme]);
+        let dir = project_dir(&mut h).expect("preopen");
+        assert_eq!(read_file(&mut h, &dir, "README.md").unwrap(), "readme");
+        assert!(read_file(&mut h, &dir, ".env").is_err());
+        assert!(read_file(&mut h, &dir, "src/a/lib.rs").is_err());
         assert!(
-            through_link.is_err(),
-            "read through a symlink to outside: {through_link:?}"
+            read_file(&mut h, &dir, "README-link.md").is_err(),
+            "a link to .env"
         );
-        assert!(read_file(&mut ro, &dir, "up/project/inside.txt").is_err());
-        assert!(read_file(&mut ro, &dir, "/etc/passwd").is_err());
+        assert_eq!(
+            list(&mut h, &dir),
+            ["README.md"],
+            "listings show only what is granted"
+        );
+        assert!(create_file(&mut h, &dir, "README.md").is_err(), "read-only");
+        let records = denied_records(&f);
         assert!(
-            create_file(&mut ro, &dir, "new.txt").is_err(),
-            "read-only grant cannot write"
+            records.contains(&"filesystem.read read .env".to_owned()),
+            "{records:?}"
         );
-        assert!(!f.root.join("new.txt").exists());
+        assert!(
+            records
+                .iter()
+                .any(|r| r.starts_with("filesystem.read read README-link.md (a link to .env)")),
+            "{records:?}"
+        );
+        assert!(
+            records.contains(&"filesystem.write write README.md".to_owned()),
+            "{records:?}"
+        );
 
-        // A scoped grant opens only the directories of its patterns.
-        std::fs::create_dir_all(f.root.join("docs/api")).unwrap();
-        std::fs::write(f.root.join("docs/api/a.md"), "api").unwrap();
-        let mut scoped_read = CapabilityRequest::named("filesystem.read");
-        scoped_read.paths = vec!["docs/**".into(), "docs/api/*.md".into()];
-        let mut scoped_write = CapabilityRequest::named("filesystem.write");
-        scoped_write.paths = vec!["reports/**".into()];
-        let mut scoped = host(&f, "s", vec![scoped_read, scoped_write]);
-        let mut dirs = scoped.filesystem().get_directories().unwrap();
-        let names: Vec<String> = dirs.iter().map(|(_, n)| n.clone()).collect();
-        assert_eq!(names, ["/project/reports", "/project/docs"]);
-        assert!(
-            f.root.join("reports").is_dir(),
-            "a write scope's directory is created"
-        );
-        let (docs, _) = dirs.pop().unwrap();
-        let (reports, _) = dirs.pop().unwrap();
-        assert_eq!(read_file(&mut scoped, &docs, "api/a.md").unwrap(), "api");
-        assert!(read_file(&mut scoped, &docs, "../inside.txt").is_err());
-        assert!(
-            create_file(&mut scoped, &docs, "x.md").is_err(),
-            "docs is read-only"
-        );
-        create_file(&mut scoped, &reports, "r.txt").unwrap();
-        assert!(read_file(&mut scoped, &reports, "../inside.txt").is_err());
-
-        let mut rw = host(&f, "c", vec![CapabilityRequest::named("filesystem.write")]);
-        let dir = project_dir(&mut rw).expect("preopen");
-        create_file(&mut rw, &dir, "new.txt").unwrap();
+        // A whole-project write grant: never .trellis/, in any spelling, by any link.
+        let mut h = host(&f, "c", vec![CapabilityRequest::named("filesystem.write")]);
+        let dir = project_dir(&mut h).expect("preopen");
+        create_file(&mut h, &dir, "new.txt").unwrap();
         assert_eq!(
             std::fs::read_to_string(f.root.join("new.txt")).unwrap(),
             "written"
         );
-        assert!(create_file(&mut rw, &dir, "../escaped.txt").is_err());
+        for path in [
+            ".trellis/state.json",
+            ".trellis/evil.txt",
+            ".TRELLIS/evil.txt",
+            "src/../.trellis/evil.txt",
+            "./.trellis/plugins/other/plugin.yaml",
+            "grants-link",
+            "hard.json",
+            "../escaped.txt",
+            ".git/config",
+        ] {
+            assert!(create_file(&mut h, &dir, path).is_err(), "{path}");
+        }
+        assert_eq!(
+            std::fs::read_to_string(f.root.join(".trellis/state.json")).unwrap(),
+            "{}"
+        );
+        assert!(!f.root.join(".trellis/evil.txt").exists());
         assert!(!f.root.parent().unwrap().join("escaped.txt").exists());
+        for path in [
+            ".trellis/state.json",
+            "grants-link",
+            "hard.json",
+            "link",
+            "../secret.txt",
+        ] {
+            assert!(read_file(&mut h, &dir, path).is_err(), "{path}");
+        }
+        assert!(!list(&mut h, &dir).contains(&".trellis".to_owned()));
         assert_eq!(
             std::fs::read_to_string(outside.path().join("secret.txt")).unwrap(),
             "outside secret"
+        );
+        // Links cannot be made.
+        {
+            let mut fs = h.scoped_fs();
+            assert!(
+                HostDescriptor::symlink_at(&mut fs, borrow(&dir), ".trellis".into(), "t".into())
+                    .is_err()
+            );
+            assert!(
+                HostDescriptor::link_at(
+                    &mut fs,
+                    borrow(&dir),
+                    PathFlags::empty(),
+                    ".trellis/state.json".into(),
+                    borrow(&dir),
+                    "t2".into()
+                )
+                .is_err()
+            );
+            assert!(
+                HostDescriptor::rename_at(
+                    &mut fs,
+                    borrow(&dir),
+                    "new.txt".into(),
+                    borrow(&dir),
+                    ".trellis/new.txt".into()
+                )
+                .is_err()
+            );
+            assert!(
+                HostDescriptor::unlink_file_at(&mut fs, borrow(&dir), ".trellis/state.json".into())
+                    .is_err()
+            );
+        }
+        assert!(!f.root.join("t").exists());
+        assert!(f.root.join(".trellis/state.json").exists());
+
+        // A scoped write: the granted file and a tree, with directories on the way creatable.
+        let mut changelog = CapabilityRequest::named("filesystem.write");
+        changelog.paths = vec!["CHANGELOG.md".into(), "reports/**".into()];
+        let mut h = host(&f, "d", vec![changelog]);
+        let dir = project_dir(&mut h).expect("preopen");
+        create_file(&mut h, &dir, "CHANGELOG.md").unwrap();
+        assert!(create_file(&mut h, &dir, "src/evil.txt").is_err());
+        assert!(create_file(&mut h, &dir, ".trellis/evil.txt").is_err());
+        assert!(!f.root.join("src/evil.txt").exists());
+        HostDescriptor::create_directory_at(&mut h.scoped_fs(), borrow(&dir), "reports".into())
+            .unwrap();
+        create_file(&mut h, &dir, "reports/r.txt").unwrap();
+        assert!(
+            HostDescriptor::create_directory_at(&mut h.scoped_fs(), borrow(&dir), "src/b".into())
+                .is_err()
         );
     }
 }

@@ -4,19 +4,22 @@
 //! (`wit/v0.1.0/plugin.wit`). This crate compiles it (once: compiled components are cached),
 //! checks that it speaks a supported plugin API version, and runs its exports in a sandbox:
 //!
-//! - **Capabilities.** Every host import (`events`, `state`, `backlog`, `environment`,
-//!   `process`) is checked on every call against the plugin's grants. A call without the
-//!   capability returns the WIT `error.denied` to the guest, is written to the audit trail
-//!   ([`AuditSink`]) as `capability.denied` and counted in [`PluginMetrics::denials`].
-//! - **WASI** (p2, via `wasmtime-wasi`): no environment variables, no arguments, no network
-//!   (sockets and name lookup denied), empty stdin, stdout/stderr captured (bounded) and sent
-//!   to `tracing`. The project directory is preopened at `/project` only with
-//!   `filesystem.read` (read-only) or `filesystem.write` (read-write); escapes through `..`
-//!   or symlinks are refused by wasmtime-wasi's capability-based filesystem.
-//! - **Outgoing HTTP** (`wasi:http` 0.2, via `wasmtime-wasi-http`): every request is checked
-//!   against the hosts of the `network` grant (see `docs/wasm.md` for the patterns); a denied
-//!   one opens no connection, returns `error-code.HTTP-request-denied` to the guest and is
-//!   audited and counted like any denial. A request ends at the call's deadline, and a
+//! - **Capabilities.** This crate decides nothing about them: every host import (`log`,
+//!   `config`, `events`, `state`, `backlog`, `environment`, `process`), every WASI filesystem
+//!   call and every outgoing HTTP request is translated into a call of the plugin's
+//!   [`trellis_host_api::PluginApi`], which checks the grant, acts and audits. A denial is the
+//!   WIT `error.denied` (for WASI, `error-code.access`) in the guest, a `capability.denied`
+//!   record in the audit trail ([`AuditSink`]) and a count in [`PluginMetrics::denials`].
+//! - **WASI** (p2, via `wasmtime-wasi`): no environment variables, no arguments, no sockets
+//!   or name lookup, empty stdin, stdout/stderr captured (bounded) and sent to `tracing`. With
+//!   a filesystem grant the project directory is preopened at `/project`, and each path a
+//!   guest names is checked at file granularity against the grant's `paths`, after `..` and
+//!   symbolic links are resolved (`fs.rs`): `.trellis/` is never reachable.
+//! - **Outgoing HTTP** (`wasi:http` 0.2, via `wasmtime-wasi-http`): the host API checks the
+//!   host and port against the `network` grant, then the addresses the name resolves to (a
+//!   granted name that leads to a private or loopback address is refused), and the connection
+//!   is made to those checked addresses (`net.rs`). A denied request opens no connection and
+//!   returns `error-code.HTTP-request-denied`. A request ends at the call's deadline, and a
 //!   response body is capped at [`MAX_RESPONSE_BODY_BYTES`].
 //! - **Limits** ([`EffectiveLimits`]): linear memory per store, wall time per call (epoch
 //!   interruption, a 10 ms tick: a runaway call stops within one tick of its timeout), an
@@ -64,24 +67,20 @@
 //! gets back a [`WasmPlugin`] to call directly or to register with a
 //! [`trellis_core::PluginManager`] through [`WasmPlugin::registration`].
 
-pub mod backlog;
 mod cache;
-mod caps;
 mod error;
+mod fs;
 mod host;
 mod limiter;
 mod limits;
 mod metrics;
 mod net;
 mod plugin;
-pub mod process;
 mod runtime;
 mod source_index;
-pub mod state;
 mod stdio;
 
 pub use cache::{CacheStatus, cache_key, cache_path, engine_hash};
-pub use caps::glob_match;
 pub use error::{GuestErrorKind, Limit, WasmError};
 pub use host::GUEST_PROJECT_DIR;
 pub use limits::{

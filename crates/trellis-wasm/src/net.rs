@@ -2,19 +2,29 @@
 //! plugin's `network` grant, bounded by the call's deadline, with a capped response body.
 //!
 //! wasmtime-wasi-http implements the interfaces; this module is its `send_request` hook. The
-//! check happens when the guest hands the request over (`outgoing-handler.handle`); a denied
-//! request never opens a connection, and the guest sees `error-code.HTTP-request-denied`
-//! when it reads the response future.
+//! host API decides: first the name and port ([`PluginApi::authorize_request`]), before
+//! anything is resolved; then the addresses the name resolves to
+//! ([`PluginApi::authorize_addresses`]: a granted name that leads to a loopback, link-local or
+//! private address is refused unless the grant names that address). The connection is then
+//! made to the addresses that were checked, never to a second lookup of the name, so a DNS
+//! answer that changes in between (rebinding) cannot redirect it. TLS verifies the name against
+//! the web PKI roots.
+//!
+//! A denied request never opens a connection, and the guest sees
+//! `error-code.HTTP-request-denied` when it reads the response future. Redirects are not
+//! followed by the host: a guest that follows one makes a new request, checked like the first.
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
+use trellis_host_api::{Call, PluginApi, RequestTarget};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::host::PluginShared;
@@ -23,38 +33,27 @@ use crate::host::PluginShared;
 /// `error-code.HTTP-response-body-size`.
 pub const MAX_RESPONSE_BODY_BYTES: u64 = 16 << 20;
 
-/// Per-call state of a store that host imports consult: the deadline and the denials of this
-/// call. Also the `wasi:http` hooks, which is why it lives apart from `HostState`.
+/// Per-call state of a store that host imports consult: the plugin's host API and the current
+/// call (deadline, denials). Also the `wasi:http` hooks, which is why it lives apart from
+/// `HostState`.
 pub(crate) struct CallScope {
     pub(crate) shared: Arc<PluginShared>,
-    /// When the current call must end; host imports that block (process, sleeps, HTTP) stop
-    /// then.
-    pub(crate) deadline: Instant,
-    /// Denials audited during the current call.
-    pub(crate) denials: u32,
+    pub(crate) call: Call,
 }
 
 impl CallScope {
     pub(crate) fn remaining(&self) -> Duration {
-        self.deadline.saturating_duration_since(Instant::now())
+        self.call.remaining()
     }
 
-    /// Records a denial (metrics, audit trail, log) and returns the WIT error for the guest.
-    pub(crate) fn deny(&mut self, capability: &str, attempted: String) -> crate::host::WitError {
-        self.shared.deny(&mut self.denials, capability, attempted)
+    /// The host API and the call, to pass a call's state to a service.
+    pub(crate) fn parts(&mut self) -> (&PluginApi, &mut Call) {
+        (&self.shared.api, &mut self.call)
     }
-}
 
-/// What a request is, in the words of the audit trail: `GET http://host:port/path` (the query
-/// and any user info are left out: they may hold secrets).
-fn describe(request: &http::Request<WasiBody>, default_port: u16) -> String {
-    let uri = request.uri();
-    let scheme = uri.scheme_str().unwrap_or("https");
-    let host = uri.host().unwrap_or("");
-    let port = uri.port_u16().unwrap_or(default_port);
-    let path = uri.path();
-    let path = if path.is_empty() { "/" } else { path };
-    format!("{} {scheme}://{host}:{port}{path}", request.method())
+    pub(crate) fn parts_ref(&self) -> (&PluginApi, &Call) {
+        (&self.shared.api, &self.call)
+    }
 }
 
 type SendResult = Result<
@@ -65,6 +64,10 @@ type SendResult = Result<
     HttpError,
 >;
 
+fn denied() -> Box<dyn Future<Output = SendResult> + Send> {
+    Box::new(async { Err(HttpError::HttpRequestDenied) })
+}
+
 impl WasiHttpHooks for CallScope {
     fn send_request(
         &mut self,
@@ -73,33 +76,35 @@ impl WasiHttpHooks for CallScope {
         fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> Box<dyn Future<Output = SendResult> + Send> {
         drop(fut);
-        let uri = request.uri();
-        let default_port = match uri.scheme_str() {
-            Some("http") => 80,
-            _ => 443,
+        let uri = request.uri().clone();
+        let use_tls = uri.scheme_str() != Some("http");
+        let default_port = if use_tls { 443 } else { 80 };
+        let scheme = if use_tls { "https" } else { "http" };
+        let method = request.method().to_string();
+        let Some(host) = uri.host().map(str::to_owned) else {
+            return denied();
         };
-        let allowed = match uri.host() {
-            Some(host) => {
-                let port = uri.port_u16().unwrap_or(default_port);
-                self.shared.grants.allows_host(host, port, default_port)
-            }
-            None => false,
+        let port = uri.port_u16().unwrap_or(default_port);
+        let target = RequestTarget {
+            scheme,
+            host: &host,
+            port,
+            default_port,
+            path: uri.path(),
         };
-        if !allowed {
-            let attempted = describe(&request, default_port);
-            self.deny("network", attempted);
-            return Box::new(async { Err(HttpError::HttpRequestDenied) });
+        let (api, call) = self.parts();
+        if api.authorize_request(call, &method, &target).is_err() {
+            return denied();
         }
 
         let remaining = self.remaining();
-        tracing::debug!(plugin = %self.shared.name, request = %describe(&request, default_port), "outgoing HTTP request");
-        let cap = |t: Option<Duration>| Some(t.map_or(remaining, |t| t.min(remaining)));
+        tracing::debug!(plugin = %self.shared.api.name(), request = %format!("{method} {}", target.describe()), "outgoing HTTP request");
+        let cap = |t: Option<Duration>| t.map_or(remaining, |t| t.min(remaining));
         let options = options.unwrap_or_default();
-        let options = RequestOptions {
-            connect_timeout: cap(options.connect_timeout),
-            first_byte_timeout: cap(options.first_byte_timeout),
-            between_bytes_timeout: cap(options.between_bytes_timeout),
-        };
+        let connect_timeout = cap(options.connect_timeout);
+        let first_byte_timeout = cap(options.first_byte_timeout);
+        let shared = Arc::clone(&self.shared);
+        let deadline_std = self.call.deadline();
         Box::new(async move {
             if remaining.is_zero() {
                 return Err(HttpError::ConnectionTimeout);
@@ -107,9 +112,59 @@ impl WasiHttpHooks for CallScope {
             // The whole exchange, body included, ends at the call's deadline: a request never
             // outlives the call that made it.
             let deadline = tokio::time::Instant::now() + remaining;
+            let name = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let addresses: Vec<IpAddr> = match name.parse::<IpAddr>() {
+                Ok(ip) => vec![ip],
+                Err(_) => match tokio::time::timeout_at(
+                    deadline,
+                    tokio::net::lookup_host((name.as_str(), port)),
+                )
+                .await
+                {
+                    Err(_) => return Err(HttpError::DnsTimeout),
+                    Ok(Err(_)) => {
+                        return Err(HttpError::DnsError {
+                            rcode: None,
+                            info_code: None,
+                        });
+                    }
+                    Ok(Ok(found)) => found.map(|a| a.ip()).collect(),
+                },
+            };
+            let target = RequestTarget {
+                scheme,
+                host: &host,
+                port,
+                default_port,
+                path: uri.path(),
+            };
+            // Denials found here are audited against a fresh count: the call's own count
+            // stays with the store, which this future cannot borrow.
+            let mut call = Call::until(deadline_std);
+            let allowed = shared
+                .api
+                .authorize_addresses(&mut call, &method, &target, &addresses)
+                .map_err(|_| HttpError::HttpRequestDenied)?;
+            if allowed.is_empty() {
+                return Err(HttpError::DestinationNotFound);
+            }
+            let sockets: Vec<SocketAddr> = allowed
+                .iter()
+                .map(|ip| SocketAddr::new(*ip, port))
+                .collect();
             let sent = tokio::time::timeout_at(
                 deadline,
-                wasmtime_wasi_http::default_send_request(request, Some(options)),
+                send_to(
+                    request,
+                    &sockets,
+                    &name,
+                    use_tls,
+                    connect_timeout,
+                    first_byte_timeout,
+                ),
             )
             .await;
             let (response, io) = match sent {
@@ -123,7 +178,7 @@ impl WasiHttpHooks for CallScope {
             };
             let response = response.map(|body| {
                 LimitedBody {
-                    inner: body.boxed_unsync(),
+                    inner: body,
                     deadline: Box::pin(tokio::time::sleep_until(deadline)),
                     left: MAX_RESPONSE_BODY_BYTES,
                     failed: false,
@@ -136,6 +191,79 @@ impl WasiHttpHooks for CallScope {
             ))
         })
     }
+}
+
+/// Connects to one of `sockets` (the checked addresses of `name`), speaks TLS for `name` when
+/// asked, and sends `request` over HTTP/1.1.
+async fn send_to(
+    mut request: http::Request<WasiBody>,
+    sockets: &[SocketAddr],
+    name: &str,
+    use_tls: bool,
+    connect_timeout: Duration,
+    first_byte_timeout: Duration,
+) -> Result<
+    (
+        http::Response<WasiBody>,
+        impl Future<Output = Result<(), HttpError>> + Send + use<>,
+    ),
+    HttpError,
+> {
+    use tokio::io::{AsyncRead, AsyncWrite};
+    trait Stream: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static {}
+    impl<T: AsyncRead + AsyncWrite + Send + Sync + Unpin + 'static> Stream for T {}
+
+    let tcp = tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(sockets))
+        .await
+        .map_err(|_| HttpError::ConnectionTimeout)?
+        .map_err(HttpError::Connect)?;
+    let stream: Box<dyn Stream> = if use_tls {
+        let roots = rustls::RootCertStore {
+            roots: webpki_roots::TLS_SERVER_ROOTS.into(),
+        };
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| HttpError::Tls(std::io::Error::other(e)))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let server_name = rustls::pki_types::ServerName::try_from(name.to_owned())
+            .map_err(HttpError::InvalidDnsNameError)?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(server_name, tcp)
+            .await
+            .map_err(HttpError::Tls)?;
+        Box::new(tls)
+    } else {
+        Box::new(tcp)
+    };
+    let (mut sender, connection) = tokio::time::timeout(
+        connect_timeout,
+        hyper::client::conn::http1::Builder::new()
+            .handshake(wasmtime_wasi_http::io::TokioIo::new(stream)),
+    )
+    .await
+    .map_err(|_| HttpError::ConnectionTimeout)??;
+    // The connection is driven on its own task; the request goes to the origin, so the request
+    // line carries the path and query only.
+    let connection = tokio::spawn(connection);
+    *request.uri_mut() = http::Uri::builder()
+        .path_and_query(request.uri().path_and_query().map_or("/", |p| p.as_str()))
+        .build()
+        .map_err(|_| HttpError::HttpRequestUriInvalid)?;
+    let response = tokio::time::timeout(first_byte_timeout, sender.send_request(request))
+        .await
+        .map_err(|_| HttpError::ConnectionReadTimeout)??;
+    let response = response.map(|incoming| incoming.map_err(HttpError::from).boxed_unsync());
+    let io = async move {
+        match connection.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(HttpError::from(e)),
+            Err(_) => Err(HttpError::ConnectionTerminated),
+        }
+    };
+    Ok((response, io))
 }
 
 /// A response body that fails once it has yielded more than [`MAX_RESPONSE_BODY_BYTES`] or

@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -13,14 +13,12 @@ use wasmtime::Store;
 use wasmtime::component::TypedFunc;
 
 use crate::cache::{self, CacheStatus};
-use crate::caps::Grants;
 use crate::error::{GuestErrorKind, Limit, WasmError};
 use crate::host::{HostState, Plugin, PluginPre, PluginShared, WitError};
 use crate::limiter::MemoryLimiter;
 use crate::limits::EffectiveLimits;
 use crate::metrics::{CallStats, PluginMetrics};
 use crate::runtime::SharedRuntime;
-use crate::state::StateStore;
 use crate::stdio;
 
 /// Longest error message taken from a plugin, in bytes.
@@ -95,7 +93,7 @@ impl Reentry {
             if a.contains(&id) {
                 return Err(WasmError::Engine(format!(
                     "plugin `{}`: `{call}` was called while the plugin is already running on this thread (re-entrant call refused)",
-                    plugin.shared.name
+                    plugin.shared.name()
                 )));
             }
             a.push(id);
@@ -158,7 +156,7 @@ impl WasmPlugin {
     }
 
     pub fn name(&self) -> &str {
-        &self.shared.name
+        self.shared.name()
     }
 
     /// The component file this plugin was loaded from.
@@ -264,14 +262,13 @@ impl WasmPlugin {
             "to": to,
             "config": config,
         }))?;
-        let config_json = to_json(config)?;
-        let text = self.invoke_isolated(call, config_json, |store, b| {
+        let text = self.invoke_isolated(call, config, |store, b| {
             b.trellis_plugin_guest()
                 .call_call_hook(store, CONFIG_MIGRATE_HOOK, &args)
         })?;
         let invalid = |message: String| {
             self.fail_after_call(WasmError::Guest {
-                plugin: self.shared.name.clone(),
+                plugin: self.shared.name().to_owned(),
                 call: call.to_string(),
                 kind: GuestErrorKind::InvalidResult,
                 message,
@@ -425,7 +422,7 @@ impl WasmPlugin {
 
     pub fn metrics(&self) -> PluginMetrics {
         self.lock_stats().snapshot(
-            self.shared.denials.load(Ordering::Relaxed),
+            self.shared.api.denials(),
             self.shared.peak_memory.load(Ordering::Relaxed),
         )
     }
@@ -451,7 +448,7 @@ impl WasmPlugin {
     fn parse_output(&self, call: CallName<'_>, text: &str) -> Result<Value, WasmError> {
         serde_json::from_str(text).map_err(|e| {
             self.fail_after_call(WasmError::Guest {
-                plugin: self.shared.name.clone(),
+                plugin: self.shared.name().to_owned(),
                 call: call.to_string(),
                 kind: GuestErrorKind::InvalidResult,
                 message: format!("the result is not JSON: {e}"),
@@ -483,7 +480,7 @@ impl WasmPlugin {
         let took = started.elapsed();
         self.lock_stats().record(took, result.is_err());
         if let Err(e) = &result {
-            tracing::debug!(plugin = %self.shared.name, call = %call, ms = took.as_millis() as u64, error = %e, "plugin call failed");
+            tracing::debug!(plugin = %self.shared.name(), call = %call, ms = took.as_millis() as u64, error = %e, "plugin call failed");
         }
         result
     }
@@ -516,29 +513,27 @@ impl WasmPlugin {
     fn invoke_isolated<R: OutputSize>(
         &self,
         call: CallName<'_>,
-        config_json: String,
+        config: &serde_json::Value,
         f: impl FnOnce(&mut Store<HostState>, &Plugin) -> wasmtime::Result<Result<R, WitError>>,
     ) -> Result<R, WasmError> {
         let _reentry = Reentry::enter(self, call)?;
         let started = Instant::now();
-        let shared = Arc::new(PluginShared {
-            name: self.shared.name.clone(),
-            grants: Grants::new(Vec::new()),
-            config_json,
-            events: Arc::clone(&self.shared.events),
-            audit: Arc::clone(&self.shared.audit),
-            state: StateStore::new(&self.runtime.opts.state_dir, &self.shared.name),
-            project_root: self.shared.project_root.clone(),
-            denials: AtomicU64::new(0),
-            peak_memory: AtomicU64::new(0),
-        });
+        let shared = PluginShared::new(trellis_host_api::PluginApi::new(
+            trellis_host_api::ApiSpec {
+                name: self.shared.name().to_owned(),
+                grants: trellis_host_api::Grants::none(),
+                config: config.clone(),
+                events: Arc::clone(self.shared.api.events()),
+                audit: Arc::clone(&self.runtime.opts.audit),
+                state_dir: self.runtime.opts.state_dir.clone(),
+                project_root: self.runtime.opts.project_root.clone(),
+            },
+        ));
         let result = self
             .bare_instance(Arc::clone(&shared))
             .and_then(|mut instance| self.call_instance(&mut instance, call, Instant::now(), f).0);
         // Denials and memory of the isolated instance count for the plugin all the same.
-        self.shared
-            .denials
-            .fetch_add(shared.denials.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.shared.api.count_denials(shared.api.denials());
         self.shared.peak_memory.fetch_max(
             shared.peak_memory.load(Ordering::Relaxed),
             Ordering::Relaxed,
@@ -546,7 +541,7 @@ impl WasmPlugin {
         let took = started.elapsed();
         self.lock_stats().record(took, result.is_err());
         if let Err(e) = &result {
-            tracing::debug!(plugin = %self.shared.name, call = %call, ms = took.as_millis() as u64, error = %e, "plugin call failed");
+            tracing::debug!(plugin = %self.shared.name(), call = %call, ms = took.as_millis() as u64, error = %e, "plugin call failed");
         }
         result
     }
@@ -596,7 +591,7 @@ impl WasmPlugin {
         self.begin_call(&mut store, Instant::now())?;
         let init = bindings
             .trellis_plugin_guest()
-            .call_init(&mut store, &self.shared.config_json);
+            .call_init(&mut store, &self.shared.api.config().to_owned());
         self.end_call(&mut store, CallName::Init);
         match init {
             Ok(Ok(())) => Ok(Live { store, bindings }),
@@ -609,7 +604,7 @@ impl WasmPlugin {
     /// under the plugin's limits; `init` is not called.
     fn bare_instance(&self, shared: Arc<PluginShared>) -> Result<Live, WasmError> {
         let state = HostState::new(shared, MemoryLimiter::new(self.limits.memory_bytes))
-            .map_err(|e| WasmError::io(&self.shared.project_root, e))?;
+            .map_err(|e| WasmError::io(self.shared.api.project().path(), e))?;
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
@@ -636,7 +631,7 @@ impl WasmPlugin {
     /// Forwards what the guest printed to the log and records the peak memory.
     fn end_call(&self, store: &mut Store<HostState>, call: CallName<'_>) {
         let data = store.data();
-        let plugin = &self.shared.name;
+        let plugin = self.shared.name();
         let out = data.stdout.text();
         if !out.is_empty() {
             tracing::info!(plugin = %plugin, call = %call, "stdout: {}", out.trim_end());
@@ -651,14 +646,14 @@ impl WasmPlugin {
 
     fn limit(&self, call: CallName<'_>, limit: Limit) -> WasmError {
         WasmError::LimitExceeded {
-            plugin: self.shared.name.clone(),
+            plugin: self.shared.name().to_owned(),
             limit,
             call: call.to_string(),
         }
     }
 
     fn guest_error(&self, call: CallName<'_>, e: WitError) -> WasmError {
-        let plugin = self.shared.name.clone();
+        let plugin = self.shared.name().to_owned();
         let call = call.to_string();
         let guest = |kind, message: String| WasmError::Guest {
             plugin: plugin.clone(),
@@ -744,7 +739,7 @@ impl WasmPlugin {
             }
         };
         WasmError::Trap {
-            plugin: self.shared.name.clone(),
+            plugin: self.shared.name().to_owned(),
             call: call.to_string(),
             message,
         }

@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::path::{Component as PathComponent, Path, PathBuf};
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock, Weak, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -14,13 +13,11 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
 use crate::cache::{self, CacheStatus};
-use crate::caps::Grants;
 use crate::error::WasmError;
 use crate::host::{self, HostState, PluginPre, PluginShared};
 use crate::limits::EffectiveLimits;
 use crate::plugin::WasmPlugin;
 use crate::source_index::{self, SourceIndex};
-use crate::state::StateStore;
 
 /// The plugin API versions (`trellis:plugin@X.Y.Z`) this host can run.
 pub const SUPPORTED_API_VERSIONS: &[&str] = &["0.1.0"];
@@ -387,23 +384,17 @@ impl WasmRuntime {
         if spec.limits.fuel.is_some() && !set.fuel {
             tracing::warn!(plugin = %spec.name, "the engine runs without fuel metering; limits.fuel is ignored and only the timeout applies");
         }
-        let config_json = serde_json::to_string(&spec.config).map_err(|e| {
-            WasmError::Engine(format!(
-                "cannot encode the configuration of `{}`: {e}",
-                spec.name
-            ))
-        })?;
-        let shared = Arc::new(PluginShared {
-            state: StateStore::new(&inner.opts.state_dir, &spec.name),
-            name: spec.name,
-            grants: Grants::new(spec.grants),
-            config_json,
-            events: Arc::clone(&inner.opts.events),
-            audit: Arc::clone(&inner.opts.audit),
-            project_root: inner.opts.project_root.clone(),
-            denials: AtomicU64::new(0),
-            peak_memory: AtomicU64::new(0),
-        });
+        let shared = PluginShared::new(trellis_host_api::PluginApi::new(
+            trellis_host_api::ApiSpec {
+                grants: trellis_host_api::Grants::from_requests(&spec.grants),
+                config: spec.config,
+                events: Arc::clone(&inner.opts.events),
+                audit: Arc::clone(&inner.opts.audit),
+                state_dir: inner.opts.state_dir.clone(),
+                project_root: inner.opts.project_root.clone(),
+                name: spec.name,
+            },
+        ));
         Ok(Arc::new(WasmPlugin::new(
             shared,
             Arc::clone(inner),

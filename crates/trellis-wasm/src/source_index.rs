@@ -309,7 +309,7 @@ impl SourceIndex {
             }
             merged.retain(|_, entry| entry.path.is_file());
             let text: String = merged.iter().map(|(key, entry)| entry.line(key)).collect();
-            crate::state::atomic_write(&dir.join(FILE), text.as_bytes())
+            trellis_host_api::state::atomic_write(&dir.join(FILE), text.as_bytes())
         })();
         match written {
             Ok(()) => {

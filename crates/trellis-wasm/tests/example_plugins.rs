@@ -1,7 +1,7 @@
 //! The runtime against the example plugins built with the Rust SDK
 //! (`examples/plugins/{hostile,security-scanner,findings-gate,bench-echo}/plugin.wasm`, built by
-//! `scripts/build-plugins.sh`). When a component has not been built, its tests print a notice
-//! and pass without checking anything.
+//! `scripts/build-plugins.sh`). A component that has not been built fails its tests with a
+//! message saying how to build it: a sandbox test that cannot run must not pass.
 
 mod common;
 
@@ -14,19 +14,16 @@ use serde_json::{Value, json};
 use trellis_manifest::CapabilityRequest;
 use trellis_wasm::{EffectiveLimits, Limit, WasmError, WasmPlugin};
 
-fn example(name: &str) -> Option<PathBuf> {
+fn example(name: &str) -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../examples/plugins")
         .join(name);
-    if dir.join("plugin.wasm").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: {}/plugin.wasm is not built; run `bash scripts/build-plugins.sh`",
-            dir.display()
-        );
-        None
-    }
+    assert!(
+        dir.join("plugin.wasm").is_file(),
+        "{}/plugin.wasm is not built: run `bash scripts/build-plugins.sh` (scripts/test.sh does)",
+        dir.display()
+    );
+    dir
 }
 
 fn load_example(
@@ -58,9 +55,7 @@ fn hostile(
     input: Value,
     check: impl FnOnce(&TestEnv, WasmError, Duration),
 ) {
-    let Some(dir) = example("hostile") else {
-        return;
-    };
+    let dir = example("hostile");
     let env = TestEnv::new();
     let victim = load_example(&env, &dir, "hostile", grants, limits);
     let bystander = load_example(&env, &dir, "bystander", vec![], EffectiveLimits::default());
@@ -235,9 +230,7 @@ fn hostile_cannot_read_without_filesystem_read() {
 #[cfg(unix)]
 #[test]
 fn hostile_cannot_read_outside_the_project_even_with_filesystem_read() {
-    let Some(dir) = example("hostile") else {
-        return;
-    };
+    let dir = example("hostile");
     let env = TestEnv::new();
     let outside = env.tmp.path().join("outside-secret.txt");
     std::fs::write(&outside, "outside").unwrap();
@@ -271,9 +264,7 @@ fn hostile_cannot_read_outside_the_project_even_with_filesystem_read() {
 
 #[test]
 fn hostile_cannot_write_with_read_only_access() {
-    let Some(dir) = example("hostile") else {
-        return;
-    };
+    let dir = example("hostile");
     let env = TestEnv::new();
     let p = load_example(
         &env,
@@ -345,7 +336,8 @@ fn hostile_exec_without_grant_is_denied_and_audited() {
 #[test]
 fn hostile_exec_outside_the_patterns_is_denied() {
     let mut sub = cap("subprocess");
-    sub.commands = vec!["echo *".into()];
+    // `sh -c **` would cover it; `echo **` does not, and the arguments are never joined.
+    sub.commands = vec!["echo **".into(), "sh -c echo".into()];
     hostile(
         vec![sub],
         EffectiveLimits::default(),
@@ -353,7 +345,7 @@ fn hostile_exec_outside_the_patterns_is_denied() {
         json!({}),
         |env, err, _| {
             assert_denied_and_audited(env, &err, "subprocess");
-            assert!(err.to_string().contains("sh -c echo hi"), "{err}");
+            assert!(err.to_string().contains("sh -c 'echo hi'"), "{err}");
         },
     );
 }
@@ -381,12 +373,11 @@ fn hostile_backlog_state_emit_without_grants_are_denied_and_audited() {
 
 #[test]
 fn hostile_with_grants_does_its_thing() {
-    let Some(dir) = example("hostile") else {
-        return;
-    };
+    let dir = example("hostile");
     let env = TestEnv::new();
     let mut sub = cap("subprocess");
-    sub.commands = vec!["sh -c echo hi".into()];
+    // One argument with a space: `?` stands for it, no pattern word can contain it.
+    sub.commands = vec!["sh -c echo?hi".into()];
     let mut vars = cap("environment");
     // Cargo sets this for test processes; reading an existing variable avoids `set_var` in a
     // multi-threaded test binary.
@@ -458,9 +449,7 @@ fn scanner_project(env: &TestEnv) {
 
 #[test]
 fn security_scan_files_a_task_and_emits() {
-    let Some(dir) = example("security-scanner") else {
-        return;
-    };
+    let dir = example("security-scanner");
     let env = TestEnv::new();
     scanner_project(&env);
     let (_, rx) = env.events.subscribe_channel("**").unwrap();
@@ -497,7 +486,7 @@ fn security_scan_files_a_task_and_emits() {
         "{name}"
     );
     let text = std::fs::read_to_string(&tasks[0]).unwrap();
-    let task = trellis_wasm::backlog::parse_task(&text).expect("front matter");
+    let task = trellis_backlog::parse_task(&text).expect("front matter");
     assert_eq!(task.id, "task-1");
     assert_eq!(task.status, "To Do");
     assert_eq!(task.labels, vec!["plugin:security-scanner", "security"]);
@@ -528,9 +517,7 @@ fn security_scan_files_a_task_and_emits() {
 
 #[test]
 fn security_scan_without_backlog_write_still_reports() {
-    let Some(dir) = example("security-scanner") else {
-        return;
-    };
+    let dir = example("security-scanner");
     let env = TestEnv::new();
     scanner_project(&env);
     let p = load_example(
@@ -560,9 +547,7 @@ fn security_scan_without_backlog_write_still_reports() {
 
 #[test]
 fn example_components_load_from_the_cache_the_second_time() {
-    let Some(dir) = example("security-scanner") else {
-        return;
-    };
+    let dir = example("security-scanner");
     let env = TestEnv::new();
     let started = Instant::now();
     let first = load_example(
@@ -602,9 +587,7 @@ fn example_components_load_from_the_cache_the_second_time() {
 /// native plugins use) and through the phase export, before (report only) and after (tasks).
 #[test]
 fn security_scanner_wraps_the_implement_phase() {
-    let Some(dir) = example("security-scanner") else {
-        return;
-    };
+    let dir = example("security-scanner");
     let env = TestEnv::new();
     scanner_project(&env);
     // The real manifest, so that its `provides.hooks` entry is what gets registered.
@@ -718,9 +701,7 @@ fn assert_network_denied(env: &TestEnv, err: &WasmError, attempted: &str) {
 
 #[test]
 fn hostile_http_to_a_granted_host_gets_the_body() {
-    let Some(dir) = example("hostile") else {
-        return;
-    };
+    let dir = example("hostile");
     let server = tiny_server(Some("hello from the test"));
     let env = TestEnv::new();
     let p = load_example(
@@ -778,9 +759,7 @@ fn hostile_http_without_network_is_denied_and_audited() {
 
 #[test]
 fn hostile_http_to_hosts_outside_the_list_is_denied_and_audited() {
-    let Some(dir) = example("hostile") else {
-        return;
-    };
+    let dir = example("hostile");
     let granted = tiny_server(Some("granted"));
     let other = tiny_server(Some("other"));
     let env = TestEnv::new();
@@ -871,9 +850,7 @@ fn hostile_http_ends_at_the_call_deadline() {
 #[test]
 fn a_wasm_wrapper_sees_and_replaces_the_outcome_of_the_implementations_inside_it() {
     use trellis_core::{HookImpl, HookSpec, PluginManager, PluginRegistration};
-    let Some(dir) = example("findings-gate") else {
-        return;
-    };
+    let dir = example("findings-gate");
     let hook = "workflow.phase.implement";
     let run =
         |max_findings: u64, inner: Result<Value, &'static str>| {
@@ -927,9 +904,7 @@ fn a_wasm_wrapper_sees_and_replaces_the_outcome_of_the_implementations_inside_it
 /// its own type: what docs/wasm.md shows for hooks that are called often.
 #[test]
 fn a_hook_over_json_text_decodes_into_the_plugins_own_type() {
-    let Some(dir) = example("bench-echo") else {
-        return;
-    };
+    let dir = example("bench-echo");
     let env = TestEnv::new();
     let echo = load_example(&env, &dir, "bench-echo", vec![], EffectiveLimits::default());
     assert_eq!(
@@ -964,4 +939,256 @@ fn a_hook_over_json_text_decodes_into_the_plugins_own_type() {
             .expect("call"),
         Some(json!(-2))
     );
+}
+
+/// Runs the hostile plugin's `fs` command (plain `std::fs` in the guest) and returns what the
+/// sandbox answered: `{"ok": true, "data": …}` or `{"ok": false, "kind": …}`.
+fn plain_fs(p: &WasmPlugin, op: &str, path: &str, to: &str) -> Value {
+    p.run_command("fs", &[], &json!({"op": op, "path": path, "to": to}))
+        .unwrap_or_else(|e| panic!("fs {op} {path}: {e}"))
+}
+
+fn refused_by_sandbox(p: &WasmPlugin, op: &str, path: &str, to: &str) {
+    let answer = plain_fs(p, op, path, to);
+    assert_eq!(answer["ok"], json!(false), "{op} {path} {to}: {answer}");
+    assert_eq!(
+        answer["kind"],
+        json!("PermissionDenied"),
+        "{op} {path} {to}: {answer}"
+    );
+}
+
+/// `capability.denied` records of `plugin`, as `<capability> <attempted>`.
+fn denials(env: &TestEnv, plugin: &str) -> Vec<String> {
+    env.audit
+        .records()
+        .into_iter()
+        .filter(|r| {
+            r.event.action == "capability.denied" && r.event.plugin.as_deref() == Some(plugin)
+        })
+        .map(|r| {
+            format!(
+                "{} {}",
+                r.event.capability.unwrap_or_default(),
+                r.event.attempted.unwrap_or_default()
+            )
+        })
+        .collect()
+}
+
+fn scoped(name: &str, paths: &[&str]) -> CapabilityRequest {
+    let mut c = cap(name);
+    c.paths = paths.iter().map(|p| (*p).to_owned()).collect();
+    c
+}
+
+/// Hole: a write grant for `CHANGELOG.md` mounted its directory (the whole project), so the
+/// plugin wrote `src/evil.txt` and `.trellis/evil.txt`.
+#[test]
+fn a_file_write_grant_writes_that_file_only() {
+    let dir = example("hostile");
+    let env = TestEnv::new();
+    std::fs::create_dir_all(env.project.join("src")).unwrap();
+    let p = load_example(
+        &env,
+        &dir,
+        "hostile",
+        vec![scoped("filesystem.write", &["CHANGELOG.md"])],
+        EffectiveLimits::default(),
+    );
+    refused_by_sandbox(&p, "write", "/project/src/evil.txt", "");
+    refused_by_sandbox(&p, "write", "/project/.trellis/evil.txt", "");
+    refused_by_sandbox(&p, "write", "/project/evil.txt", "");
+    assert!(!env.project.join("src/evil.txt").exists());
+    assert!(!env.project.join(".trellis/evil.txt").exists());
+    assert!(!env.project.join("evil.txt").exists());
+    let records = denials(&env, "hostile");
+    for expected in [
+        "filesystem.write write src/evil.txt",
+        "filesystem.write write .trellis/evil.txt (.trellis/ belongs to the host)",
+        "filesystem.write write evil.txt",
+    ] {
+        assert!(
+            records.contains(&expected.to_owned()),
+            "{expected} not in {records:?}"
+        );
+    }
+    assert_eq!(
+        plain_fs(&p, "write", "/project/CHANGELOG.md", "")["ok"],
+        json!(true)
+    );
+    assert_eq!(
+        std::fs::read_to_string(env.project.join("CHANGELOG.md")).unwrap(),
+        "hostile was here\n"
+    );
+    ok(&p);
+}
+
+/// Hole: a read grant for `README.md` read `.env`.
+#[test]
+fn a_file_read_grant_reads_that_file_only() {
+    let dir = example("hostile");
+    let env = TestEnv::new();
+    std::fs::write(env.project.join("README.md"), "# readme").unwrap();
+    std::fs::write(env.project.join(".env"), "SECRET=1").unwrap();
+    let p = load_example(
+        &env,
+        &dir,
+        "hostile",
+        vec![scoped("filesystem.read", &["README.md"])],
+        EffectiveLimits::default(),
+    );
+    refused_by_sandbox(&p, "read", "/project/.env", "");
+    assert_eq!(
+        plain_fs(&p, "read", "/project/README.md", ""),
+        json!({"ok": true, "data": "# readme"})
+    );
+    assert_eq!(
+        plain_fs(&p, "list", "/project", ""),
+        json!({"ok": true, "data": ["README.md"]})
+    );
+    refused_by_sandbox(&p, "write", "/project/README.md", "");
+    assert!(denials(&env, "hostile").contains(&"filesystem.read read .env".to_owned()));
+    ok(&p);
+}
+
+/// Hole: a whole-project write grant overwrote `.trellis/state.json` and another plugin's
+/// files. Now no path, spelling, link or rename reaches `.trellis/`.
+#[cfg(unix)]
+#[test]
+fn trellis_is_out_of_reach_of_a_whole_project_grant() {
+    let dir = example("hostile");
+    let env = TestEnv::new();
+    let trellis = env.project.join(".trellis");
+    std::fs::create_dir_all(trellis.join("plugins/other")).unwrap();
+    std::fs::write(trellis.join("state.json"), "{\"grants\":{}}").unwrap();
+    std::fs::write(trellis.join("plugins/other/plugin.yaml"), "other").unwrap();
+    std::os::unix::fs::symlink(".trellis", env.project.join("innocent")).unwrap();
+    std::os::unix::fs::symlink(
+        trellis.join("state.json"),
+        env.project.join("abs-link.json"),
+    )
+    .unwrap();
+    std::fs::hard_link(
+        trellis.join("plugins/other/plugin.yaml"),
+        env.project.join("copy.yaml"),
+    )
+    .unwrap();
+    std::fs::write(env.project.join("mine.txt"), "mine").unwrap();
+    let p = load_example(
+        &env,
+        &dir,
+        "hostile",
+        vec![cap("filesystem.write"), cap("filesystem.read")],
+        EffectiveLimits::default(),
+    );
+    for path in [
+        "/project/.trellis/state.json",
+        "/project/.trellis/plugins/other/plugin.yaml",
+        "/project/.TRELLIS/state.json",
+        "/project/.Trellis/new.txt",
+        "/project/src/../.trellis/state.json",
+        "/project/./.trellis//state.json",
+        "/project/innocent/state.json",
+        "/project/abs-link.json",
+        "/project/copy.yaml",
+    ] {
+        refused_by_sandbox(&p, "write", path, "");
+        refused_by_sandbox(&p, "read", path, "");
+    }
+    refused_by_sandbox(&p, "list", "/project/.trellis", "");
+    refused_by_sandbox(&p, "list", "/project/innocent", "");
+    refused_by_sandbox(&p, "remove", "/project/.trellis/state.json", "");
+    refused_by_sandbox(
+        &p,
+        "rename",
+        "/project/mine.txt",
+        "/project/.trellis/state.json",
+    );
+    refused_by_sandbox(
+        &p,
+        "rename",
+        "/project/.trellis/state.json",
+        "/project/stolen.json",
+    );
+    refused_by_sandbox(
+        &p,
+        "hardlink",
+        "/project/grants.json",
+        "/project/.trellis/state.json",
+    );
+    refused_by_sandbox(&p, "mkdir", "/project/.trellis/x", "");
+    let listing = plain_fs(&p, "list", "/project", "");
+    let names = listing["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{listing}"));
+    assert!(!names.contains(&json!(".trellis")), "{listing}");
+    // Nothing changed inside .trellis/.
+    assert_eq!(
+        std::fs::read_to_string(trellis.join("state.json")).unwrap(),
+        "{\"grants\":{}}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(trellis.join("plugins/other/plugin.yaml")).unwrap(),
+        "other"
+    );
+    assert!(!env.project.join("grants.json").exists());
+    assert!(!env.project.join("stolen.json").exists());
+    // Every refusal is a typed denial in the audit trail, naming the capability and the path.
+    let records = denials(&env, "hostile");
+    assert!(
+        records
+            .iter()
+            .any(|r| r.starts_with("filesystem.write write .trellis/state.json")),
+        "{records:?}"
+    );
+    assert!(
+        records.iter().any(|r| r.starts_with(
+            "filesystem.read read innocent/state.json (.trellis/ belongs to the host)"
+        )),
+        "{records:?}"
+    );
+    assert!(
+        records
+            .iter()
+            .any(|r| r.contains("copy.yaml (the file has 1 other hard links")),
+        "{records:?}"
+    );
+    // The plugin keeps working inside its grant.
+    assert_eq!(
+        plain_fs(&p, "write", "/project/mine.txt", "")["ok"],
+        json!(true)
+    );
+    assert_eq!(
+        plain_fs(&p, "mkdir", "/project/reports/2026", "")["ok"],
+        json!(true)
+    );
+    refused_by_sandbox(&p, "write", "/project/.git/config", "");
+    ok(&p);
+}
+
+/// A `dir/**` grant covers that tree and nothing beside it (`srcx/` is not `src/`).
+#[test]
+fn a_tree_grant_stops_at_its_root() {
+    let dir = example("hostile");
+    let env = TestEnv::new();
+    for d in ["src/a", "srcx"] {
+        std::fs::create_dir_all(env.project.join(d)).unwrap();
+    }
+    std::fs::write(env.project.join("src/a/b.rs"), "b").unwrap();
+    std::fs::write(env.project.join("srcx/c.rs"), "c").unwrap();
+    let p = load_example(
+        &env,
+        &dir,
+        "hostile",
+        vec![scoped("filesystem.read", &["src/**"])],
+        EffectiveLimits::default(),
+    );
+    assert_eq!(
+        plain_fs(&p, "read", "/project/src/a/b.rs", "")["data"],
+        json!("b")
+    );
+    refused_by_sandbox(&p, "read", "/project/srcx/c.rs", "");
+    assert_eq!(plain_fs(&p, "list", "/project", "")["data"], json!(["src"]));
+    ok(&p);
 }

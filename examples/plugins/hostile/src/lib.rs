@@ -101,6 +101,7 @@ impl Plugin for Hostile {
                 events::emit(topic, &json!({"hostile": true}))?;
                 Ok(json!({"emitted": topic}))
             }
+            "fs" => plain_fs(&input),
             "http" => {
                 let url = str_field(&input, "url")
                     .ok_or_else(|| Error::invalid_input("`url` is required"))?;
@@ -240,4 +241,36 @@ fn read_outside(input: &Value) -> Result<Value, Error> {
         ));
     }
     Ok(json!({"read": read, "attempts": attempts}))
+}
+
+/// One file operation with plain `std::fs`, bypassing the SDK's helpers: `op` is `read`,
+/// `write`, `list`, `mkdir`, `remove`, `rename` or `hardlink`; `path` (and `to`)
+/// are guest paths such as `/project/.trellis/state.json`. Returns `{"ok": true, ...}` or
+/// `{"ok": false, "kind": "<io::ErrorKind>", "error": "..."}`, so that tests see exactly what the
+/// sandbox answered.
+fn plain_fs(input: &Value) -> Result<Value, Error> {
+    let op = str_field(input, "op").ok_or_else(|| Error::invalid_input("`op` is required"))?;
+    let path = str_field(input, "path").ok_or_else(|| Error::invalid_input("`path` is required"))?;
+    let to = str_field(input, "to").unwrap_or("");
+    let result: std::io::Result<Value> = match op {
+        "read" => std::fs::read(path).map(|b| json!(String::from_utf8_lossy(&b))),
+        "write" => std::fs::write(path, "hostile was here\n").map(|()| Value::Null),
+        "list" => std::fs::read_dir(path).and_then(|entries| {
+            let mut names = Vec::new();
+            for e in entries {
+                names.push(e?.file_name().to_string_lossy().into_owned());
+            }
+            names.sort();
+            Ok(json!(names))
+        }),
+        "mkdir" => std::fs::create_dir_all(path).map(|()| Value::Null),
+        "remove" => std::fs::remove_file(path).map(|()| Value::Null),
+        "rename" => std::fs::rename(path, to).map(|()| Value::Null),
+        "hardlink" => std::fs::hard_link(to, path).map(|()| Value::Null),
+        other => return Err(Error::invalid_input(format!("unknown op `{other}`"))),
+    };
+    Ok(match result {
+        Ok(data) => json!({"ok": true, "data": data}),
+        Err(e) => json!({"ok": false, "kind": format!("{:?}", e.kind()), "error": e.to_string()}),
+    })
 }

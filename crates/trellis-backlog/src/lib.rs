@@ -1,10 +1,14 @@
-//! Backlog.md task files, as the `backlog` interface reads and writes them.
+//! Backlog.md task files: where they live, how they are named, what they hold.
 //!
 //! Tasks live in `<project>/backlog/tasks/` as `task-<N> - <Title-With-Dashes>.md`: YAML front
 //! matter, then a `## Description` section between Backlog.md's section markers. Ids are
 //! allocated as one more than the largest id in `backlog/tasks/` and `backlog/completed/`.
 //! Everything a plugin supplies is checked so that it can only ever become text inside one
 //! task file: never a path, never extra front matter keys.
+//!
+//! What this crate must not know about: plugins' capabilities, the audit log, events or any
+//! runtime. The host API (`trellis-host-api`) checks a plugin's grant, calls this crate, and
+//! audits and announces what it did.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;

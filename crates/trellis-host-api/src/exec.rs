@@ -1,5 +1,10 @@
 //! Running an external command for a plugin: no shell, cleared environment (only `PATH`), the
 //! project as working directory, a deadline, and bounded output.
+//!
+//! The command runs in a process group of its own. When it exits, or when the deadline passes,
+//! the whole group is killed, so nothing it started (a daemon, a `sleep &`) outlives the call.
+//! Waiting blocks on the child (`waitid` without reaping, so that the group is still known
+//! when it is killed); nothing polls.
 
 use std::io::Read;
 use std::path::Path;
@@ -29,6 +34,8 @@ pub enum RunError {
     InvalidInput(String),
     #[error("{0}")]
     NotFound(String),
+    #[error("{0}")]
+    Timeout(String),
     #[error("{0}")]
     Failed(String),
 }
@@ -68,6 +75,11 @@ pub fn run(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        cmd.process_group(0);
+    }
     if let Some(path) = std::env::var_os("PATH") {
         cmd.env("PATH", path);
     }
@@ -92,26 +104,18 @@ pub fn run(
     }
     drop(done_tx);
 
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) => {}
-            Err(e) => {
-                return Err(RunError::Failed(format!(
-                    "cannot wait for `{program}`: {e}"
-                )));
-            }
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(RunError::Failed(format!(
-                "`{program}` did not finish within the {} ms left in this call and was killed",
-                timeout.as_millis()
-            )));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let exited = wait_for_exit(&child, timeout);
+    // Whatever happened, nothing of the group survives the call.
+    kill_tree(&mut child);
+    let status = child
+        .wait()
+        .map_err(|e| RunError::Failed(format!("cannot wait for `{program}`: {e}")))?;
+    if !exited {
+        return Err(RunError::Timeout(format!(
+            "`{program}` did not finish within the {} ms left in this call and was killed",
+            timeout.as_millis()
+        )));
+    }
     // The pipes close when the command exits, unless it left a child holding them open: wait
     // for the readers until the deadline (plus a little), then take what they have.
     let grace = deadline.max(Instant::now()) + Duration::from_millis(50);
@@ -129,6 +133,58 @@ pub fn run(
         stdout: take(&stdout),
         stderr: take(&stderr),
     })
+}
+
+/// Blocks until the child exits (without reaping it) or `timeout` passes; true when it exited.
+fn wait_for_exit(child: &std::process::Child, timeout: Duration) -> bool {
+    let (tx, rx) = mpsc::channel::<()>();
+    let pid = child.id();
+    std::thread::spawn(move || {
+        wait_without_reaping(pid);
+        let _ = tx.send(());
+    });
+    rx.recv_timeout(timeout).is_ok()
+}
+
+#[cfg(unix)]
+fn wait_without_reaping(pid: u32) {
+    use rustix::process::{Pid, WaitId, WaitIdOptions, waitid};
+    let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return;
+    };
+    loop {
+        match waitid(
+            WaitId::Pid(pid),
+            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+        ) {
+            Err(rustix::io::Errno::INTR) => continue,
+            _ => return,
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn wait_without_reaping(_pid: u32) {
+    // Without process groups the timeout path kills the child itself; block until the
+    // deadline so the caller's `recv_timeout` decides.
+    std::thread::park();
+}
+
+/// Kills the child's whole process group (the child leads it), or the child alone where
+/// there are no process groups.
+fn kill_tree(child: &mut std::process::Child) {
+    #[cfg(unix)]
+    {
+        use rustix::process::{Pid, Signal, kill_process_group};
+        if let Some(pid) = i32::try_from(child.id()).ok().and_then(Pid::from_raw) {
+            // ESRCH: the group is already empty.
+            let _ = kill_process_group(pid, Signal::KILL);
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = child.kill();
+    }
 }
 
 fn spawn_reader(
@@ -210,10 +266,74 @@ mod tests {
         let start = Instant::now();
         let err = run("sleep", &s(&["30"]), dir.path(), Duration::from_millis(200)).unwrap_err();
         assert!(
-            matches!(err, RunError::Failed(ref m) if m.contains("killed")),
+            matches!(err, RunError::Timeout(ref m) if m.contains("killed")),
             "{err}"
         );
         assert!(start.elapsed() < Duration::from_secs(5));
+    }
+
+    /// The pid a shell printed for a process it left running.
+    fn alive(pid: i32) -> bool {
+        // Signal 0 checks existence; a zombie still exists until reaped by its parent (init
+        // reaps orphans quickly), so look at its state too.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        !stat.is_empty() && !stat.contains(") Z ")
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_timeout_kills_the_whole_tree() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("grandchild.pid");
+        let err = run(
+            "sh",
+            &s(&["-c", "sleep 30 & echo $! > grandchild.pid; wait"]),
+            dir.path(),
+            Duration::from_millis(500),
+        )
+        .unwrap_err();
+        assert!(matches!(err, RunError::Timeout(_)), "{err}");
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let gone = (0..100).any(|_| {
+            if alive(pid) {
+                std::thread::sleep(Duration::from_millis(20));
+                false
+            } else {
+                true
+            }
+        });
+        assert!(gone, "grandchild {pid} survived the timeout");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn nothing_outlives_a_command_that_exits() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = run(
+            "sh",
+            &s(&["-c", "sleep 30 >/dev/null 2>&1 & echo $!"]),
+            dir.path(),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let pid: i32 = String::from_utf8(out.stdout)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let gone = (0..100).any(|_| {
+            if alive(pid) {
+                std::thread::sleep(Duration::from_millis(20));
+                false
+            } else {
+                true
+            }
+        });
+        assert!(gone, "background process {pid} outlived its command");
     }
 
     #[test]

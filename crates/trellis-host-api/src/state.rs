@@ -244,7 +244,7 @@ fn check_key(key: &str) -> Result<(), StateError> {
 
 /// Writes `bytes` to `path` so that readers see the old or the new content, never a mix:
 /// temporary file in the same directory, `fsync`, `rename`, then `fsync` of the directory.
-pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub fn atomic_write(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
