@@ -79,6 +79,7 @@ pub(crate) fn semantics(located: &Located) -> Vec<Issue> {
     c.runtime();
     c.limits();
     c.config();
+    c.config_env_references();
     c.config_migrations();
     for (pointer, path, _) in c.referenced_paths() {
         c.relative_path(&pointer, &path);
@@ -766,6 +767,46 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// `${VAR}` in the defaults is expanded only from variables the plugin's own `environment`
+    /// capability names; a reference to any other variable would never be filled, and asking
+    /// for it silently is how a plugin would read a secret nobody granted it.
+    fn config_env_references(&mut self) {
+        let Some(defaults) = self.at("/config/defaults") else {
+            return;
+        };
+        let requested: Vec<&str> = self
+            .items("/requires/capabilities")
+            .into_iter()
+            .filter_map(|(_, cap)| cap.as_object())
+            .filter(|m| m.get("name").and_then(Value::as_str) == Some("environment"))
+            .flat_map(|m| {
+                m.get("variables")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+            })
+            .collect();
+        let mut strings = Vec::new();
+        collect_strings(defaults, "/config/defaults", &mut strings);
+        for (pointer, text) in strings {
+            for (_, _, name) in crate::env_refs::scan_refs(text) {
+                if requested.contains(&name.as_str()) {
+                    continue;
+                }
+                let issue = Issue::new(
+                    &pointer,
+                    At::Value,
+                    format!("`${{{name}}}` reads environment variable `{name}`, which the plugin does not request"),
+                )
+                .hint(format!(
+                    "add `{name}` to the `variables` of an `environment` capability in requires.capabilities (the user grants it at install), or write `$${{{name}}}` for the literal text"
+                ));
+                self.push(issue);
+            }
+        }
+    }
+
     /// A migration `function` is code in the plugin's component, so only a wasm plugin can
     /// have one; a declarative plugin has no code to call and a process plugin no way to be
     /// called as a pure function.
@@ -1063,5 +1104,23 @@ mod tests {
         let d = err.diagnostics();
         assert_eq!(d.len(), 1, "{err}");
         assert!(d[0].message.contains("unknown field `migrations`"), "{err}");
+    }
+}
+
+/// Every string in `value`, with its JSON pointer under `pointer`.
+fn collect_strings<'v>(value: &'v Value, pointer: &str, out: &mut Vec<(String, &'v str)>) {
+    match value {
+        Value::String(s) => out.push((pointer.to_owned(), s)),
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                collect_strings(v, &child(pointer, &i.to_string()), out);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                collect_strings(v, &child(pointer, k), out);
+            }
+        }
+        _ => {}
     }
 }

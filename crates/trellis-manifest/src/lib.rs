@@ -20,6 +20,7 @@
 //! or executed in some project is decided by the crates that use it.
 
 pub mod config_schema;
+pub mod env_refs;
 pub mod model;
 pub mod name;
 

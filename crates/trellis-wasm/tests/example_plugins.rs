@@ -1192,3 +1192,100 @@ fn a_tree_grant_stops_at_its_root() {
     assert_eq!(plain_fs(&p, "list", "/project", "")["data"], json!(["src"]));
     ok(&p);
 }
+
+/// Hole: a granted *name* could lead to a loopback or private address (DNS rebinding, cloud
+/// metadata at 169.254.169.254). A name that resolves there is refused unless the grant names
+/// the address itself.
+#[test]
+fn a_granted_name_that_resolves_to_loopback_is_refused() {
+    let dir = example("hostile");
+    let server = tiny_server(Some("internal"));
+    let env = TestEnv::new();
+    let p = load_example(
+        &env,
+        &dir,
+        "hostile",
+        vec![network(&[format!("localhost:{}", server.port)])],
+        EffectiveLimits::default(),
+    );
+    let err = p
+        .run_command(
+            "http",
+            &[],
+            &json!({ "url": format!("http://localhost:{}/", server.port) }),
+        )
+        .expect_err("a name leading to loopback");
+    eprintln!("{err}");
+    assert!(
+        server.seen.lock().unwrap().is_empty(),
+        "connected to a loopback address"
+    );
+    let records = denials(&env, "hostile");
+    assert!(
+        records.iter().any(|r| r.starts_with(&format!(
+            "network GET http://localhost:{}/ (resolves to",
+            server.port
+        )) && r.contains("127.0.0.1")
+            && r.contains("not a public address")),
+        "{records:?}"
+    );
+    ok(&p);
+}
+
+/// A redirect is never followed by the host: a granted server that redirects elsewhere cannot
+/// make the host connect there (a guest that follows it makes a new request, checked anew).
+#[test]
+fn a_redirect_to_another_host_is_not_followed() {
+    use std::io::{Read, Write};
+    let dir = example("hostile");
+    let target = tiny_server(Some("should never be reached"));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let location = format!("http://127.0.0.1:{}/stolen", target.port);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 2048];
+            let _ = stream.read(&mut buf);
+            let _ = stream.write_all(
+                format!("HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .as_bytes(),
+            );
+        }
+    });
+    let env = TestEnv::new();
+    let p = load_example(
+        &env,
+        &dir,
+        "hostile",
+        vec![network(&[format!("127.0.0.1:{port}")])],
+        EffectiveLimits::default(),
+    );
+    let out = p
+        .run_command(
+            "http",
+            &[],
+            &json!({ "url": format!("http://127.0.0.1:{port}/") }),
+        )
+        .unwrap();
+    assert_eq!(out["status"], json!(302));
+    assert!(
+        target.seen.lock().unwrap().is_empty(),
+        "the redirect was followed"
+    );
+    // Following it by hand is a request of its own, refused like any other.
+    let err = p
+        .run_command(
+            "http",
+            &[],
+            &json!({ "url": format!("http://127.0.0.1:{}/stolen", target.port) }),
+        )
+        .expect_err("redirect target");
+    assert_network_denied(
+        &env,
+        &err,
+        &format!("GET http://127.0.0.1:{}/stolen", target.port),
+    );
+    assert!(target.seen.lock().unwrap().is_empty());
+    ok(&p);
+}
