@@ -1030,8 +1030,9 @@ pub fn update(project: &Project, args: UpdateArgs<'_>, out: &Output) -> Result<(
     }
     let start =
         |project: &Project| -> Result<Vec<(String, String)>, trellis_project::ProjectError> {
-            match trellis_host::Host::start(project.clone()) {
-                Ok(host) => Ok(host.failed().to_vec()),
+            // Every plugin is started: an update that leaves one unable to start rolls back.
+            match trellis_host::Host::start_all(project.clone()) {
+                Ok(host) => Ok(host.failed()),
                 Err(trellis_host::HostError::Project(e)) => Err(e),
                 Err(other) => Err(trellis_project::ProjectError::Io {
                     path: project.root().to_owned(),

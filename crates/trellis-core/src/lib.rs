@@ -13,7 +13,8 @@ pub mod hooks;
 pub use events::{Event, EventBus, EventError, EventLog, SubscriptionId, TopicPattern};
 pub use hooks::{
     FailMode, HookCall, HookCaller, HookError, HookImpl, HookResults, HookSpec, Outcome,
-    PluginManager, PluginRegistration, RegistrationError, TypedHook,
+    PluginManager, PluginRegistration, RegistrationError, RemoteHookEntry, RemoteHooks, TypedHook,
+    remote_registration,
 };
 
 /// The examples in `docs/hooks.md`, run as doctests so the guide cannot drift from the code.

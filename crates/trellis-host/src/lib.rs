@@ -2,33 +2,39 @@
 //! one hook registry and one event bus.
 //!
 //! `trellis-core` knows hooks and events, `trellis-project` knows what is installed and
-//! enabled, `trellis-wasm` knows how to run a component. This crate is where they meet, so
-//! that the CLI (or any program that wants a project's plugins) starts a host with one call
-//! and runs commands without caring which runtime a plugin uses. A plugin that fails to start
-//! is marked `failed` with the reason and every other plugin still starts.
+//! enabled, the runtimes (`trellis-wasm`, and the declarative one here) know how to run a
+//! plugin. This crate is where they meet: the CLI, or any program that wants a project's
+//! plugins, starts a [`Host`] with one call and runs commands and hooks without caring which
+//! runtime a plugin uses. Runtimes plug in through the [`Runtime`] and [`PluginCode`] traits.
+//!
+//! Plugins start when first needed: a command starts the plugin that provides it, a hook call
+//! the plugins that implement it, an event the plugins subscribed to it. A plugin that fails to
+//! start is marked `failed` with the reason and every other plugin still starts; a runtime
+//! that cannot start at all fails its own plugins only.
 //!
 //! It knows nothing of the CLI's argument parsing or rendering.
 
 // Errors carry the project error whole (with its hint) and are built once, on the way out.
 #![allow(clippy::result_large_err)]
 
+mod declarative;
 mod migrate;
+mod runtime;
 pub mod stats;
+mod wasm;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use serde_json::{Map, Value, json};
 use trellis_audit::AuditEvent;
-use trellis_core::PluginManager;
-use trellis_manifest::{Command, RuntimeKind};
+use trellis_core::{HookError, Outcome, PluginManager, RemoteHookEntry, RemoteHooks};
 use trellis_project::{LoadedPlugin, Project, ProjectError};
-use trellis_wasm::{
-    EffectiveLimits, PluginSpec, RuntimeOptions, WasmError, WasmPlugin, WasmRuntime,
-};
+use trellis_wasm::{EffectiveLimits, RuntimeOptions, WasmError};
 
 pub use migrate::{MigrationError, run_config_migration};
+pub use runtime::{PluginCode, Runtime, Runtimes};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -44,12 +50,6 @@ pub enum HostError {
     Template { path: String, reason: String },
     #[error(transparent)]
     Event(#[from] trellis_core::EventError),
-}
-
-/// A started plugin.
-enum Running {
-    Declarative(Box<LoadedPlugin>),
-    Wasm(Arc<WasmPlugin>),
 }
 
 /// What a command returned, and which plugin ran it.
@@ -75,77 +75,162 @@ pub struct CommandRecord {
 
 type CommandObserver = Box<dyn Fn(&CommandRecord) + Send + Sync>;
 
+/// One enabled plugin, started the first time something needs it.
+struct Slot {
+    plugin: LoadedPlugin,
+    runtime: Result<Arc<dyn Runtime>, String>,
+    started: OnceLock<Result<Arc<dyn PluginCode>, String>>,
+    project: Project,
+    failed: Arc<Mutex<Vec<(String, String)>>>,
+}
+
+impl Slot {
+    /// The started plugin; on the first call, starts it (a failure marks it `failed` on disk and
+    /// is remembered for this host's lifetime).
+    fn code(&self) -> Result<Arc<dyn PluginCode>, String> {
+        self.started
+            .get_or_init(|| {
+                let started = self
+                    .runtime
+                    .clone()
+                    .and_then(|r| r.start(&self.project, &self.plugin));
+                if let Err(reason) = &started {
+                    tracing::warn!(plugin = %self.plugin.name, reason = %reason, "plugin failed to start");
+                    if let Err(e) = self.project.mark_failed(&self.plugin.name, reason) {
+                        tracing::warn!(plugin = %self.plugin.name, error = %e, "cannot record the failure");
+                    }
+                    self.failed
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((self.plugin.name.clone(), reason.clone()));
+                }
+                started
+            })
+            .clone()
+    }
+
+    fn started(&self) -> Option<&Arc<dyn PluginCode>> {
+        self.started.get().and_then(|r| r.as_ref().ok())
+    }
+}
+
+/// The hooks of a plugin not started yet: the first call starts it. A plugin that cannot start
+/// takes part in no call (its implementations answer pluggy's `None`), as if it had not been
+/// registered, and the failure is recorded.
+struct LazyHooks(Arc<Slot>);
+
+impl RemoteHooks for LazyHooks {
+    fn call_hook(&self, hook: &str, args_json: &str) -> Result<Option<Value>, HookError> {
+        match self.0.code() {
+            Ok(code) => code.call_hook(hook, args_json),
+            Err(_) => Ok(None),
+        }
+    }
+
+    fn wrap_before(&self, hook: &str, args: &Value) -> Result<Value, HookError> {
+        match self.0.code() {
+            Ok(code) => code.wrap_before(hook, args),
+            Err(_) => Ok(Value::Null),
+        }
+    }
+
+    fn wrap_after(&self, hook: &str, args: Value, state: Value, outcome: Outcome) -> Outcome {
+        match self.0.code() {
+            Ok(code) => code.wrap_after(hook, args, state, outcome),
+            Err(_) => outcome,
+        }
+    }
+}
+
+/// `provides.hooks` entries as the hook registry takes them. Entries that name an event topic
+/// or pattern (`workflow.implement.completed`, `backlog.task.*`) are also subscribed to the bus.
+fn hook_entries(plugin: &LoadedPlugin) -> Vec<RemoteHookEntry> {
+    plugin
+        .manifest
+        .provides
+        .hooks
+        .iter()
+        .map(|h| RemoteHookEntry {
+            hook: h.hook.clone(),
+            wrapper: h.wrapper,
+            tryfirst: h.tryfirst,
+            trylast: h.trylast,
+            optional: h.optional,
+            before: h.before.clone(),
+            after: h.after.clone(),
+        })
+        .collect()
+}
+
+fn is_event_pattern(hook: &str) -> bool {
+    hook.contains('.') || hook.contains('*')
+}
+
 pub struct Host {
     project: Project,
-    plugins: BTreeMap<String, Running>,
-    versions: BTreeMap<String, String>,
+    plugins: BTreeMap<String, Arc<Slot>>,
     hooks: PluginManager,
-    failed: Vec<(String, String)>,
+    failed: Arc<Mutex<Vec<(String, String)>>>,
     observers: Vec<CommandObserver>,
 }
 
 impl Host {
-    /// Starts every enabled plugin of `project` in load order.
+    /// Prepares every enabled plugin of `project` in load order, on the standard runtimes. A
+    /// plugin starts when one of its commands, hooks or events is first needed, so a command
+    /// costs what its own plugin costs, however many others are enabled.
     pub fn start(project: Project) -> Result<Host, HostError> {
+        Host::with_runtimes(project, Runtimes::standard())
+    }
+
+    /// [`Host::start`], then starts every plugin now: for callers that want to know which
+    /// plugins cannot start (an update rolls back a version that does not), or to pay the
+    /// start-up cost up front.
+    pub fn start_all(project: Project) -> Result<Host, HostError> {
+        let host = Host::start(project)?;
+        for slot in host.plugins.values() {
+            let _ = slot.code();
+        }
+        Ok(host)
+    }
+
+    /// [`Host::start`] with a chosen set of runtimes.
+    pub fn with_runtimes(project: Project, runtimes: Runtimes) -> Result<Host, HostError> {
         let report = project.load()?;
-        let mut failed = report.failed;
+        let failed = Arc::new(Mutex::new(report.failed));
         let hooks = PluginManager::new();
         let mut plugins = BTreeMap::new();
-        let mut versions = BTreeMap::new();
-        let mut runtime: Option<WasmRuntime> = None;
         for plugin in report.loaded {
             let name = plugin.name.clone();
-            versions.insert(name.clone(), plugin.manifest.metadata.version.to_string());
-            let started = match plugin.manifest.runtime.kind {
-                RuntimeKind::Declarative => Ok(Running::Declarative(Box::new(plugin))),
-                RuntimeKind::Wasm => {
-                    let rt = match &runtime {
-                        Some(rt) => rt.clone(),
-                        None => {
-                            let rt = WasmRuntime::new(runtime_options(&project))?;
-                            runtime = Some(rt.clone());
-                            rt
-                        }
-                    };
-                    rt.load(plugin_spec(&plugin))
-                        .map(Running::Wasm)
-                        .map_err(|e| e.to_string())
-                }
-                RuntimeKind::Process => {
-                    Err("the process runtime is not available in this build of trellis".to_owned())
-                }
-            };
-            let running = match started {
-                Ok(r) => r,
-                Err(reason) => {
-                    project.mark_failed(&name, &reason)?;
-                    failed.push((name, reason));
-                    continue;
-                }
-            };
-            // Entries that name an event topic or pattern (`workflow.implement.completed`,
-            // `backlog.task.*`) also receive those events through `on-event`.
-            if let Running::Wasm(w) = &running
-                && let Err(e) = hooks
-                    .register(w.registration())
-                    .map(drop)
-                    .map_err(|e| e.to_string())
-                    .and_then(|()| {
-                        w.subscribe_events(project.events())
-                            .map(drop)
-                            .map_err(|e| e.to_string())
-                    })
-            {
-                project.mark_failed(&name, &e)?;
-                failed.push((name, e));
+            let entries = hook_entries(&plugin);
+            let slot = Arc::new(Slot {
+                runtime: runtimes.get(plugin.manifest.runtime.kind),
+                plugin,
+                started: OnceLock::new(),
+                project: project.clone(),
+                failed: Arc::clone(&failed),
+            });
+            let registered = hooks
+                .register(trellis_core::remote_registration(
+                    &name,
+                    &entries,
+                    Arc::new(LazyHooks(Arc::clone(&slot))),
+                ))
+                .map(drop)
+                .map_err(|e| e.to_string())
+                .and_then(|()| subscribe_events(&project, &slot, &entries));
+            if let Err(reason) = registered {
+                project.mark_failed(&name, &reason)?;
+                failed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((name, reason));
                 continue;
             }
-            plugins.insert(name, running);
+            plugins.insert(name, slot);
         }
         Ok(Host {
             project,
             plugins,
-            versions,
             hooks,
             failed,
             observers: Vec::new(),
@@ -161,48 +246,57 @@ impl Host {
         &self.project
     }
 
-    /// The hook registry holding every started plugin's hook implementations; a host adds its
+    /// The hook registry holding every enabled plugin's hook implementations; a host adds its
     /// specs and calls hooks here.
     pub fn hooks(&self) -> &PluginManager {
         &self.hooks
     }
 
-    /// Plugins that could not start, with the reason (they are marked `failed` on disk too).
-    pub fn failed(&self) -> &[(String, String)] {
-        &self.failed
+    /// Plugins that could not start so far, with the reason (they are marked `failed` on disk
+    /// too). With [`Host::start`], a plugin that was never needed has not been tried yet.
+    pub fn failed(&self) -> Vec<(String, String)> {
+        self.failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Names of the plugins started so far.
+    pub fn started(&self) -> Vec<String> {
+        self.plugins
+            .iter()
+            .filter(|(_, s)| s.started().is_some())
+            .map(|(n, _)| n.clone())
+            .collect()
     }
 
     /// Adds the metrics of this process's calls to `.trellis/stats.json`.
     pub fn persist_stats(&self) -> std::io::Result<()> {
         let metrics: Vec<_> = self
-            .wasm_plugins()
-            .map(|w| (w.name().to_owned(), w.metrics()))
+            .plugins
+            .iter()
+            .filter_map(|(name, slot)| Some((name.clone(), slot.started()?.metrics()?)))
             .collect();
         stats::merge_into(&stats_path(&self.project), &metrics)
-    }
-
-    pub fn wasm_plugins(&self) -> impl Iterator<Item = &Arc<WasmPlugin>> {
-        self.plugins.values().filter_map(|r| match r {
-            Running::Wasm(w) => Some(w),
-            Running::Declarative(_) => None,
-        })
     }
 
     /// Runs a command by name (`<plugin>:<command>` to pick one of several providers).
     pub fn run_command(&self, name: &str, args: &[String]) -> Result<CommandOutput, HostError> {
         let (plugin_name, command) = self.project.resolve_command(name)?;
-        let running = self
-            .plugins
-            .get(&plugin_name)
-            .ok_or_else(|| HostError::NotLoaded {
-                plugin: plugin_name.clone(),
-                reason: self
-                    .failed
+        let not_loaded = |reason: String| HostError::NotLoaded {
+            plugin: plugin_name.clone(),
+            reason,
+        };
+        let slot = self.plugins.get(&plugin_name).ok_or_else(|| {
+            not_loaded(
+                self.failed()
                     .iter()
                     .find(|(n, _)| *n == plugin_name)
                     .map(|(_, r)| r.clone())
                     .unwrap_or_else(|| "it is not enabled".to_owned()),
-            })?;
+            )
+        })?;
+        let code = slot.code().map_err(not_loaded)?;
         let (positional, options) = split_args(args);
         let bus = self.project.events();
         bus.emit(
@@ -210,24 +304,9 @@ impl Host {
             json!({"plugin": plugin_name, "command": command.name, "args": args}),
         )?;
         let started = Instant::now();
-        let result = match running {
-            Running::Declarative(p) => {
-                render_template(&self.project, p, &command, &positional, &options)
-            }
-            Running::Wasm(w) => {
-                // Options become the command's JSON input; `--dry-run` arrives as `dry_run` so
-                // that it is a valid identifier in every guest language.
-                let input: Map<String, Value> = options
-                    .iter()
-                    .map(|(k, v)| (k.replace('-', "_"), v.clone()))
-                    .collect();
-                let input = Value::Object(input);
-                w.run_command(&command.name, &positional, &input)
-                    .map_err(HostError::from)
-            }
-        };
+        let result = code.run_command(&command, &positional, &options);
         let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let version = self.versions.get(&plugin_name).cloned().unwrap_or_default();
+        let version = slot.plugin.manifest.metadata.version.to_string();
         let mut audited = AuditEvent::new(
             "command.invoked",
             if result.is_ok() { "ok" } else { "failed" },
@@ -273,11 +352,34 @@ impl Host {
     }
 }
 
+/// Subscribes the event-pattern entries of a plugin to the project's bus; delivery starts the
+/// plugin. The bus holds the slot weakly, so dropping the host ends delivery.
+fn subscribe_events(
+    project: &Project,
+    slot: &Arc<Slot>,
+    entries: &[RemoteHookEntry],
+) -> Result<(), String> {
+    for e in entries.iter().filter(|e| is_event_pattern(&e.hook)) {
+        let weak = Arc::downgrade(slot);
+        project
+            .events()
+            .subscribe(&e.hook, move |event| {
+                let Some(slot) = weak.upgrade() else { return };
+                let Ok(code) = slot.code() else { return };
+                if let Err(err) = code.on_event(&event.topic, &event.payload) {
+                    tracing::warn!(plugin = %slot.plugin.name, topic = %event.topic, error = %err, "event handler failed");
+                }
+            })
+            .map_err(|err| format!("cannot subscribe to `{}`: {err}", e.hook))?;
+    }
+    Ok(())
+}
+
 pub fn stats_path(project: &Project) -> std::path::PathBuf {
     project.trellis_dir().join("stats.json")
 }
 
-fn runtime_options(project: &Project) -> RuntimeOptions {
+pub(crate) fn runtime_options(project: &Project) -> RuntimeOptions {
     let dir = project.trellis_dir();
     RuntimeOptions {
         project_root: project.root().to_owned(),
@@ -300,23 +402,9 @@ fn cache_dir() -> Option<std::path::PathBuf> {
     Some(base.join("trellis").join("components"))
 }
 
-fn plugin_spec(plugin: &LoadedPlugin) -> PluginSpec {
-    PluginSpec {
-        name: plugin.name.clone(),
-        dir: plugin.dir.clone(),
-        manifest: plugin.manifest.clone(),
-        config: plugin.config.clone(),
-        grants: plugin.grants.clone(),
-        limits: EffectiveLimits::from_manifest(
-            &plugin.manifest.limits,
-            Some(&policy_cap(&plugin.limit_caps)),
-        ),
-    }
-}
-
 /// The policy's caps as limits; what the policy leaves open stays unbounded here (the
 /// manifest's values and the runtime's own maximums still apply).
-fn policy_cap(caps: &trellis_project::LimitCaps) -> EffectiveLimits {
+pub(crate) fn policy_cap(caps: &trellis_project::LimitCaps) -> EffectiveLimits {
     EffectiveLimits {
         memory_bytes: caps.memory.as_ref().map_or(u64::MAX, |(bytes, _)| *bytes),
         timeout: caps
@@ -326,43 +414,6 @@ fn policy_cap(caps: &trellis_project::LimitCaps) -> EffectiveLimits {
         fuel: None,
         max_output_bytes: u64::MAX,
     }
-}
-
-fn render_template(
-    project: &Project,
-    plugin: &LoadedPlugin,
-    command: &Command,
-    positional: &[String],
-    options: &Map<String, Value>,
-) -> Result<Value, HostError> {
-    let template = command
-        .template
-        .as_deref()
-        .ok_or_else(|| HostError::NoTemplate {
-            plugin: plugin.name.clone(),
-            command: command.name.clone(),
-        })?;
-    let path = plugin.dir.join(template);
-    let template_err = |reason: String| HostError::Template {
-        path: path.display().to_string(),
-        reason,
-    };
-    let source = std::fs::read_to_string(&path).map_err(|e| template_err(e.to_string()))?;
-    let mut env = minijinja::Environment::new();
-    env.set_undefined_behavior(minijinja::UndefinedBehavior::Strict);
-    env.add_template(template, &source)
-        .map_err(|e| template_err(format!("template error: {e}")))?;
-    let context = json!({
-        "args": positional,
-        "options": options,
-        "config": plugin.config,
-        "plugin": {"name": plugin.name, "version": plugin.manifest.metadata.version.to_string()},
-        "project": {"root": project.root()},
-    });
-    env.get_template(template)
-        .and_then(|t| t.render(minijinja::value::Serde(&context)))
-        .map(Value::String)
-        .map_err(|e| template_err(e.to_string()))
 }
 
 /// `--key=value` and `--key value` become options (a bare `--flag` is `true`); the rest are

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use serde_json::Value;
-use trellis_core::{HookError, PluginRegistration};
+use trellis_core::{HookError, PluginRegistration, RemoteHookEntry, RemoteHooks};
 use trellis_manifest::{CONFIG_MIGRATE_HOOK, HOOK_WRAP_AFTER, HOOK_WRAP_BEFORE};
 use wasmtime::Store;
 use wasmtime::component::TypedFunc;
@@ -288,61 +288,30 @@ impl WasmPlugin {
         }
     }
 
-    /// One hook implementation per `provides.hooks` entry, in manifest order, each calling
-    /// [`WasmPlugin::call_hook`]. An entry with `wrapper: true` becomes a wrapper around the
-    /// other implementations: the guest's `call-hook` is called with [`HOOK_WRAP_BEFORE`]
-    /// before them and with [`HOOK_WRAP_AFTER`] after them, with their outcome (see
-    /// [`WasmPlugin::wrap_after`]).
+    /// One hook implementation per `provides.hooks` entry, in manifest order (see
+    /// [`trellis_core::remote_registration`]). An entry with `wrapper: true` becomes a wrapper
+    /// around the other implementations: the guest's `call-hook` is called with
+    /// [`HOOK_WRAP_BEFORE`] before them and with [`HOOK_WRAP_AFTER`] after them, with their
+    /// outcome (see [`WasmPlugin::wrap_after`]).
     pub fn registration(self: &Arc<Self>) -> PluginRegistration {
-        let mut registration = PluginRegistration::new(self.name());
-        for h in &self.hooks {
-            let mut imp = if h.wrapper {
-                let (before, after) = (Arc::clone(self), Arc::clone(self));
-                let (hook, hook_after) = (h.hook.clone(), h.hook.clone());
-                trellis_core::HookImpl::wrapper_with(
-                    h.hook.clone(),
-                    move |call| {
-                        let args = call.args().clone();
-                        let state = before
-                            .call_hook(
-                                HOOK_WRAP_BEFORE,
-                                &serde_json::json!({"hook": hook, "args": args}),
-                            )
-                            .map_err(HookError::msg)?
-                            .unwrap_or(Value::Null);
-                        Ok((args, state))
-                    },
-                    move |(args, state), outcome| {
-                        after.wrap_after(&hook_after, args, state, outcome)
-                    },
-                )
-            } else {
-                let plugin = Arc::clone(self);
-                let hook = h.hook.clone();
-                trellis_core::HookImpl::new(h.hook.clone(), move |call| {
-                    plugin
-                        .call_hook_text(&hook, &call.args_json())
-                        .map_err(HookError::msg)
-                })
-            };
-            if h.tryfirst {
-                imp = imp.tryfirst();
-            }
-            if h.trylast {
-                imp = imp.trylast();
-            }
-            if h.optional {
-                imp = imp.optional();
-            }
-            if !h.before.is_empty() {
-                imp = imp.before(h.before.iter().cloned());
-            }
-            if !h.after.is_empty() {
-                imp = imp.after(h.after.iter().cloned());
-            }
-            registration.push(imp);
-        }
-        registration
+        let entries: Vec<RemoteHookEntry> = self
+            .hooks
+            .iter()
+            .map(|h| RemoteHookEntry {
+                hook: h.hook.clone(),
+                wrapper: h.wrapper,
+                tryfirst: h.tryfirst,
+                trylast: h.trylast,
+                optional: h.optional,
+                before: h.before.clone(),
+                after: h.after.clone(),
+            })
+            .collect();
+        trellis_core::remote_registration(
+            self.name(),
+            &entries,
+            Arc::clone(self) as Arc<dyn RemoteHooks>,
+        )
     }
 
     /// The second half of a wrapper: the guest's `call-hook` with [`HOOK_WRAP_AFTER`] and
@@ -807,5 +776,31 @@ impl OutputSize for Option<String> {
 impl OutputSize for () {
     fn output_bytes(&self) -> u64 {
         0
+    }
+}
+
+impl RemoteHooks for WasmPlugin {
+    fn call_hook(&self, hook: &str, args_json: &str) -> Result<Option<Value>, HookError> {
+        self.call_hook_text(hook, args_json).map_err(HookError::msg)
+    }
+
+    fn wrap_before(&self, hook: &str, args: &Value) -> Result<Value, HookError> {
+        Ok(self
+            .call_hook(
+                HOOK_WRAP_BEFORE,
+                &serde_json::json!({"hook": hook, "args": args}),
+            )
+            .map_err(HookError::msg)?
+            .unwrap_or(Value::Null))
+    }
+
+    fn wrap_after(
+        &self,
+        hook: &str,
+        args: Value,
+        state: Value,
+        outcome: trellis_core::hooks::Outcome,
+    ) -> trellis_core::hooks::Outcome {
+        WasmPlugin::wrap_after(self, hook, args, state, outcome)
     }
 }

@@ -25,6 +25,7 @@ mod error;
 mod impls;
 mod manager;
 mod order;
+mod remote;
 mod spec;
 mod typed;
 
@@ -37,5 +38,6 @@ pub use manager::{
     AfterMonitor, BeforeMonitor, HistoricCallback, HookCaller, MonitorHandle, PluginInfo,
     PluginManager, RegistrationReport,
 };
+pub use remote::{RemoteHookEntry, RemoteHooks, remote_registration};
 pub use spec::{DEFAULT_HISTORY_LIMIT, FailMode, HookSpec};
 pub use typed::TypedHook;

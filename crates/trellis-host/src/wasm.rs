@@ -1,0 +1,74 @@
+//! WebAssembly component plugins, on one wasmtime runtime per host created when the first wasm
+//! plugin starts. If the engine cannot be created, every wasm plugin fails with that reason and
+//! plugins of other runtimes are not affected.
+
+use std::sync::{Arc, OnceLock};
+
+use serde_json::{Map, Value};
+use trellis_manifest::Command;
+use trellis_project::{LoadedPlugin, Project};
+use trellis_wasm::{EffectiveLimits, PluginMetrics, PluginSpec, WasmPlugin, WasmRuntime};
+
+use crate::HostError;
+use crate::runtime::{PluginCode, Runtime};
+
+#[derive(Default)]
+pub(crate) struct Wasm {
+    runtime: OnceLock<Result<WasmRuntime, String>>,
+}
+
+impl Runtime for Wasm {
+    fn start(
+        &self,
+        project: &Project,
+        plugin: &LoadedPlugin,
+    ) -> Result<Arc<dyn PluginCode>, String> {
+        let runtime = self
+            .runtime
+            .get_or_init(|| {
+                WasmRuntime::new(crate::runtime_options(project))
+                    .map_err(|e| format!("the wasm runtime could not start: {e}"))
+            })
+            .as_ref()
+            .map_err(Clone::clone)?;
+        let spec = PluginSpec {
+            name: plugin.name.clone(),
+            dir: plugin.dir.clone(),
+            manifest: plugin.manifest.clone(),
+            config: plugin.config.clone(),
+            grants: plugin.grants.clone(),
+            limits: EffectiveLimits::from_manifest(
+                &plugin.manifest.limits,
+                Some(&crate::policy_cap(&plugin.limit_caps)),
+            ),
+        };
+        let started = runtime.load(spec).map_err(|e| e.to_string())?;
+        Ok(started as Arc<dyn PluginCode>)
+    }
+}
+
+impl PluginCode for WasmPlugin {
+    fn run_command(
+        &self,
+        command: &Command,
+        positional: &[String],
+        options: &Map<String, Value>,
+    ) -> Result<Value, HostError> {
+        // Options become the command's JSON input; `--dry-run` arrives as `dry_run` so that it
+        // is a valid identifier in every guest language.
+        let input: Map<String, Value> = options
+            .iter()
+            .map(|(k, v)| (k.replace('-', "_"), v.clone()))
+            .collect();
+        WasmPlugin::run_command(self, &command.name, positional, &Value::Object(input))
+            .map_err(HostError::from)
+    }
+
+    fn on_event(&self, topic: &str, payload: &Value) -> Result<(), String> {
+        WasmPlugin::on_event(self, topic, payload).map_err(|e| e.to_string())
+    }
+
+    fn metrics(&self) -> Option<PluginMetrics> {
+        Some(WasmPlugin::metrics(self))
+    }
+}
