@@ -282,7 +282,18 @@ impl Host {
 
     /// Runs a command by name (`<plugin>:<command>` to pick one of several providers).
     pub fn run_command(&self, name: &str, args: &[String]) -> Result<CommandOutput, HostError> {
-        let (plugin_name, command) = self.project.resolve_command(name)?;
+        let enabled: Vec<(&str, &trellis_manifest::Manifest)> = self
+            .plugins
+            .iter()
+            .map(|(n, slot)| (n.as_str(), &slot.plugin.manifest))
+            .collect();
+        let (plugin_name, command) = match self.project.resolve_command_among(name, &enabled) {
+            Ok(found) => found,
+            // An enabled plugin that did not load (a policy refusal at start, a changed file)
+            // may provide it: read the manifests again, only on this error path, to say why.
+            Err(ProjectError::UnknownCommand { .. }) => self.project.resolve_command(name)?,
+            Err(e) => return Err(e.into()),
+        };
         let not_loaded = |reason: String| HostError::NotLoaded {
             plugin: plugin_name.clone(),
             reason,

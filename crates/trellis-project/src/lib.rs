@@ -874,6 +874,15 @@ impl Project {
     pub fn load_order(&self) -> Result<Vec<String>, ProjectError> {
         let state = self.state()?;
         let manifests = self.installed_manifests(&state, None)?;
+        Self::load_order_of(&state, &manifests)
+    }
+
+    /// The load order of the enabled plugins of `state`, given their manifests (a plugin missing
+    /// from `manifests` takes its place without edges).
+    fn load_order_of(
+        state: &ProjectState,
+        manifests: &BTreeMap<String, Manifest>,
+    ) -> Result<Vec<String>, ProjectError> {
         let enabled: BTreeSet<&str> = state
             .plugins
             .iter()
@@ -908,9 +917,21 @@ impl Project {
     /// its dependents fail after it.
     pub fn load(&self) -> Result<LoadReport, ProjectError> {
         self.settle_before_read()?;
-        let order = self.load_order()?;
-        let config = ProjectConfig::read_or_default(self)?;
         let state = self.state()?;
+        // Each enabled plugin's manifest is read once here, for the order and for the checks.
+        let mut read: BTreeMap<String, Result<Manifest, ProjectError>> = state
+            .plugins
+            .iter()
+            .filter(|(_, r)| r.state == LifecycleState::Enabled)
+            .map(|(n, _)| (n.clone(), self.read_manifest(n).map(|m| m.manifest)))
+            .collect();
+        let readable: BTreeMap<String, Manifest> = read
+            .iter()
+            .filter_map(|(n, m)| Some((n.clone(), m.as_ref().ok()?.clone())))
+            .collect();
+        let order = Self::load_order_of(&state, &readable)?;
+        drop(readable);
+        let config = ProjectConfig::read_or_default(self)?;
         let security = self.security()?;
         let policy = &security.policy;
         let limit_caps = policy.limit_caps();
@@ -920,7 +941,9 @@ impl Project {
         for name in order {
             let outcome = (|| -> Result<LoadedPlugin, LoadFailure> {
                 let record = self.record(&state, &name)?;
-                let manifest = self.read_manifest(&name)?.manifest;
+                let manifest = read
+                    .remove(&name)
+                    .unwrap_or_else(|| self.read_manifest(&name).map(|m| m.manifest))?;
                 self.check_compatibility(&manifest, &self.plugin_dir(&name))?;
                 // Files changed after install are not what the user granted anything to.
                 let changed = self.changed_files(&name, record)?;
@@ -1111,26 +1134,39 @@ impl Project {
                     .is_some_and(|r| r.state == LifecycleState::Enabled)
             })
             .collect();
+        let enabled: Vec<(&str, &Manifest)> =
+            enabled.iter().map(|(n, m)| (n.as_str(), m)).collect();
+        self.resolve_command_among(name, &enabled)
+    }
+
+    /// [`Project::resolve_command`] among plugins whose manifests the caller has already read
+    /// (a host that loaded them), so that nothing is read again.
+    pub fn resolve_command_among(
+        &self,
+        name: &str,
+        enabled: &[(&str, &Manifest)],
+    ) -> Result<(String, trellis_manifest::Command), ProjectError> {
         if let Some((plugin, command)) = name.rsplit_once(':')
-            && let Some((_, m)) = enabled.iter().find(|(n, _)| n == plugin)
+            && let Some((_, m)) = enabled.iter().find(|(n, _)| *n == plugin)
             && let Some(c) = m.provides.commands.iter().find(|c| c.name == command)
         {
             return Ok((plugin.to_owned(), c.clone()));
         }
-        let owners: Vec<(&String, &trellis_manifest::Command)> = enabled
+        let owners: Vec<(&str, &trellis_manifest::Command)> = enabled
             .iter()
             .flat_map(|(n, m)| {
                 m.provides
                     .commands
                     .iter()
                     .filter(|c| c.name == name)
-                    .map(move |c| (n, c))
+                    .map(move |c| (*n, c))
             })
             .collect();
         match owners.as_slice() {
-            [(plugin, command)] => Ok(((*plugin).clone(), (*command).clone())),
+            [(plugin, command)] => Ok(((*plugin).to_owned(), (*command).clone())),
             [] => {
                 // A plugin that provides it but failed to start: say why rather than "unknown".
+                let state = self.state()?;
                 for (plugin, record) in &state.plugins {
                     if record.state != LifecycleState::Failed {
                         continue;

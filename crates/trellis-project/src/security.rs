@@ -1292,20 +1292,12 @@ pub fn same_grant(a: &CapabilityRequest, b: &CapabilityRequest) -> bool {
         && sorted(&a.variables) == sorted(&b.variables)
 }
 
-/// The scope of a request in words (`hosts: api.example.com`), empty for unscoped ones.
+/// A requested capability's scope in words, exactly as the runtime enforces it (the install
+/// prompt, `plugin grants` and the audit trail show this): `paths: README.md only, src/ and
+/// everything in it`, `hosts: api.example.com`, `commands: git log *`. Empty for capabilities
+/// without a scope.
 pub fn scope_text(c: &CapabilityRequest) -> String {
-    let mut parts = Vec::new();
-    for (label, values) in [
-        ("paths", &c.paths),
-        ("hosts", &c.hosts),
-        ("commands", &c.commands),
-        ("variables", &c.variables),
-    ] {
-        if !values.is_empty() {
-            parts.push(format!("{label}: {}", values.join(", ")));
-        }
-    }
-    parts.join("; ")
+    trellis_host_api::describe_scope(c)
 }
 
 #[cfg(test)]
