@@ -41,7 +41,11 @@ impl From<trellis_host::HostError> for Failure {
     fn from(e: trellis_host::HostError) -> Self {
         match e {
             trellis_host::HostError::Project(p) => p.into(),
-            other => Failure::Other(anyhow::Error::new(other)),
+            other => Failure::Library {
+                kind: other.kind(),
+                hint: other.hint(),
+                message: other.to_string(),
+            },
         }
     }
 }

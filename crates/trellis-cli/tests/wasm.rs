@@ -240,3 +240,99 @@ fn wasm_scaffold_builds_validates_and_runs() {
     let result: Value = serde_json::from_slice(&out).unwrap();
     assert_eq!(result["output"]["text"], "Ahoy, crew!", "{result}");
 }
+
+fn hostile_copy(tmp: &Path, manifest_extra: &str) -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plugins/hostile");
+    assert!(
+        src.join("plugin.wasm").is_file(),
+        "examples/plugins/hostile/plugin.wasm is missing: run `bash scripts/build-plugins.sh`"
+    );
+    let copy = tmp.join("hostile-copy");
+    fs::create_dir_all(&copy).unwrap();
+    fs::copy(src.join("plugin.wasm"), copy.join("plugin.wasm")).unwrap();
+    let manifest = fs::read_to_string(src.join("plugin.yaml")).unwrap();
+    fs::write(
+        copy.join("plugin.yaml"),
+        format!("{manifest}{manifest_extra}"),
+    )
+    .unwrap();
+    copy
+}
+
+/// Failures reach scripts with a stable `kind`, the message, and the hint as its own field.
+#[test]
+fn failures_have_a_stable_kind_and_a_separate_hint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (p, cache) = (tmp.path().join("project"), tmp.path().join("cache"));
+    fs::create_dir_all(&p).unwrap();
+    let dir = hostile_copy(tmp.path(), "limits:\n  timeout: 300ms\n  memory: 16MiB\n");
+    trellis(&p, &cache)
+        .args(["plugin", "install", "--yes", dir.to_str().unwrap()])
+        .assert()
+        .success();
+    trellis(&p, &cache)
+        .args(["plugin", "enable", "hostile"])
+        .assert()
+        .success();
+    for (command, kind, in_hint) in [
+        ("exec", "denied", "requires.capabilities"),
+        ("loop", "timeout", "limits.timeout"),
+        ("alloc", "memory_limit", "limits.memory"),
+        ("panic", "trap", "author"),
+    ] {
+        let out = trellis(&p, &cache)
+            .args(["--json", command])
+            .assert()
+            .failure()
+            .get_output()
+            .stdout
+            .clone();
+        let body: Value = serde_json::from_slice(&out).unwrap();
+        let error = &body["error"];
+        assert_eq!(error["kind"], kind, "{command}: {body}");
+        let hint = error["hint"].as_str().unwrap_or_default();
+        assert!(hint.contains(in_hint), "{command}: {body}");
+        assert!(
+            !error["message"].as_str().unwrap_or_default().contains(hint),
+            "{command}: the hint is repeated in the message: {body}"
+        );
+    }
+    // After all that, the plugin still answers.
+    trellis(&p, &cache).args(["ok"]).assert().success();
+}
+
+/// Hole: a plugin that requests no `environment` capability wrote `${SOME_SECRET}` into its own
+/// defaults and received the secret. Now validation, install and enable refuse it, naming the
+/// variable and the capability to add.
+#[test]
+fn defaults_cannot_read_variables_the_plugin_does_not_request() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (p, cache) = (tmp.path().join("project"), tmp.path().join("cache"));
+    fs::create_dir_all(&p).unwrap();
+    let dir = hostile_copy(
+        tmp.path(),
+        "config:\n  schema:\n    type: object\n    properties:\n      greeting: {type: string}\n  defaults:\n    greeting: \"${SOME_SECRET}\"\n",
+    );
+    for args in [
+        vec!["plugin", "validate", dir.to_str().unwrap()],
+        vec!["plugin", "install", "--yes", dir.to_str().unwrap()],
+    ] {
+        let assert = trellis(&p, &cache)
+            .args(&args)
+            .env("SOME_SECRET", "hunter2")
+            .assert()
+            .failure();
+        let output = assert.get_output();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            text.contains("SOME_SECRET") && text.contains("environment"),
+            "{args:?}: {text}"
+        );
+        assert!(!text.contains("hunter2"), "{args:?}: {text}");
+    }
+    assert!(!p.join(".trellis/plugins/hostile").exists());
+}

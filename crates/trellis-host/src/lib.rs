@@ -52,6 +52,35 @@ pub enum HostError {
     Event(#[from] trellis_core::EventError),
 }
 
+impl HostError {
+    /// The stable name of this kind of failure, for scripts (`--json` output).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HostError::Project(e) => e.kind(),
+            HostError::Wasm(e) => e.kind(),
+            HostError::NotLoaded { .. } => "not_loaded",
+            HostError::NoTemplate { .. } => "no_template",
+            HostError::Template { .. } => "template",
+            HostError::Event(_) => "event",
+        }
+    }
+
+    /// What the user can do about it, when there is something to say.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            HostError::Project(e) => e.hint(),
+            HostError::Wasm(e) => e.hint(),
+            HostError::NotLoaded { plugin, .. } => Some(format!(
+                "fix the cause, then `trellis plugin enable {plugin}`; `trellis plugin list` shows every plugin's state"
+            )),
+            HostError::NoTemplate { .. } => Some(
+                "give the command a `template` (a file in the plugin) in plugin.yaml".to_owned(),
+            ),
+            HostError::Template { .. } | HostError::Event(_) => None,
+        }
+    }
+}
+
 /// What a command returned, and which plugin ran it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CommandOutput {

@@ -22,17 +22,35 @@ use crate::{AppState, ServerConfig, ServerError, Token};
 
 type Shared = State<Arc<AppState>>;
 
-/// An error as the API reports it: a status and `{"error": …, "hint": …}`.
+/// An error as the API reports it: a status and `{"error": …, "kind": …, "hint": …}`, where
+/// `kind` is the stable name scripts match on (the same names the CLI's `--json` errors use).
 pub struct ApiError {
     status: StatusCode,
+    kind: &'static str,
     error: String,
     hint: Option<String>,
+}
+
+/// The kind of an error that has none more precise, from its status.
+fn kind_of_status(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "invalid_input",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "denied",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::UNPROCESSABLE_ENTITY => "gate_failed",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limited",
+        _ => "internal",
+    }
 }
 
 impl ApiError {
     fn new(status: StatusCode, error: impl Into<String>, hint: Option<&str>) -> ApiError {
         ApiError {
             status,
+            kind: kind_of_status(status),
             error: error.into(),
             hint: hint.map(str::to_owned),
         }
@@ -43,7 +61,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(json!({"error": self.error, "hint": self.hint})),
+            Json(json!({"error": self.error, "kind": self.kind, "hint": self.hint})),
         )
             .into_response()
     }
@@ -69,6 +87,7 @@ impl From<RegistryError> for ApiError {
         let hint = e.hint();
         ApiError {
             status,
+            kind: kind_of_status(status),
             error: e.to_string(),
             hint,
         }

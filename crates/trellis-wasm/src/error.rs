@@ -19,7 +19,7 @@ pub enum Limit {
 
 impl Limit {
     /// What the user can change, and where.
-    fn advice(&self) -> &'static str {
+    pub fn advice(&self) -> &'static str {
         match self {
             Limit::Memory { .. } => {
                 "raise limits.memory in plugin.yaml (at most the policy cap), or make the plugin use less memory"
@@ -98,9 +98,7 @@ impl fmt::Display for GuestErrorKind {
 #[derive(Debug, thiserror::Error)]
 pub enum WasmError {
     /// The plugin attempted something it holds no capability for.
-    #[error(
-        "plugin `{plugin}` was denied `{capability}`: it tried to {attempted}; grant the capability (requires.capabilities in plugin.yaml) if the plugin should be allowed to"
-    )]
+    #[error("plugin `{plugin}` was denied `{capability}`: it tried to {attempted}")]
     Denied {
         plugin: String,
         capability: String,
@@ -108,7 +106,7 @@ pub enum WasmError {
     },
 
     /// A resource limit stopped the call.
-    #[error("plugin `{plugin}`: `{call}` stopped: {limit}; {}", limit.advice())]
+    #[error("plugin `{plugin}`: `{call}` stopped: {limit}")]
     LimitExceeded {
         plugin: String,
         limit: Limit,
@@ -117,7 +115,7 @@ pub enum WasmError {
 
     /// The plugin's code trapped (panicked, overflowed its stack, ...). The plugin is
     /// re-instantiated for its next call.
-    #[error("plugin `{plugin}`: `{call}` crashed: {message}; report this to the plugin's author")]
+    #[error("plugin `{plugin}`: `{call}` crashed: {message}")]
     Trap {
         plugin: String,
         call: String,
@@ -135,7 +133,7 @@ pub enum WasmError {
 
     /// The component was built against a plugin API this host does not speak.
     #[error(
-        "plugin `{plugin}`: {} is built against {}, but this trellis supports {}; rebuild the plugin with a supported trellis SDK, or update trellis",
+        "plugin `{plugin}`: {} is built against {}, but this trellis supports {}",
         file.display(),
         found.as_ref().map_or_else(|| "no trellis plugin API (it exports no `trellis:plugin/guest` interface)".to_owned(), |v| format!("trellis:plugin@{v}")),
         supported.iter().map(|v| format!("trellis:plugin@{v}")).collect::<Vec<_>>().join(", ")
@@ -157,7 +155,7 @@ pub enum WasmError {
 
     /// The manifest's `runtime.entry` does not lead to a file.
     #[error(
-        "plugin `{plugin}`: no component at {}; set runtime.entry in plugin.yaml to the .wasm file (relative to the plugin directory) and build it",
+        "plugin `{plugin}`: no component at {}",
         file.display()
     )]
     NoEntry { plugin: String, file: PathBuf },
@@ -187,6 +185,54 @@ impl WasmError {
             | WasmError::InvalidComponent { plugin, .. }
             | WasmError::NoEntry { plugin, .. } => Some(plugin),
             WasmError::Io { .. } | WasmError::Engine(_) => None,
+        }
+    }
+
+    /// The stable name of this kind of failure, for scripts (`--json` output): `denied`,
+    /// `memory_limit`, `timeout`, `fuel_exhausted`, `output_limit`, `trap`, `invalid_input`,
+    /// `not_found`, `failed`, `invalid_result`, `unsupported_api_version`,
+    /// `invalid_component`, `no_entry`, `io`, `engine`.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WasmError::Denied { .. } => "denied",
+            WasmError::LimitExceeded { limit, .. } => match limit {
+                Limit::Memory { .. } => "memory_limit",
+                Limit::Time { .. } => "timeout",
+                Limit::Fuel { .. } => "fuel_exhausted",
+                Limit::Output { .. } => "output_limit",
+            },
+            WasmError::Trap { .. } => "trap",
+            WasmError::Guest { kind, .. } => match kind {
+                GuestErrorKind::InvalidInput => "invalid_input",
+                GuestErrorKind::NotFound => "not_found",
+                GuestErrorKind::Failed => "failed",
+                GuestErrorKind::InvalidResult => "invalid_result",
+            },
+            WasmError::UnsupportedApiVersion { .. } => "unsupported_api_version",
+            WasmError::InvalidComponent { .. } => "invalid_component",
+            WasmError::NoEntry { .. } => "no_entry",
+            WasmError::Io { .. } => "io",
+            WasmError::Engine(_) => "engine",
+        }
+    }
+
+    /// What the user can do about it, when there is something to say.
+    #[must_use]
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            WasmError::Denied { capability, .. } => Some(format!(
+                "if the plugin should be allowed to, request `{capability}` (with the scope it needs) in requires.capabilities of its plugin.yaml and grant it; `trellis plugin grants <plugin>` shows what it holds"
+            )),
+            WasmError::LimitExceeded { limit, .. } => Some(limit.advice().to_owned()),
+            WasmError::Trap { .. } => Some("report this to the plugin's author".to_owned()),
+            WasmError::UnsupportedApiVersion { .. } => Some(
+                "rebuild the plugin with a supported trellis SDK, or update trellis".to_owned(),
+            ),
+            WasmError::NoEntry { .. } => Some(
+                "set runtime.entry in plugin.yaml to the .wasm file (relative to the plugin directory) and build it".to_owned(),
+            ),
+            _ => None,
         }
     }
 

@@ -132,7 +132,8 @@ fn endless_loop_hits_the_timeout() {
         let text = err.to_string();
         assert!(text.contains("time limit of 500ms exceeded"), "{text}");
         assert!(
-            text.contains("raise limits.timeout in plugin.yaml"),
+            err.hint()
+                .is_some_and(|h| h.contains("raise limits.timeout in plugin.yaml")),
             "{text}"
         );
     });
