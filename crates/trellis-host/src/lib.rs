@@ -423,23 +423,12 @@ pub(crate) fn runtime_options(project: &Project) -> RuntimeOptions {
     let dir = project.trellis_dir();
     RuntimeOptions {
         project_root: project.root().to_owned(),
-        cache_dir: cache_dir(),
+        cache_dir: project.cache_dir(),
         events: Arc::clone(project.events()),
         audit: project.audit(),
         state_dir: dir.join("state"),
+        digests: Some(project.file_digests()),
     }
-}
-
-/// Compiled components are kept in the user's cache directory so that every project shares
-/// them; `TRELLIS_CACHE_DIR` overrides it (tests, read-only homes).
-fn cache_dir() -> Option<std::path::PathBuf> {
-    if let Some(dir) = std::env::var_os("TRELLIS_CACHE_DIR") {
-        return Some(dir.into());
-    }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))?;
-    Some(base.join("trellis").join("components"))
 }
 
 /// The policy's caps as limits; what the policy leaves open stays unbounded here (the

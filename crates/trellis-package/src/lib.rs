@@ -33,7 +33,7 @@ pub use build::build;
 pub use error::PackageError;
 pub use extract::{extract, read_file_list};
 pub use limits::ExtractLimits;
-pub use tree::{TreeChange, sha256_file, verify_tree};
+pub use tree::{TreeChange, sha256_file, verify_tree, verify_tree_with};
 
 /// Name of the archive's first entry: the JSON [`FileList`].
 pub const FILE_LIST_NAME: &str = "trellis-package.json";

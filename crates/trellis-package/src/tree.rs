@@ -46,6 +46,17 @@ pub fn sha256_file(path: &Path) -> io::Result<String> {
 /// a directory counts as a file here (a symlink or FIFO someone added is reported too), and
 /// symlinks are not followed.
 pub fn verify_tree(dir: &Path, list: &FileList) -> Result<Vec<TreeChange>, PackageError> {
+    verify_tree_with(dir, list, &sha256_file)
+}
+
+/// [`verify_tree`] with the SHA-256 of a file given by `sha256_of` (a cache that remembers the
+/// digests of files whose metadata has not changed), called only for files whose size and
+/// executable bit match.
+pub fn verify_tree_with(
+    dir: &Path,
+    list: &FileList,
+    sha256_of: &dyn Fn(&Path) -> io::Result<String>,
+) -> Result<Vec<TreeChange>, PackageError> {
     let listed: HashMap<&str, &PackagedFile> =
         list.files.iter().map(|f| (f.path.as_str(), f)).collect();
     let mut present = HashSet::new();
@@ -62,7 +73,7 @@ pub fn verify_tree(dir: &Path, list: &FileList) -> Result<Vec<TreeChange>, Packa
         };
         present.insert(file.path.as_str());
         let meta = entry.metadata().map_err(|e| walk_error(dir, e))?;
-        if !meta.is_file() || differs(entry.path(), &meta, file)? {
+        if !meta.is_file() || differs(entry.path(), &meta, file, sha256_of)? {
             changes.push(TreeChange::Modified { path });
         }
     }
@@ -78,11 +89,16 @@ pub fn verify_tree(dir: &Path, list: &FileList) -> Result<Vec<TreeChange>, Packa
     Ok(changes)
 }
 
-fn differs(path: &Path, meta: &Metadata, file: &PackagedFile) -> Result<bool, PackageError> {
+fn differs(
+    path: &Path,
+    meta: &Metadata,
+    file: &PackagedFile,
+    sha256_of: &dyn Fn(&Path) -> io::Result<String>,
+) -> Result<bool, PackageError> {
     if meta.len() != file.size || is_executable(meta) != file.executable {
         return Ok(true);
     }
-    let sha256 = sha256_file(path).map_err(io_error("read", path))?;
+    let sha256 = sha256_of(path).map_err(io_error("read", path))?;
     Ok(sha256 != file.sha256)
 }
 

@@ -65,7 +65,7 @@ pub use error::{Conflict, ProjectError};
 pub use security::{
     GrantChoices, GrantDecisions, GrantPlan, GrantPrompt, PendingGrant, PluginAudit,
     PreparedInstall, RegistryOrigin, SYSTEM_ADMIN_DIR, SecuritySettings, WithheldGrant, same_grant,
-    scope_text, user_config_dir,
+    scope_text, user_cache_dir, user_config_dir,
 };
 pub use state::{
     GrantSet, LifecycleState, LockedPlugin, Lockfile, PackageRecord, PluginRecord, ProjectState,
@@ -202,6 +202,9 @@ pub struct Project {
     bus: Arc<EventBus>,
     env: EnvLookup,
     audit: Arc<AuditLog>,
+    /// Remembered digests of installed files (and components), shared by every clone and by
+    /// the runtimes this project's host starts; created on first use.
+    digests: Arc<std::sync::OnceLock<Arc<trellis_digests::FileDigests>>>,
 }
 
 /// Holds the project's exclusive lock until dropped.
@@ -225,7 +228,26 @@ impl Project {
             bus,
             env: Arc::new(|name| std::env::var(name).ok()),
             audit,
+            digests: Arc::default(),
         }
+    }
+
+    /// The user's cache directory (compiled components, remembered digests), as this project's
+    /// environment names it (see [`user_cache_dir`]).
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        user_cache_dir(&*self.env)
+    }
+
+    /// The remembered digests of files in [`Project::cache_dir`], one set per project value
+    /// and its clones: the integrity checks and the runtimes share it, so the index is read and
+    /// written once per process.
+    pub fn file_digests(&self) -> Arc<trellis_digests::FileDigests> {
+        Arc::clone(self.digests.get_or_init(|| {
+            Arc::new(trellis_digests::FileDigests::new(
+                self.cache_dir().as_deref(),
+                trellis_digests::SETTLED,
+            ))
+        }))
     }
 
     /// Finds the project containing `start`: the nearest ancestor with a `.trellis/` directory,

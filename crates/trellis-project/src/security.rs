@@ -56,6 +56,23 @@ pub fn user_config_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> 
         .map(|home| PathBuf::from(home).join(".config").join("trellis"))
 }
 
+/// The user's cache of compiled components and remembered file digests: `TRELLIS_CACHE_DIR`,
+/// else `$XDG_CACHE_HOME/trellis/components`, else `~/.cache/trellis/components`.
+pub fn user_cache_dir(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    if let Some(dir) = env("TRELLIS_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir));
+    }
+    let base = env("XDG_CACHE_HOME")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            env("HOME")
+                .filter(|d| !d.is_empty())
+                .map(|h| PathBuf::from(h).join(".cache"))
+        })?;
+    Some(base.join("trellis").join("components"))
+}
+
 /// A capability waiting for the user's decision.
 #[derive(Debug, Clone, Serialize)]
 pub struct PendingGrant {
@@ -974,7 +991,11 @@ impl Project {
                     version: record.version.to_string(),
                     files: package.files.clone(),
                 };
-                Ok(trellis_package::verify_tree(&dir, &list)?)
+                // Unchanged files are not read again: their remembered digest is used.
+                let digests = self.file_digests();
+                Ok(trellis_package::verify_tree_with(&dir, &list, &|path| {
+                    digests.digest(path).map(|d| d.sha256)
+                })?)
             }
             // Installed before packages were recorded: only the tree hash is known.
             None if tree_checksum(&dir)? != record.checksum => Ok(vec![TreeChange::Modified {

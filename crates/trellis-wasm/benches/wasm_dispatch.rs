@@ -116,6 +116,7 @@ impl Fixture {
             events: Arc::new(EventBus::new()),
             audit: Arc::new(MemoryAudit::new()) as Arc<dyn AuditSink>,
             state_dir: self.project.join(".trellis/state"),
+            digests: None,
         })
         .expect("runtime")
     }

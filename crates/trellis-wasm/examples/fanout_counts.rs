@@ -52,6 +52,7 @@ fn run() -> Result<(), Box<dyn std::error::Error>> {
         events: Arc::new(EventBus::new()),
         audit: Arc::new(MemoryAudit::new()) as Arc<dyn AuditSink>,
         state_dir: project.join(".trellis/state"),
+        digests: None,
     })?;
     let pm = PluginManager::new();
     pm.add_hookspecs([HookSpec::new(HOOK)])?;

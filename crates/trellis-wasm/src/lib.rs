@@ -77,7 +77,6 @@ mod metrics;
 mod net;
 mod plugin;
 mod runtime;
-mod source_index;
 mod stdio;
 
 pub use cache::{CacheStatus, cache_key, cache_path, engine_hash};

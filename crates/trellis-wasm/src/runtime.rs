@@ -17,7 +17,7 @@ use crate::error::WasmError;
 use crate::host::{self, HostState, PluginPre, PluginShared};
 use crate::limits::EffectiveLimits;
 use crate::plugin::WasmPlugin;
-use crate::source_index::{self, SourceIndex};
+use trellis_digests::FileDigests;
 
 /// The plugin API versions (`trellis:plugin@X.Y.Z`) this host can run.
 pub const SUPPORTED_API_VERSIONS: &[&str] = &["0.1.0"];
@@ -38,6 +38,9 @@ pub struct RuntimeOptions {
     pub audit: Arc<dyn AuditSink>,
     /// Where per-plugin state files live (e.g. `.trellis/state`).
     pub state_dir: PathBuf,
+    /// The remembered file hashes to share with the rest of the process (a host that also
+    /// checks installed files); none: the runtime keeps its own in `cache_dir`.
+    pub digests: Option<Arc<trellis_digests::FileDigests>>,
 }
 
 /// When code is compiled with fuel metering.
@@ -190,7 +193,7 @@ pub(crate) struct RuntimeInner {
     /// per implementation as with ten. Weak, so a component goes when its last plugin does.
     components: Mutex<HashMap<String, Weak<Component>>>,
     /// The hashes of `.wasm` files loaded before, so that a start does not hash them again.
-    sources: SourceIndex,
+    sources: Arc<FileDigests>,
     pub(crate) opts: RuntimeOptions,
     pub(crate) engine_opts: EngineOptions,
     _ticker: EpochTicker,
@@ -345,7 +348,12 @@ impl WasmRuntime {
                 main,
                 metered: OnceLock::new(),
                 components: Mutex::new(HashMap::new()),
-                sources: SourceIndex::new(opts.cache_dir.as_deref(), source_index::SETTLED),
+                sources: opts.digests.clone().unwrap_or_else(|| {
+                    Arc::new(FileDigests::new(
+                        opts.cache_dir.as_deref(),
+                        trellis_digests::SETTLED,
+                    ))
+                }),
                 ticking,
                 opts,
                 engine_opts,

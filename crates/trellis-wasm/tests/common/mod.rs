@@ -45,6 +45,7 @@ impl TestEnv {
                 events: Arc::clone(&events),
                 audit: audit.unwrap_or_else(|| memory_audit.clone() as Arc<dyn AuditSink>),
                 state_dir: state.clone(),
+                digests: None,
             },
             engine,
         )
@@ -69,6 +70,7 @@ impl TestEnv {
             events: Arc::clone(&self.events),
             audit: self.audit.clone(),
             state_dir: self.state.clone(),
+            digests: None,
         })
         .expect("runtime")
     }

@@ -1,27 +1,29 @@
-//! Remembers the SHA-256 of each `.wasm` file loaded before, so that a start finds an unchanged
-//! plugin's compiled component without reading and hashing the file again: with 100 installed
-//! plugins that was the largest part of a warm start after deserializing.
+//! SHA-256 digests of files, remembered across processes while each file's metadata is
+//! unchanged, so that checking a file against a known hash does not read it again: with 100
+//! installed plugins, hashing every component and every installed file at each start was most
+//! of the start-up time.
 //!
-//! File: `<cache_dir>/sources.v2`, a line per `.wasm` file: `<sha256 of the path, 32 hex>
-//! <device> <inode> <size> <mtime ns> <ctime ns> <sha256 hex> <path, hex>`. A line is used
-//! only while the file's metadata is still exactly that. Any write to the file, and replacing
-//! it, moves its ctime, which programs cannot set. A file changed within the same clock tick
-//! as the read that hashed it could keep the same ctime, so a file is remembered only when it
-//! has not changed for [`SETTLED`] and did not change while it was read (git calls this the
+//! File: `<cache_dir>/sources.v2`, a line per file: `<sha256 of the path, 32 hex> <device>
+//! <inode> <size> <mtime ns> <ctime ns> <sha256 hex> <path, hex>`. A line is used only while
+//! the file's metadata is still exactly that. Any write to the file, and replacing it, moves
+//! its ctime, which programs cannot set. A file changed within the same clock tick as the read
+//! that hashed it could keep the same ctime, so a file is remembered only when it has not
+//! changed for [`SETTLED`] and did not change while it was read (git calls this the
 //! racy-clean problem).
 //!
 //! That reasoning needs the file's times to come from this machine's clock, in fine steps:
 //! files on network, FUSE, FAT or other file systems where that may not hold are always
 //! hashed. Only Linux file systems known to keep nanosecond ctimes qualify (ext4, XFS, Btrfs,
-//! tmpfs, overlayfs, ZFS, F2FS); elsewhere every load hashes. A remembered hash whose compiled
-//! component is in the cache is trusted without reading the file: the index belongs with the
-//! cache, which only the user may write.
+//! tmpfs, overlayfs, ZFS, F2FS); elsewhere every digest reads the file. The index belongs with
+//! the user's cache, which only the user may write; plugins never can.
 //!
-//! The file is read once, at the first load, and written when the runtime is dropped: merged,
-//! under a lock, with what other processes wrote meanwhile, dropping the lines of files that
-//! are gone, through a temporary file and a rename. A file per entry cost a first start with
-//! 100 plugins about 40 ms of file creations. It is a cache: a missing, damaged or lost file or
-//! line means "hash the file", never an error.
+//! The file is read once, at the first digest, and written when the last handle is dropped:
+//! merged, under a lock, with what other processes wrote meanwhile, dropping the lines of
+//! files that are gone, through a temporary file and a rename. It is a cache: a missing,
+//! damaged or lost file or line means "hash the file", never an error.
+//!
+//! What this crate must not know about: what the files are (components, installed plugins),
+//! projects, or any runtime.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -31,7 +33,7 @@ use std::time::{Duration, SystemTime};
 use sha2::{Digest, Sha256};
 
 /// How long a file must have stayed unchanged before its hash is remembered.
-pub(crate) const SETTLED: Duration = Duration::from_secs(2);
+pub const SETTLED: Duration = Duration::from_secs(2);
 
 /// The index, in the compiled-component cache directory.
 const FILE: &str = "sources.v2";
@@ -146,7 +148,7 @@ impl Entry {
             return None;
         }
         let path = path_from_hex(parts.next()?)?;
-        if parts.next().is_some() || SourceIndex::key(&path) != key {
+        if parts.next().is_some() || FileDigests::key(&path) != key {
             return None;
         }
         Some((
@@ -172,14 +174,14 @@ fn path_from_hex(_text: &str) -> Option<PathBuf> {
     None
 }
 
-/// A `.wasm` file's SHA-256 (lowercase hex), and its bytes when they had to be read for it.
-pub(crate) struct Digest256 {
-    pub(crate) sha256: String,
-    pub(crate) bytes: Option<Vec<u8>>,
+/// A file's SHA-256 (lowercase hex), and its bytes when they had to be read for it.
+pub struct FileDigest {
+    pub sha256: String,
+    pub bytes: Option<Vec<u8>>,
 }
 
 /// The index of one cache directory; without one, nothing is remembered.
-pub(crate) struct SourceIndex {
+pub struct FileDigests {
     dir: Option<PathBuf>,
     settled: Duration,
     state: Mutex<State>,
@@ -194,10 +196,11 @@ struct State {
     forgotten: HashSet<String>,
 }
 
-impl SourceIndex {
-    /// The index kept in the compiled-component cache `cache_dir`.
-    pub(crate) fn new(cache_dir: Option<&Path>, settled: Duration) -> Self {
-        SourceIndex {
+impl FileDigests {
+    /// The index kept in the cache directory `cache_dir`; files are remembered once they have
+    /// not changed for `settled` ([`SETTLED`] outside tests).
+    pub fn new(cache_dir: Option<&Path>, settled: Duration) -> Self {
+        FileDigests {
             dir: cache_dir.map(Path::to_owned),
             settled,
             state: Mutex::new(State::default()),
@@ -228,7 +231,7 @@ impl SourceIndex {
 
     /// The SHA-256 of `file`: remembered when the file is unchanged since it was hashed,
     /// else read and hashed (and remembered when the file has settled).
-    pub(crate) fn digest(&self, file: &Path) -> std::io::Result<Digest256> {
+    pub fn digest(&self, file: &Path) -> std::io::Result<FileDigest> {
         let before = std::fs::metadata(file)?;
         // The file system is asked once; the identity is taken again after the read.
         let identity =
@@ -239,7 +242,7 @@ impl SourceIndex {
             && entry.identity == identity
             && entry.path == file
         {
-            return Ok(Digest256 {
+            return Ok(FileDigest {
                 sha256: entry.sha256.clone(),
                 bytes: None,
             });
@@ -264,7 +267,7 @@ impl SourceIndex {
                 state.known.insert(key, entry);
             }
         }
-        Ok(Digest256 {
+        Ok(FileDigest {
             sha256,
             bytes: Some(bytes),
         })
@@ -272,11 +275,11 @@ impl SourceIndex {
 
     /// Forgets what was remembered of `file`, after its bytes turned out not to match: its
     /// file system changed it without moving its change time, or the index was edited.
-    pub(crate) fn forget(&self, file: &Path) {
+    pub fn forget(&self, file: &Path) {
         if self.dir.is_none() {
             return;
         }
-        tracing::warn!(file = %file.display(), "a .wasm file changed without its change time moving; its remembered hash is dropped");
+        tracing::warn!(file = %file.display(), "a file changed without its change time moving; its remembered hash is dropped");
         let key = Self::key(file);
         let mut state = self.loaded();
         state.known.remove(&key);
@@ -287,7 +290,7 @@ impl SourceIndex {
     /// Writes what this process learned, merged into what the file holds now (another process
     /// may have written it since it was read), without the lines of files that are gone.
     /// Nothing learned, nothing written.
-    pub(crate) fn flush(&self) {
+    pub fn flush(&self) {
         let Some(dir) = &self.dir else { return };
         let mut state = self.lock();
         if state.added.is_empty() && state.forgotten.is_empty() {
@@ -309,7 +312,7 @@ impl SourceIndex {
             }
             merged.retain(|_, entry| entry.path.is_file());
             let text: String = merged.iter().map(|(key, entry)| entry.line(key)).collect();
-            trellis_host_api::state::atomic_write(&dir.join(FILE), text.as_bytes())
+            write_atomically(&dir.join(FILE), text.as_bytes())
         })();
         match written {
             Ok(()) => {
@@ -317,13 +320,13 @@ impl SourceIndex {
                 state.forgotten.clear();
             }
             Err(e) => {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot write the index of component hashes; the next start hashes every plugin again");
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot write the index of file hashes; the next start hashes every file again");
             }
         }
     }
 }
 
-impl Drop for SourceIndex {
+impl Drop for FileDigests {
     fn drop(&mut self) {
         self.flush();
     }
@@ -362,8 +365,8 @@ fn read_index(file: &Path) -> HashMap<String, Entry> {
 mod tests {
     use super::*;
 
-    fn index(dir: &Path, settled: Duration) -> SourceIndex {
-        SourceIndex::new(Some(&dir.join("cache")), settled)
+    fn index(dir: &Path, settled: Duration) -> FileDigests {
+        FileDigests::new(Some(&dir.join("cache")), settled)
     }
 
     fn sha(bytes: &[u8]) -> String {
@@ -442,7 +445,7 @@ mod tests {
         std::fs::write(&file, b"bytes").unwrap();
         let index_file = tmp.path().join("cache").join(FILE);
         std::fs::create_dir_all(index_file.parent().unwrap()).unwrap();
-        let key = SourceIndex::key(&file);
+        let key = FileDigests::key(&file);
         let identity = Identity::of(&std::fs::metadata(&file).unwrap()).unwrap();
         let entry = |sha256: &str| Entry {
             identity,
@@ -486,7 +489,7 @@ mod tests {
                 file
             })
             .collect();
-        let writers: Vec<SourceIndex> = files
+        let writers: Vec<FileDigests> = files
             .iter()
             .map(|file| {
                 let index = index(tmp.path(), Duration::ZERO);
@@ -573,8 +576,15 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("plugin.wasm");
         std::fs::write(&file, b"bytes").unwrap();
-        let index = SourceIndex::new(None, Duration::ZERO);
+        let index = FileDigests::new(None, Duration::ZERO);
         index.digest(&file).unwrap();
         assert!(index.digest(&file).unwrap().bytes.is_some());
     }
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = atomic_write_file::AtomicWriteFile::open(path)?;
+    file.write_all(bytes)?;
+    file.commit()
 }
