@@ -23,7 +23,7 @@ if ! command -v strace >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
 fi
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/trellis-bench-start.XXXXXX")
-trap 'rm -rf "$work"' EXIT
+[ -n "${BENCH_KEEP:-}" ] && echo "bench-start: keeping $work" >&2 || trap 'rm -rf "$work"' EXIT
 export TRELLIS_CONFIG_DIR="$work/user"
 export TRELLIS_CACHE_DIR="$work/cache"
 mkdir -p "$TRELLIS_CONFIG_DIR"
@@ -37,7 +37,7 @@ make_project() {
         local src="$work/src/p$i"
         mkdir -p "$src"
         cp examples/plugins/hostile/plugin.wasm "$src/"
-        printf 'apiVersion: trellis.dev/v1\nkind: Plugin\nmetadata:\n  name: p%s\n  version: 0.1.0\n  description: start-up benchmark plugin\n  license: Apache-2.0\nprovides:\n  commands:\n    - name: ok\n      description: answers {"ok": true}\nruntime:\n  type: wasm\n  entry: plugin.wasm\n' "$i" > "$src/plugin.yaml"
+        printf 'apiVersion: trellis.dev/v1\nkind: Plugin\nmetadata:\n  name: p%s\n  version: 0.1.0\n  description: start-up benchmark plugin\n  license: Apache-2.0\nprovides:\n  commands:\n    - name: ok\n      description: answers ok\nruntime:\n  type: wasm\n  entry: plugin.wasm\n' "$i" > "$src/plugin.yaml"
         (cd "$dir" && "$bin" plugin install "$src" --yes >/dev/null && "$bin" plugin enable "p$i" --allow-conflicts >/dev/null)
     done
     # Warm: compiled components cached, hashes remembered (files settle for 2 s first).
