@@ -1,16 +1,18 @@
 //! Project files, through the WASI filesystem.
 //!
-//! The host mounts the project directory at [`PROJECT_DIR`] (`/project`) when the plugin holds
-//! `filesystem.read` (read-only) or `filesystem.write` (writable); nothing else of the host's
-//! filesystem is visible. Plain `std::fs` on `/project/...` paths works; the helpers here take
+//! With `filesystem.read` or `filesystem.write` the host shows the project directory at
+//! [`PROJECT_DIR`] (`/project`) and checks every path against the grant's `paths`, file by
+//! file: nothing outside them can be read, listed or written, and `.trellis/` never can. Plain
+//! `std::fs` on `/project/...` paths works under the same rules; the helpers here take
 //! project-relative paths (`src/main.rs`, `""` for the root), refuse `..` and absolute paths,
 //! and turn the sandbox's refusals into typed denials:
 //!
-//! - reading when the project is not mounted, or a read the sandbox refuses →
+//! - reading when the plugin holds no filesystem grant, or a read the grant does not cover →
 //!   [`Error::Denied`] with capability `filesystem.read`;
-//! - writing into a read-only or missing mount, or a write the sandbox refuses →
-//!   [`Error::Denied`] with capability `filesystem.write`;
-//! - a missing file inside a mounted project → [`Error::NotFound`].
+//! - a write the grant does not cover → [`Error::Denied`] with capability `filesystem.write`;
+//! - a missing file inside the project → [`Error::NotFound`].
+//!
+//! The host also writes each refusal to the project's audit log.
 //!
 //! ```no_run
 //! # fn main() -> Result<(), trellis_plugin_sdk::Error> {
