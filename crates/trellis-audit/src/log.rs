@@ -206,15 +206,12 @@ impl AuditLog {
 
     fn replace_head(&self, head: &Head) -> Result<(), AuditError> {
         let path = sibling(&self.path, "head");
-        // Only the holder of the log's lock writes here, so a fixed name cannot collide.
-        let temporary = sibling(&self.path, "head.tmp");
         let write = || -> io::Result<()> {
             let mut text = serde_json::to_vec(head)?;
             text.push(b'\n');
-            let mut file = File::create(&temporary)?;
+            let mut file = atomic_write_file::AtomicWriteFile::open(&path)?;
             file.write_all(&text)?;
-            file.sync_all()?;
-            fs::rename(&temporary, &path)
+            file.commit()
         };
         write().map_err(|source| AuditError::Head {
             path: path.clone(),

@@ -423,16 +423,17 @@ fn write_archive(
     list: &FileList,
     limits: &ExtractLimits,
 ) -> Result<String, PackageError> {
-    let mut temp_builder = tempfile::Builder::new();
-    temp_builder.prefix(".trellis-package-").suffix(".tmp");
+    // Written beside the archive and renamed over it when complete (`atomic-write-file`), so a
+    // failed build leaves no half archive and an earlier one stays as it was.
+    let temp = atomic_write_file::AtomicWriteFile::open(archive)
+        .map_err(io_error("create a temporary file in", out_dir))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        temp_builder.permissions(fs::Permissions::from_mode(0o644));
+        temp.as_file()
+            .set_permissions(fs::Permissions::from_mode(0o644))
+            .map_err(io_error("create a temporary file in", out_dir))?;
     }
-    let temp = temp_builder
-        .tempfile_in(out_dir)
-        .map_err(io_error("create a temporary file in", out_dir))?;
 
     let compressed = Hashing::new(BufWriter::new(temp.as_file()));
     let gzip = GzBuilder::new()
@@ -444,25 +445,20 @@ fn write_archive(
     let list_bytes = file_list_bytes(archive, list)?;
     let mut header = entry_header(list_bytes.len() as u64, false);
     tar.append_data(&mut header, FILE_LIST_NAME, list_bytes.as_slice())
-        .map_err(io_error("write", temp.path()))?;
+        .map_err(io_error("write", archive))?;
     for (source, listed) in sources.iter().zip(&list.files) {
-        append_source(&mut tar, source, listed, temp.path())?;
+        append_source(&mut tar, source, listed, archive)?;
     }
 
     let compressed = tar
         .into_inner()
         .and_then(|gzip| gzip.finish())
-        .map_err(io_error("write", temp.path()))?;
+        .map_err(io_error("write", archive))?;
     let (mut buffered, sha256, size) = compressed.finish();
-    buffered.flush().map_err(io_error("write", temp.path()))?;
+    buffered.flush().map_err(io_error("write", archive))?;
     drop(buffered);
     check_archive_size(archive, size, limits)?;
-    temp.as_file()
-        .sync_all()
-        .map_err(io_error("write", temp.path()))?;
-    temp.persist(archive)
-        .map_err(|e| io_error("write", archive)(e.error))?;
-    sync_directory(out_dir);
+    temp.commit().map_err(io_error("write", archive))?;
     Ok(sha256)
 }
 
@@ -511,12 +507,4 @@ fn entry_header(size: u64, executable: bool) -> Header {
     header.set_gid(0);
     header.set_mtime(ARCHIVE_MTIME);
     header
-}
-
-/// Makes the rename durable. The archive is complete and in place already, so a failure here
-/// (some file systems cannot sync directories) is not a failed build.
-fn sync_directory(dir: &Path) {
-    if let Ok(handle) = File::open(dir) {
-        let _ = handle.sync_all();
-    }
 }

@@ -17,23 +17,17 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> ProjectError + '_
     }
 }
 
-/// Atomically replaces `path` with `bytes`.
+/// Atomically replaces `path` with `bytes` (`atomic-write-file`: temporary file, fsync,
+/// rename, fsync of the directory).
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ProjectError> {
     let dir = path.parent().unwrap_or_else(|| Path::new("."));
     fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let file_name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-    let tmp = dir.join(format!(".{file_name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut file = File::create(&tmp)?;
+    let write = || -> io::Result<()> {
+        let mut file = atomic_write_file::AtomicWriteFile::open(path)?;
         file.write_all(bytes)?;
-        file.sync_all()?;
-        fs::rename(&tmp, path)?;
-        sync_dir(dir)
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result.map_err(io_err(path))
+        file.commit()
+    };
+    write().map_err(io_err(path))
 }
 
 /// Makes a rename or creation inside `dir` durable. Directories cannot be opened for syncing

@@ -1435,23 +1435,23 @@ fn expires_at(
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RegistryError> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir).map_err(io_err(dir))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
-    tmp.write_all(bytes).map_err(io_err(path))?;
-    persist_readable(tmp, path)
+    let mut file = open_readable(path)?;
+    file.write_all(bytes).map_err(io_err(path))?;
+    file.commit().map_err(io_err(path))
 }
 
-/// Syncs a finished temporary file, makes it world-readable and renames it to `path`.
-fn persist_readable(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), RegistryError> {
-    tmp.as_file().sync_all().map_err(io_err(path))?;
+/// A file that replaces `path` atomically when committed (`atomic-write-file`: temporary file,
+/// fsync, rename, fsync of the directory), world-readable whatever the old file's mode was.
+fn open_readable(path: &Path) -> Result<atomic_write_file::AtomicWriteFile, RegistryError> {
+    let file = atomic_write_file::AtomicWriteFile::open(path).map_err(io_err(path))?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        tmp.as_file()
+        file.as_file()
             .set_permissions(fs::Permissions::from_mode(0o644))
             .map_err(io_err(path))?;
     }
-    tmp.persist(path).map_err(|e| io_err(path)(e.error))?;
-    Ok(())
+    Ok(file)
 }
 
 /// Makes renames in `dir` durable where the platform allows it (best effort).
@@ -1662,7 +1662,7 @@ impl VerifiedRegistry {
             _ => Path::new("."),
         };
         fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io_err(dir))?;
+        let mut tmp = open_readable(dest)?;
         self.rt.block_on(async {
             let mut stream = self
                 .repo
@@ -1672,11 +1672,11 @@ impl VerifiedRegistry {
                 .ok_or_else(|| self.not_listed(name))?;
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| self.error(&e, name))?;
-                tmp.write_all(&chunk).map_err(io_err(tmp.path()))?;
+                tmp.write_all(&chunk).map_err(io_err(dest))?;
             }
             Ok::<(), RegistryError>(())
         })?;
-        persist_readable(tmp, dest)?;
+        tmp.commit().map_err(io_err(dest))?;
         Ok(true)
     }
 
