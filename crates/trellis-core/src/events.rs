@@ -92,18 +92,12 @@ pub fn validate_topic(topic: &str) -> Result<(), EventError> {
     Ok(())
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Segment {
-    Literal(String),
-    One,
-    Any,
-}
-
 /// A compiled subscription pattern such as `workflow.*` or `**.completed`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicPattern {
     text: String,
-    segments: Vec<Segment>,
+    /// Names, `*` (one segment) and `**` (any number), matched by `trellis-wildcard`.
+    segments: Vec<String>,
 }
 
 impl TopicPattern {
@@ -114,16 +108,12 @@ impl TopicPattern {
         };
         let mut segments = Vec::new();
         for part in pattern.split('.') {
-            segments.push(match part {
-                "*" => Segment::One,
-                "**" => Segment::Any,
-                literal if valid_segment(literal) => Segment::Literal(literal.to_owned()),
-                other => {
-                    return Err(invalid(format!(
-                        "segment `{other}` is not a name, `*` or `**`"
-                    )));
-                }
-            });
+            if !(part == "*" || part == "**" || valid_segment(part)) {
+                return Err(invalid(format!(
+                    "segment `{part}` is not a name, `*` or `**`"
+                )));
+            }
+            segments.push(part.to_owned());
         }
         Ok(TopicPattern {
             text: pattern.to_owned(),
@@ -137,27 +127,7 @@ impl TopicPattern {
 
     pub fn matches(&self, topic: &str) -> bool {
         let topic: Vec<&str> = topic.split('.').collect();
-        matches_from(&self.segments, &topic)
-    }
-}
-
-fn matches_from(pattern: &[Segment], topic: &[&str]) -> bool {
-    match pattern.split_first() {
-        None => topic.is_empty(),
-        Some((Segment::Any, rest)) => {
-            (0..=topic.len()).any(|skip| matches_from(rest, &topic[skip..]))
-        }
-        Some((segment, rest)) => match topic.split_first() {
-            None => false,
-            Some((first, topic_rest)) => {
-                let head_ok = match segment {
-                    Segment::One => true,
-                    Segment::Literal(l) => l == first,
-                    Segment::Any => unreachable!("handled above"),
-                };
-                head_ok && matches_from(rest, topic_rest)
-            }
-        },
+        trellis_wildcard::segments_match(&self.segments, &topic)
     }
 }
 

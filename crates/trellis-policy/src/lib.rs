@@ -18,7 +18,6 @@
 //! hand it the facts about a plugin and act on the verdicts.
 
 mod error;
-mod glob;
 mod rules;
 mod yaml;
 
@@ -377,7 +376,9 @@ fn allowed_signer(file: &PolicyFile, facts: &PluginFacts<'_>) -> Option<Violatio
         return None;
     }
     let message = match facts.signer {
-        Some(signer) if allowed.iter().any(|p| glob::matches(p, signer)) => return None,
+        Some(signer) if allowed.iter().any(|p| trellis_wildcard::matches(p, signer)) => {
+            return None;
+        }
         Some(signer) => format!(
             "plugin {} is signed by {signer}, who is not among the allowed signers ({})",
             facts.name,
@@ -454,7 +455,11 @@ fn allow_block(file: &PolicyFile, subject: Subject, value: &str) -> Option<Viola
         Subject::Registry if !value.ends_with('/') => vec![value.to_owned(), format!("{value}/")],
         _ => vec![value.to_owned()],
     };
-    let matches = |pattern: &String| candidates.iter().any(|c| glob::matches(pattern, c));
+    let matches = |pattern: &String| {
+        candidates
+            .iter()
+            .any(|c| trellis_wildcard::matches(pattern, c))
+    };
     if rules.allowed.iter().any(matches) {
         return None;
     }
