@@ -404,29 +404,10 @@ fn match_pattern_list(text: &str, patterns: &str) -> bool {
     matched
 }
 
-/// `*` matches any run of characters, `?` exactly one.
+/// `*` matches any run of characters, `?` exactly one (OpenSSH's pattern language, which
+/// `trellis-wildcard` implements for every pattern in Trellis).
 fn match_pattern(text: &str, pattern: &str) -> bool {
-    let text: Vec<char> = text.chars().collect();
-    let pattern: Vec<char> = pattern.chars().collect();
-    let (mut t, mut p) = (0, 0);
-    // Where the last `*` was and which text position it is currently made to cover up to.
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == text[t]) {
-            t += 1;
-            p += 1;
-        } else if p < pattern.len() && pattern[p] == '*' {
-            star = Some((p, t));
-            p += 1;
-        } else if let Some((star_p, star_t)) = star {
-            p = star_p + 1;
-            t = star_t + 1;
-            star = Some((star_p, star_t + 1));
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&c| c == '*')
+    trellis_wildcard::matches(pattern, text)
 }
 
 #[cfg(test)]
