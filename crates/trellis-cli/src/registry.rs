@@ -1169,45 +1169,17 @@ pub fn publish(
             "no token in ${token_var}: ask the registry's admin for one (`trellis registry token create`) and set it there"
         )
     })?;
-    use base64::Engine;
-    let encode = |t: &str| base64::engine::general_purpose::STANDARD.encode(t.as_bytes());
-    let url = format!(
-        "{api}/api/v1/plugins/{}/versions/{}",
-        entry.name.replace('/', "%2F"),
-        entry.version
-    );
     let body = std::fs::read(archive).with_context(|| format!("reading {}", archive.display()))?;
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .into();
-    let mut request = agent
-        .put(&url)
-        .header("Authorization", &format!("Bearer {}", token.trim()))
-        .header("Content-Type", "application/gzip");
-    if let Some(sig) = &signature {
-        request = request.header("X-Trellis-Signature", &encode(sig));
-    }
-    if let Some(cert) = &certification {
-        request = request.header("X-Trellis-Certification", &encode(cert));
-    }
-    let mut response = request
-        .send(&body[..])
-        .map_err(|e| anyhow::anyhow!("cannot reach {url}: {e}"))?;
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap_or_default();
-    if status != 201 {
-        let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
-        return Err(Failure::Library {
-            kind: "registry",
-            message: format!(
-                "{} refused the package ({status}): {}",
-                view.source.name,
-                v["error"].as_str().unwrap_or(&text)
-            ),
-            hint: v["hint"].as_str().map(str::to_owned),
-        });
-    }
+    trellis_registry::upload::upload(&trellis_registry::upload::Upload {
+        api: &api,
+        registry: &view.source.name,
+        token: &token,
+        name: &entry.name,
+        version: &entry.version.to_string(),
+        archive: &body,
+        signature: signature.as_deref(),
+        certification: certification.as_deref(),
+    })?;
     out.value(
         &json!({"published": entry, "registry": view.source.name}),
         || {

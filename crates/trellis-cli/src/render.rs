@@ -65,7 +65,21 @@ impl From<trellis_trust::TrustError> for Failure {
 impl From<trellis_registry::RegistryError> for Failure {
     fn from(e: trellis_registry::RegistryError) -> Self {
         Failure::Library {
-            kind: "registry",
+            kind: match &e {
+                // The server's own kind, so that scripts see one vocabulary.
+                trellis_registry::RegistryError::Refused { kind, .. } => match kind.as_str() {
+                    "invalid_input" => "invalid_input",
+                    "unauthorized" => "unauthorized",
+                    "denied" => "denied",
+                    "not_found" => "not_found",
+                    "conflict" => "conflict",
+                    "too_large" => "too_large",
+                    "gate_failed" => "gate_failed",
+                    "rate_limited" => "rate_limited",
+                    _ => "registry",
+                },
+                _ => "registry",
+            },
             hint: e.hint(),
             message: e.to_string(),
         }

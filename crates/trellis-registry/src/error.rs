@@ -209,6 +209,16 @@ pub enum RegistryError {
         reason: String,
         hint: String,
     },
+
+    /// A registry server refused a publish; `kind` and `hint` are the server's.
+    #[error("{registry} refused the package ({status}): {message}")]
+    Refused {
+        registry: String,
+        status: u16,
+        kind: String,
+        message: String,
+        hint: Option<String>,
+    },
 }
 
 /// What an expired file means and what to do: the root is renewed by the registry's operator
@@ -226,6 +236,7 @@ impl RegistryError {
     pub fn hint(&self) -> Option<String> {
         match self {
             RegistryError::GateFailed { hint, .. } => Some(hint.clone()),
+            RegistryError::Refused { hint, .. } => hint.clone(),
             RegistryError::InvalidIndex { .. } => Some(
                 "the registry's index is damaged: tell its operator; an index line is one JSON object per published version"
                     .to_owned(),

@@ -12,5 +12,6 @@ pub mod local;
 pub mod publish;
 pub mod resolve;
 pub mod tuf;
+pub mod upload;
 
 pub use error::RegistryError;
