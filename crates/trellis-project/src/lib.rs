@@ -55,6 +55,9 @@ pub use update::{
     ConfigMigrate, MigrationCall, StartCheck, UpdateItem, UpdatePlan, UpdateReport,
     shipped_changelog,
 };
+mod grants;
+mod install;
+mod recheck;
 mod security;
 mod state;
 
@@ -73,11 +76,13 @@ use trellis_manifest::{CapabilityRequest, LoadedManifest, Manifest, did_you_mean
 pub use trellis_policy::LimitCaps;
 
 pub use error::{Conflict, ProjectError};
-pub use security::{
-    GrantChoices, GrantDecisions, GrantPlan, GrantPrompt, PendingGrant, PluginAudit,
-    PreparedInstall, RegistryOrigin, SYSTEM_ADMIN_DIR, SecuritySettings, WithheldGrant, same_grant,
-    scope_text, user_cache_dir, user_config_dir,
+pub use grants::{
+    GrantChoices, GrantDecisions, GrantPlan, GrantPrompt, PendingGrant, WithheldGrant, same_grant,
+    scope_text,
 };
+pub use install::{PreparedInstall, RegistryOrigin};
+pub use recheck::PluginAudit;
+pub use security::{SYSTEM_ADMIN_DIR, SecuritySettings, user_cache_dir, user_config_dir};
 pub use state::{
     GrantSet, LifecycleState, LockedPlugin, Lockfile, PackageRecord, PluginRecord, ProjectState,
     TrustRecord,

@@ -33,7 +33,8 @@ impl Project {
         let fresh = self.recheck_signature(name, record, security);
         let (granted, withheld) = match manifest {
             Some(m) => {
-                let (effective, withheld) = security::grant_status(record, m, &security.policy);
+                let (effective, withheld) =
+                    crate::grants::grant_status(record, m, &security.policy);
                 (effective.into_iter().map(|c| c.name).collect(), withheld)
             }
             None => (Vec::new(), Vec::new()),

@@ -15,8 +15,9 @@ use trellis_registry::resolve::{Catalog, Resolved};
 
 use crate::config::ProjectConfig;
 use crate::fsutil::{copy_tree, io_err};
+use crate::grants::GrantDecisions;
+use crate::install::PreparedInstall;
 use crate::registries::RegistryPlan;
-use crate::security::{GrantDecisions, PreparedInstall};
 use crate::{LifecycleState, Project, ProjectError};
 
 /// Starts a project's plugins as a host does and returns those that failed, with why.
