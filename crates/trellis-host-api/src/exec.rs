@@ -280,6 +280,18 @@ mod tests {
         !stat.is_empty() && !stat.contains(") Z ")
     }
 
+    /// Whether `pid` is gone within 2 s: killed processes are reaped by init asynchronously.
+    fn gone_within_two_seconds(pid: i32) -> bool {
+        (0..100).any(|_| {
+            if alive(pid) {
+                std::thread::sleep(Duration::from_millis(20));
+                false
+            } else {
+                true
+            }
+        })
+    }
+
     #[cfg(target_os = "linux")]
     #[test]
     fn a_timeout_kills_the_whole_tree() {
@@ -298,14 +310,7 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        let gone = (0..100).any(|_| {
-            if alive(pid) {
-                std::thread::sleep(Duration::from_millis(20));
-                false
-            } else {
-                true
-            }
-        });
+        let gone = gone_within_two_seconds(pid);
         assert!(gone, "grandchild {pid} survived the timeout");
     }
 
@@ -325,14 +330,7 @@ mod tests {
             .trim()
             .parse()
             .unwrap();
-        let gone = (0..100).any(|_| {
-            if alive(pid) {
-                std::thread::sleep(Duration::from_millis(20));
-                false
-            } else {
-                true
-            }
-        });
+        let gone = gone_within_two_seconds(pid);
         assert!(gone, "background process {pid} outlived its command");
     }
 
