@@ -183,6 +183,8 @@ impl HostDescriptor for ScopedFs<'_> {
     }
 
     fn set_size(&mut self, fd: Resource<Descriptor>, size: fs::Filesize) -> FsResult<()> {
+        // Changes the file: its path must be writable, whatever it was opened for.
+        self.check(FileAccess::Write, &fd, "", false)?;
         HostDescriptor::set_size(&mut self.inner, fd, size)
     }
 
@@ -192,6 +194,7 @@ impl HostDescriptor for ScopedFs<'_> {
         atim: fs::NewTimestamp,
         mtim: fs::NewTimestamp,
     ) -> FsResult<()> {
+        self.check(FileAccess::Write, &fd, "", false)?;
         HostDescriptor::set_times(&mut self.inner, fd, atim, mtim)
     }
 
@@ -292,6 +295,19 @@ impl HostDescriptor for ScopedFs<'_> {
         };
         let resolved = self.check(access, &fd, &path, follow)?;
         let opened = HostDescriptor::open_at(&mut self.inner, fd, path_flags, path, oflags, flags)?;
+        // A path checked as a directory on the way that turns out to be a file (created in
+        // between) is read: check it as a read.
+        let opened_a_file = matches!(self.inner.table.get(&opened), Ok(Descriptor::File(_)));
+        if access == FileAccess::Traverse && opened_a_file {
+            let (api, call) = self.call.parts();
+            if api
+                .authorize_path(call, FileAccess::Read, &resolved.real, "", false)
+                .is_err()
+            {
+                let _ = HostDescriptor::drop(&mut self.inner, opened);
+                return Err(code(ErrorCode::Access));
+            }
+        }
         if !self.same_file(&opened, &resolved.real) {
             let what = format!(
                 "open {} (it changed while it was being opened)",

@@ -858,5 +858,39 @@ mod tests {
             HostDescriptor::create_directory_at(&mut h.scoped_fs(), borrow(&dir), "src/b".into())
                 .is_err()
         );
+
+        // A file opened for reading cannot be truncated or re-dated through its descriptor
+        // when its path is not writable, even though the plugin can write elsewhere.
+        let mut readme = CapabilityRequest::named("filesystem.read");
+        readme.paths = vec!["README.md".into()];
+        let mut changelog = CapabilityRequest::named("filesystem.write");
+        changelog.paths = vec!["CHANGELOG.md".into()];
+        let mut h = host(&f, "e", vec![readme, changelog]);
+        let dir = project_dir(&mut h).expect("preopen");
+        let mut fs = h.scoped_fs();
+        let file = HostDescriptor::open_at(
+            &mut fs,
+            borrow(&dir),
+            PathFlags::SYMLINK_FOLLOW,
+            "README.md".into(),
+            OpenFlags::empty(),
+            DescriptorFlags::READ,
+        )
+        .unwrap();
+        assert!(HostDescriptor::set_size(&mut fs, borrow(&file), 0).is_err());
+        assert!(
+            HostDescriptor::set_times(
+                &mut fs,
+                borrow(&file),
+                wasmtime_wasi::p2::bindings::sync::filesystem::types::NewTimestamp::NoChange,
+                wasmtime_wasi::p2::bindings::sync::filesystem::types::NewTimestamp::Now,
+            )
+            .is_err()
+        );
+        drop(fs);
+        assert_eq!(
+            std::fs::read_to_string(f.root.join("README.md")).unwrap(),
+            "readme"
+        );
     }
 }
