@@ -669,3 +669,91 @@ pub fn describe_command(program: &str, args: &[String]) -> String {
     out.push('`');
     truncate_chars(&out, 256)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use trellis_audit::MemoryAudit;
+    use trellis_manifest::CapabilityRequest;
+
+    fn api(
+        root: &std::path::Path,
+        audit: &Arc<MemoryAudit>,
+        grants: Vec<CapabilityRequest>,
+    ) -> PluginApi {
+        PluginApi::new(ApiSpec {
+            name: "files".into(),
+            grants: Grants::from_requests(&grants),
+            config: serde_json::json!({}),
+            events: Arc::new(EventBus::new()),
+            audit: audit.clone(),
+            state_dir: root.join(".trellis/state"),
+            project_root: root.to_owned(),
+        })
+    }
+
+    fn scoped(name: &str, paths: &[&str]) -> CapabilityRequest {
+        let mut c = CapabilityRequest::named(name);
+        c.paths = paths.iter().map(|p| (*p).to_owned()).collect();
+        c
+    }
+
+    /// The files service the process runtime serves: the same rules as the wasm filesystem.
+    #[test]
+    fn files_are_read_written_and_listed_within_the_grant_only() {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path();
+        std::fs::create_dir_all(root.join(".trellis")).unwrap();
+        std::fs::write(root.join(".trellis/state.json"), "{}").unwrap();
+        std::fs::write(root.join("README.md"), "readme").unwrap();
+        std::fs::write(root.join(".env"), "SECRET=1").unwrap();
+        let audit = Arc::new(MemoryAudit::new());
+        let api = api(
+            root,
+            &audit,
+            vec![
+                scoped("filesystem.read", &["README.md"]),
+                scoped("filesystem.write", &["reports/**"]),
+            ],
+        );
+        let mut call = Call::new(Duration::from_secs(5));
+        assert_eq!(api.read_file(&mut call, "README.md").unwrap(), b"readme");
+        for path in [".env", ".trellis/state.json", "../x", "reports/../.env"] {
+            assert!(
+                matches!(api.read_file(&mut call, path), Err(ApiError::Denied(_))),
+                "{path}"
+            );
+        }
+        api.write_file(&mut call, "reports/2026/summary.txt", b"ok")
+            .unwrap();
+        assert_eq!(
+            std::fs::read_to_string(root.join("reports/2026/summary.txt")).unwrap(),
+            "ok"
+        );
+        for path in ["README.md", ".trellis/state.json", "src/evil.txt"] {
+            assert!(
+                matches!(api.write_file(&mut call, path, b"x"), Err(ApiError::Denied(d)) if d.capability == CapabilityKind::FilesystemWrite),
+                "{path}"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(root.join(".trellis/state.json")).unwrap(),
+            "{}"
+        );
+        assert_eq!(
+            api.list_dir(&mut call, "").unwrap(),
+            ["README.md", "reports"]
+        );
+        assert!(matches!(
+            api.list_dir(&mut call, ".trellis"),
+            Err(ApiError::Denied(_))
+        ));
+        let denied = audit
+            .records()
+            .iter()
+            .filter(|r| r.event.action == "capability.denied")
+            .count();
+        assert_eq!(denied, 8);
+        assert_eq!(api.denials(), 8);
+    }
+}
