@@ -554,10 +554,18 @@ fn plugin(cli: &Cli, cmd: &PluginCommand, out: &Output) -> Result<(), Failure> {
             Ok(())
         }
         PluginCommand::Check => {
-            let report = project(cli)?.load()?;
-            let loaded: Vec<_> = report.loaded.iter().map(|p| p.name.clone()).collect();
-            let failed: Vec<_> = report
-                .failed
+            // Every plugin is really started on its runtime (a component that does not compile
+            // fails here), not only checked on disk.
+            let project = project(cli)?;
+            let host = trellis_host::Host::start_all(project.clone())?;
+            let started = host.started();
+            let loaded: Vec<String> = project
+                .load_order()?
+                .into_iter()
+                .filter(|n| started.contains(n))
+                .collect();
+            let failures = host.failed();
+            let failed: Vec<_> = failures
                 .iter()
                 .map(|(n, r)| json!({"plugin": n, "reason": r}))
                 .collect();
@@ -567,12 +575,12 @@ fn plugin(cli: &Cli, cmd: &PluginCommand, out: &Output) -> Result<(), Failure> {
                     loaded.len(),
                     loaded.join(", ")
                 );
-                for (n, r) in &report.failed {
+                for (n, r) in &failures {
                     text.push_str(&format!("\nfailed: {n}: {r}"));
                 }
                 text
             });
-            if report.failed.is_empty() {
+            if failures.is_empty() {
                 Ok(())
             } else {
                 Err(Failure::Reported)

@@ -336,3 +336,39 @@ fn defaults_cannot_read_variables_the_plugin_does_not_request() {
     }
     assert!(!p.join(".trellis/plugins/hostile").exists());
 }
+
+/// `plugin check` starts every plugin on its runtime: a component that is not WebAssembly is
+/// reported failed there, not at its first command.
+#[test]
+fn plugin_check_starts_every_plugin_on_its_runtime() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (p, cache) = (tmp.path().join("project"), tmp.path().join("cache"));
+    fs::create_dir_all(&p).unwrap();
+    let dir = hostile_copy(tmp.path(), "");
+    fs::write(dir.join("plugin.wasm"), b"not a component").unwrap();
+    trellis(&p, &cache)
+        .args(["plugin", "install", "--yes", dir.to_str().unwrap()])
+        .assert()
+        .success();
+    trellis(&p, &cache)
+        .args(["plugin", "enable", "hostile"])
+        .assert()
+        .success();
+    let out = trellis(&p, &cache)
+        .args(["plugin", "check", "--json"])
+        .assert()
+        .failure()
+        .get_output()
+        .stdout
+        .clone();
+    let report: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(report["loaded"], serde_json::json!([]), "{report}");
+    assert_eq!(report["failed"][0]["plugin"], "hostile", "{report}");
+    assert!(
+        report["failed"][0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not a usable WebAssembly component"),
+        "{report}"
+    );
+}
