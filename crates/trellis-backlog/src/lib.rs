@@ -76,6 +76,22 @@ fn tasks_dir(root: &Path) -> PathBuf {
     root.join("backlog").join("tasks")
 }
 
+/// Refuses a backlog whose directories are symbolic links: a link planted in a repository
+/// (`backlog -> .trellis`, `backlog/tasks -> ~/notes`) would make task files land in, or be
+/// read from, wherever it points.
+fn check_real_dirs(root: &Path) -> Result<(), BacklogError> {
+    for rel in ["backlog", "backlog/tasks", "backlog/completed"] {
+        let path = root.join(rel);
+        if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+            return Err(BacklogError::Failed(format!(
+                "{} is a symbolic link; the backlog must be real directories inside the project",
+                path.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// The numeric id of a task file name (`task-12 - Title.md` → 12, `task-3.1 - x.md` → 3).
 pub fn task_number(file_name: &str) -> Option<u64> {
     let lower = file_name.to_ascii_lowercase();
@@ -237,6 +253,7 @@ pub fn render_task(id: &str, task: &NewTaskInfo, created: &str) -> String {
 /// Creates a task file for `plugin`; returns what was written and where.
 pub fn create_task(root: &Path, plugin: &str, new: &NewTaskInfo) -> Result<Created, BacklogError> {
     let task = normalize(plugin, new)?;
+    check_real_dirs(root)?;
     let dir = tasks_dir(root);
     let failed = |what: &str, path: &Path, e: std::io::Error| {
         BacklogError::Failed(format!("cannot {what} {}: {e}", path.display()))
@@ -336,6 +353,7 @@ pub fn parse_task(text: &str) -> Option<TaskInfo> {
 /// Every task in `backlog/tasks/` (optionally only those with `label`), by id. Files without
 /// readable front matter are skipped with a warning.
 pub fn list_tasks(root: &Path, label: Option<&str>) -> Result<Vec<TaskInfo>, BacklogError> {
+    check_real_dirs(root)?;
     let dir = tasks_dir(root);
     let entries = match fs::read_dir(&dir) {
         Ok(e) => e,
@@ -563,5 +581,32 @@ mod tests {
         assert_eq!(scalar("plugin:x"), "'plugin:x'");
         assert_eq!(scalar("@scope"), "'@scope'");
         assert_eq!(scalar("it's"), "'it''s'");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_backlog_that_is_a_link_is_refused() {
+        let project = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(project.path().join(".trellis")).unwrap();
+        std::os::unix::fs::symlink(".trellis", project.path().join("backlog")).unwrap();
+        let new = NewTaskInfo {
+            title: "t".into(),
+            status: None,
+            labels: vec![],
+            description: String::new(),
+        };
+        assert!(create_task(project.path(), "p", &new).is_err());
+        assert!(
+            std::fs::read_dir(project.path().join(".trellis"))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+        std::fs::remove_file(project.path().join("backlog")).unwrap();
+        std::fs::create_dir_all(project.path().join("backlog")).unwrap();
+        std::os::unix::fs::symlink(elsewhere.path(), project.path().join("backlog/tasks")).unwrap();
+        assert!(list_tasks(project.path(), None).is_err());
+        assert!(create_task(project.path(), "p", &new).is_err());
     }
 }
