@@ -37,9 +37,9 @@ pub use error::{Diagnostic, ManifestError};
 pub use issue::did_you_mean;
 pub use model::*;
 pub use schema::manifest_json_schema;
+pub use source::{Located, Pos};
 
 use issue::{At, Issue, Origin};
-use source::Located;
 
 /// The manifest file names [`load_dir`] looks for, in order.
 pub const MANIFEST_FILE_NAMES: &[&str] = &["plugin.yaml", "plugin.yml", "plugin.toml"];
@@ -60,6 +60,35 @@ impl Format {
             _ => None,
         }
     }
+}
+
+/// Reads a YAML document as the manifest reader does: its value as JSON, with the position of
+/// every key and value ([`Located`]). Other YAML files Trellis reads strictly (policies) use
+/// this too, so that one reader decides what YAML means. A syntax error or a repeated key is a
+/// [`Diagnostic`] against `file`.
+pub fn read_yaml(text: &str, file: &Path) -> Result<Located, Vec<Diagnostic>> {
+    let parsed = source::parse(text, Format::Yaml);
+    if !parsed.issues.is_empty() || parsed.located.is_none() {
+        let located = parsed.located.as_ref();
+        let mut diagnostics: Vec<Diagnostic> = parsed
+            .issues
+            .into_iter()
+            .map(|i| i.into_diagnostic(located, file))
+            .collect();
+        if diagnostics.is_empty() {
+            diagnostics.push(Diagnostic {
+                file: file.to_path_buf(),
+                line: 1,
+                column: 1,
+                field: String::new(),
+                message: "the file could not be read as YAML".to_owned(),
+                expected: None,
+                hint: None,
+            });
+        }
+        return Err(diagnostics);
+    }
+    parsed.located.ok_or_else(Vec::new)
 }
 
 /// A valid manifest and where it came from.

@@ -88,17 +88,7 @@ impl PolicyFile {
             scope,
             diagnostics,
         };
-        let root = yaml::parse(text).map_err(|e| {
-            invalid(vec![Diagnostic {
-                file: path.to_path_buf(),
-                line: e.pos.line,
-                column: e.pos.column,
-                field: String::new(),
-                message: e.message,
-                expected: None,
-                hint: e.hint,
-            }])
-        })?;
+        let root = yaml::parse(text, path).map_err(invalid)?;
         let mut checker = Checker {
             file: path,
             diagnostics: Vec::new(),

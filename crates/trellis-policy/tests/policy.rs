@@ -681,7 +681,7 @@ fn yaml_syntax_errors_and_duplicate_keys_name_the_line() {
     );
     let d = only_diagnostic(&err);
     assert_eq!(d.file, setup.project_path());
-    assert!(d.message.starts_with("invalid YAML"), "{}", d.message);
+    assert!(d.message.starts_with("YAML syntax error"), "{}", d.message);
 
     let (_setup, err) = invalid(
         PolicyScope::Project,
