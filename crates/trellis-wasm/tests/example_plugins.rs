@@ -1289,3 +1289,29 @@ fn a_redirect_to_another_host_is_not_followed() {
     assert!(target.seen.lock().unwrap().is_empty());
     ok(&p);
 }
+
+/// `https` goes through TLS on the checked address: a server that does not speak TLS is a failed
+/// request (never a panic, never plain text), and the plugin keeps working.
+#[test]
+fn https_to_a_server_without_tls_fails_cleanly() {
+    let dir = example("hostile");
+    let server = tiny_server(Some("plain text"));
+    let env = TestEnv::new();
+    let p = load_example(
+        &env,
+        &dir,
+        "hostile",
+        vec![network(&[format!("127.0.0.1:{}", server.port)])],
+        EffectiveLimits::default(),
+    );
+    let err = p
+        .run_command(
+            "http",
+            &[],
+            &json!({ "url": format!("https://127.0.0.1:{}/", server.port) }),
+        )
+        .expect_err("TLS to a plain HTTP server");
+    assert!(!err.to_string().contains("plain text"), "{err}");
+    assert_eq!(p.metrics().denials, 0, "a TLS failure is not a denial");
+    ok(&p);
+}
