@@ -93,3 +93,85 @@ fn run_sessions(name: &str) {
         }
     }
 }
+
+/// The `kind`s a set of `kind()` functions can return: every `=> "name"` in the function.
+fn kinds_in(file: &str, function: &str) -> Vec<String> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let text = std::fs::read_to_string(root.join(file)).unwrap();
+    let start = text
+        .find(function)
+        .unwrap_or_else(|| panic!("{file} has no `{function}`"));
+    let body = &text[start..];
+    let end = body
+        .find("\n    }\n")
+        .or_else(|| body.find("\n}\n"))
+        .unwrap();
+    body[..end]
+        .split("=> \"")
+        .skip(1)
+        .filter_map(|rest| rest.split('"').next())
+        .filter(|k| !k.is_empty() && k.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// docs/cli.md's table of error kinds lists exactly what the errors report.
+#[test]
+fn the_documented_error_kinds_are_the_ones_errors_report() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let doc = std::fs::read_to_string(root.join("docs/cli.md")).unwrap();
+    let section = doc
+        .split("\n## Errors\n")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("docs/cli.md has an Errors section");
+    let documented: Vec<String> = section
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .flat_map(|l| {
+            l.split('|')
+                .nth(1)
+                .unwrap_or_default()
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let mut reported = Vec::new();
+    for (file, function) in [
+        ("crates/trellis-project/src/error.rs", "pub fn kind(&self)"),
+        ("crates/trellis-wasm/src/error.rs", "pub fn kind(&self)"),
+        ("crates/trellis-host/src/lib.rs", "pub fn kind(&self)"),
+    ] {
+        reported.extend(kinds_in(file, function));
+    }
+    assert!(
+        reported.len() > 40,
+        "the kind() functions were not found: {reported:?}"
+    );
+    for kind in &reported {
+        assert!(
+            documented.contains(kind),
+            "`{kind}` is reported but not in docs/cli.md's Errors table"
+        );
+    }
+    // The CLI's own kinds for errors of other libraries.
+    reported.extend(
+        [
+            "invalid_manifest",
+            "manifest_not_found",
+            "audit",
+            "telemetry",
+            "registry",
+        ]
+        .map(str::to_owned),
+    );
+    for kind in &documented {
+        assert!(
+            reported.contains(kind),
+            "docs/cli.md lists `{kind}`, which no error reports"
+        );
+    }
+}
