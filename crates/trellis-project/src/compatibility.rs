@@ -2,9 +2,8 @@
 
 use std::path::Path;
 
+use crate::{Project, ProjectError};
 use trellis_manifest::Manifest;
-
-use crate::*;
 
 impl Project {
     /// Checks the running trellis version and platform against a manifest.

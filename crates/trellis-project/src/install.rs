@@ -15,9 +15,11 @@ use trellis_package::{ExtractLimits, FileList};
 use trellis_trust::Verification;
 
 use crate::fsutil::{copy_tree, io_err, remove_tree, tree_checksum, write_atomic};
-use crate::grants::*;
+
 use crate::journal::Journal;
-use crate::security::*;
+
+use crate::grants::{GrantDecisions, GrantPlan, grant_plan, scope_text};
+use crate::security::{capability_list, read_optional, sha256_tag, trust_record};
 use crate::state::{GrantSet, PackageRecord, PluginRecord};
 use crate::{InstallReport, LifecycleState, Project, ProjectError};
 

@@ -2,7 +2,7 @@
 //! dependencies and name conflicts are checked before anything is written.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self};
+use std::fs;
 use std::path::Path;
 
 use chrono::Utc;
@@ -13,7 +13,10 @@ use trellis_manifest::config_schema::ConfigValidator;
 
 use crate::config::ProjectConfig;
 use crate::fsutil::{io_err, remove_tree};
-use crate::*;
+use crate::{
+    Conflict, InstallOptions, InstallReport, LifecycleState, Project, ProjectError, ProjectState,
+    Transition, deps, journal,
+};
 
 impl Project {
     /// Removes leftovers of interrupted transitions: staging and backup directories, and plugin

@@ -9,7 +9,10 @@ use trellis_manifest::Manifest;
 use trellis_manifest::config_schema::ConfigValidator;
 
 use crate::config::ProjectConfig;
-use crate::*;
+use crate::{
+    LifecycleState, LoadReport, LoadedPlugin, Project, ProjectError, ProjectState, deps,
+    expand_config,
+};
 
 impl Project {
     /// Enabled plugins in load order: dependencies before dependents, ties by name.

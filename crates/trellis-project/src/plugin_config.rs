@@ -6,7 +6,7 @@ use trellis_manifest::config_schema::{ConfigValidator, apply_defaults};
 use trellis_manifest::{Manifest, did_you_mean};
 
 use crate::config::{self, ProjectConfig};
-use crate::*;
+use crate::{ConfigReport, Project, ProjectError, ProjectLock, Transition, expand_config};
 
 impl Project {
     pub(crate) fn effective_config(

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use trellis_manifest::{Manifest, did_you_mean};
 
 use crate::config::ProjectConfig;
-use crate::*;
+use crate::security::SecuritySettings;
+use crate::{LifecycleState, PluginInfo, PluginRecord, PluginSummary, Project, ProjectError};
 
 impl Project {
     /// All installed plugins, sorted by name.

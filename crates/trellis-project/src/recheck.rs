@@ -6,8 +6,9 @@ use trellis_package::{FileList, TreeChange};
 use trellis_trust::{TrustLevel, Verification};
 
 use crate::fsutil::{io_err, tree_checksum};
-use crate::grants::*;
-use crate::security::*;
+
+use crate::grants::{WithheldGrant, grant_status};
+use crate::security::{SecuritySettings, capability_list, read_optional, sha256_tag};
 use crate::state::PluginRecord;
 use crate::{LifecycleState, Project, ProjectError};
 
