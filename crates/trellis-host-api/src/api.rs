@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use trellis_audit::{AuditEvent, AuditSink};
 use trellis_core::EventBus;
 
-use crate::exec::{self, RunError, RunOutput};
+use crate::exec::{self, RunOutput};
 use crate::paths::is_reserved;
 use crate::resolve::{ProjectRoot, ResolveError, Resolved};
 use crate::state::{StateError, StateStore};
@@ -110,7 +110,8 @@ pub enum FileAccess {
 }
 
 impl FileAccess {
-    fn capability(self) -> CapabilityKind {
+    /// The capability this kind of access needs.
+    pub fn capability(self) -> CapabilityKind {
         match self {
             FileAccess::Read | FileAccess::Traverse | FileAccess::Stat => {
                 CapabilityKind::FilesystemRead
@@ -419,12 +420,7 @@ impl PluginApi {
             ));
         }
         tracing::debug!(plugin = %self.name, command = %describe_command(program, args), "running a command for the plugin");
-        exec::run(program, args, self.project.path(), call.remaining()).map_err(|e| match e {
-            RunError::InvalidInput(m) => ApiError::InvalidInput(m),
-            RunError::NotFound(m) => ApiError::NotFound(m),
-            RunError::Timeout(m) => ApiError::Timeout(m),
-            RunError::Failed(m) => ApiError::Failed(m),
-        })
+        exec::run(program, args, self.project.path(), call.remaining())
     }
 
     // ---- files ----

@@ -13,6 +13,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::ApiError;
+
 /// Most bytes of stdout (and, separately, of stderr) kept.
 pub const MAX_STREAM_BYTES: usize = 1 << 20;
 /// Most arguments of one command.
@@ -28,42 +30,30 @@ pub struct RunOutput {
     pub stderr: Vec<u8>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RunError {
-    #[error("{0}")]
-    InvalidInput(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Timeout(String),
-    #[error("{0}")]
-    Failed(String),
-}
-
 /// Runs `program args...` in `cwd`, killing it when `timeout` has passed.
 pub fn run(
     program: &str,
     args: &[String],
     cwd: &Path,
     timeout: Duration,
-) -> Result<RunOutput, RunError> {
+) -> Result<RunOutput, ApiError> {
     if program.is_empty() {
-        return Err(RunError::InvalidInput("the program name is empty".into()));
+        return Err(ApiError::InvalidInput("the program name is empty".into()));
     }
     if args.len() > MAX_ARGS
         || program.len() + args.iter().map(|a| a.len() + 1).sum::<usize>() > MAX_COMMAND_LINE
     {
-        return Err(RunError::InvalidInput(
+        return Err(ApiError::InvalidInput(
             "the command line is too long".into(),
         ));
     }
     if program.contains('\0') || args.iter().any(|a| a.contains('\0')) {
-        return Err(RunError::InvalidInput(
+        return Err(ApiError::InvalidInput(
             "the command line contains a NUL character".into(),
         ));
     }
     if timeout.is_zero() {
-        return Err(RunError::Failed(
+        return Err(ApiError::Failed(
             "no time is left in this call to run a command".into(),
         ));
     }
@@ -85,9 +75,9 @@ pub fn run(
     }
     let mut child = cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
-            RunError::NotFound(format!("no program `{program}` on PATH"))
+            ApiError::NotFound(format!("no program `{program}` on PATH"))
         }
-        _ => RunError::Failed(format!("cannot run `{program}`: {e}")),
+        _ => ApiError::Failed(format!("cannot run `{program}`: {e}")),
     })?;
 
     let (done_tx, done_rx) = mpsc::channel::<()>();
@@ -109,9 +99,9 @@ pub fn run(
     kill_tree(&mut child);
     let status = child
         .wait()
-        .map_err(|e| RunError::Failed(format!("cannot wait for `{program}`: {e}")))?;
+        .map_err(|e| ApiError::Failed(format!("cannot wait for `{program}`: {e}")))?;
     if !exited {
-        return Err(RunError::Timeout(format!(
+        return Err(ApiError::Timeout(format!(
             "`{program}` did not finish within the {} ms left in this call and was killed",
             timeout.as_millis()
         )));
@@ -266,7 +256,7 @@ mod tests {
         let start = Instant::now();
         let err = run("sleep", &s(&["30"]), dir.path(), Duration::from_millis(200)).unwrap_err();
         assert!(
-            matches!(err, RunError::Timeout(ref m) if m.contains("killed")),
+            matches!(err, ApiError::Timeout(ref m) if m.contains("killed")),
             "{err}"
         );
         assert!(start.elapsed() < Duration::from_secs(5));
@@ -304,7 +294,7 @@ mod tests {
             Duration::from_millis(500),
         )
         .unwrap_err();
-        assert!(matches!(err, RunError::Timeout(_)), "{err}");
+        assert!(matches!(err, ApiError::Timeout(_)), "{err}");
         let pid: i32 = std::fs::read_to_string(&pid_file)
             .unwrap()
             .trim()
@@ -344,6 +334,6 @@ mod tests {
             Duration::from_secs(1),
         )
         .unwrap_err();
-        assert!(matches!(err, RunError::NotFound(_)), "{err}");
+        assert!(matches!(err, ApiError::NotFound(_)), "{err}");
     }
 }

@@ -85,15 +85,7 @@ impl ScopedFs<'_> {
     /// Refuses an operation outright (links), auditing it as a denial.
     fn refuse(&mut self, access: FileAccess, what: String) -> FsError {
         let (api, call) = self.call.parts();
-        let capability = match access {
-            FileAccess::Read | FileAccess::Traverse | FileAccess::Stat => {
-                trellis_host_api::CapabilityKind::FilesystemRead
-            }
-            FileAccess::Write | FileAccess::CreateDir => {
-                trellis_host_api::CapabilityKind::FilesystemWrite
-            }
-        };
-        api.deny(call, capability, what);
+        api.deny(call, access.capability(), what);
         code(ErrorCode::Access)
     }
 
@@ -118,7 +110,7 @@ impl ScopedFs<'_> {
                 Descriptor::File(f) => f.file.metadata(),
                 Descriptor::Dir(d) => d.dir.metadata(),
             };
-            let (api, _) = self.call.parts_ref();
+            let api = self.call.api();
             let expected = std::fs::metadata(api.project().join(checked));
             match (opened, expected) {
                 (Ok(a), Ok(b)) => {
@@ -431,7 +423,7 @@ impl HostDirectoryEntryStream for ScopedFs<'_> {
             match entry {
                 None => return Ok(None),
                 Some(e) => {
-                    let (api, _) = self.call.parts_ref();
+                    let api = self.call.api();
                     if api.may_list_entry(&dir, &e.name) {
                         return Ok(Some(e));
                     }

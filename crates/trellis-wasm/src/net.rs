@@ -51,8 +51,8 @@ impl CallScope {
         (&self.shared.api, &mut self.call)
     }
 
-    pub(crate) fn parts_ref(&self) -> (&PluginApi, &Call) {
-        (&self.shared.api, &self.call)
+    pub(crate) fn api(&self) -> &PluginApi {
+        &self.shared.api
     }
 }
 
