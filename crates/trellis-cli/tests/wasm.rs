@@ -27,6 +27,18 @@ fn trellis(project: &Path, cache: &Path) -> Command {
     cmd
 }
 
+/// Installs the plugin in `dir` granting what it asks (`--yes`) and enables it as `name`.
+fn install_enabled(project: &Path, cache: &Path, dir: &Path, name: &str) {
+    trellis(project, cache)
+        .args(["plugin", "install", "--yes", dir.to_str().unwrap()])
+        .assert()
+        .success();
+    trellis(project, cache)
+        .args(["plugin", "enable", name])
+        .assert()
+        .success();
+}
+
 fn json_lines(path: &Path) -> Vec<Value> {
     fs::read_to_string(path)
         .unwrap_or_default()
@@ -50,14 +62,7 @@ fn security_scan_files_a_task_and_an_event() {
     let (p, cache) = (tmp.path().join("project"), tmp.path().join("cache"));
     plant_secret(&p);
     let scanner = scanner_dir();
-    trellis(&p, &cache)
-        .args(["plugin", "install", "--yes", scanner.to_str().unwrap()])
-        .assert()
-        .success();
-    trellis(&p, &cache)
-        .args(["plugin", "enable", "security-scanner"])
-        .assert()
-        .success();
+    install_enabled(&p, &cache, &scanner, "security-scanner");
     let out = trellis(&p, &cache)
         .args(["--json", "security-scan"])
         .assert()
@@ -132,14 +137,7 @@ fn security_scan_without_backlog_write_is_denied_but_still_reports() {
     );
     fs::write(copy.join("plugin.yaml"), without).unwrap();
 
-    trellis(&p, &cache)
-        .args(["plugin", "install", "--yes", copy.to_str().unwrap()])
-        .assert()
-        .success();
-    trellis(&p, &cache)
-        .args(["plugin", "enable", "security-scanner"])
-        .assert()
-        .success();
+    install_enabled(&p, &cache, &copy, "security-scanner");
     let out = trellis(&p, &cache)
         .args(["--json", "security-scan"])
         .assert()
@@ -266,14 +264,7 @@ fn failures_have_a_stable_kind_and_a_separate_hint() {
     let (p, cache) = (tmp.path().join("project"), tmp.path().join("cache"));
     fs::create_dir_all(&p).unwrap();
     let dir = hostile_copy(tmp.path(), "limits:\n  timeout: 300ms\n  memory: 16MiB\n");
-    trellis(&p, &cache)
-        .args(["plugin", "install", "--yes", dir.to_str().unwrap()])
-        .assert()
-        .success();
-    trellis(&p, &cache)
-        .args(["plugin", "enable", "hostile"])
-        .assert()
-        .success();
+    install_enabled(&p, &cache, &dir, "hostile");
     for (command, kind, in_hint) in [
         ("exec", "denied", "requires.capabilities"),
         ("loop", "timeout", "limits.timeout"),
@@ -346,14 +337,7 @@ fn plugin_check_starts_every_plugin_on_its_runtime() {
     fs::create_dir_all(&p).unwrap();
     let dir = hostile_copy(tmp.path(), "");
     fs::write(dir.join("plugin.wasm"), b"not a component").unwrap();
-    trellis(&p, &cache)
-        .args(["plugin", "install", "--yes", dir.to_str().unwrap()])
-        .assert()
-        .success();
-    trellis(&p, &cache)
-        .args(["plugin", "enable", "hostile"])
-        .assert()
-        .success();
+    install_enabled(&p, &cache, &dir, "hostile");
     let out = trellis(&p, &cache)
         .args(["plugin", "check", "--json"])
         .assert()

@@ -892,5 +892,18 @@ mod tests {
             std::fs::read_to_string(f.root.join("README.md")).unwrap(),
             "readme"
         );
+        let refused = f
+            .audit
+            .records()
+            .into_iter()
+            .filter(|r| {
+                r.event.plugin.as_deref() == Some("e")
+                    && r.event.capability.as_deref() == Some("filesystem.write")
+                    && r.event.attempted.as_deref() == Some("write README.md")
+            })
+            .count();
+        assert_eq!(refused, 2, "the truncate and the re-date are both audited");
+        // The plugin still writes what it may.
+        create_file(&mut h, &dir, "CHANGELOG.md").unwrap();
     }
 }

@@ -686,6 +686,22 @@ fn network(hosts: &[String]) -> CapabilityRequest {
     net
 }
 
+/// The hostile plugin, allowed the `network` hosts `hosts`.
+fn hostile_online(env: &TestEnv, hosts: &[String]) -> Arc<WasmPlugin> {
+    load_example(
+        env,
+        &example("hostile"),
+        "hostile",
+        vec![network(hosts)],
+        EffectiveLimits::default(),
+    )
+}
+
+/// The hostile plugin's `http` command: a GET of `url`.
+fn get(p: &WasmPlugin, url: &str) -> Result<Value, WasmError> {
+    p.run_command("http", &[], &json!({ "url": url }))
+}
+
 fn assert_network_denied(env: &TestEnv, err: &WasmError, attempted: &str) {
     assert_denied_and_audited(env, err, "network");
     assert!(err.to_string().contains(attempted), "{err}");
@@ -1198,22 +1214,10 @@ fn a_tree_grant_stops_at_its_root() {
 /// the address itself.
 #[test]
 fn a_granted_name_that_resolves_to_loopback_is_refused() {
-    let dir = example("hostile");
     let server = tiny_server(Some("internal"));
     let env = TestEnv::new();
-    let p = load_example(
-        &env,
-        &dir,
-        "hostile",
-        vec![network(&[format!("localhost:{}", server.port)])],
-        EffectiveLimits::default(),
-    );
-    let err = p
-        .run_command(
-            "http",
-            &[],
-            &json!({ "url": format!("http://localhost:{}/", server.port) }),
-        )
+    let p = hostile_online(&env, &[format!("localhost:{}", server.port)]);
+    let err = get(&p, &format!("http://localhost:{}/", server.port))
         .expect_err("a name leading to loopback");
     eprintln!("{err}");
     assert!(
@@ -1237,7 +1241,6 @@ fn a_granted_name_that_resolves_to_loopback_is_refused() {
 #[test]
 fn a_redirect_to_another_host_is_not_followed() {
     use std::io::{Read, Write};
-    let dir = example("hostile");
     let target = tiny_server(Some("should never be reached"));
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -1254,33 +1257,16 @@ fn a_redirect_to_another_host_is_not_followed() {
         }
     });
     let env = TestEnv::new();
-    let p = load_example(
-        &env,
-        &dir,
-        "hostile",
-        vec![network(&[format!("127.0.0.1:{port}")])],
-        EffectiveLimits::default(),
-    );
-    let out = p
-        .run_command(
-            "http",
-            &[],
-            &json!({ "url": format!("http://127.0.0.1:{port}/") }),
-        )
-        .unwrap();
+    let p = hostile_online(&env, &[format!("127.0.0.1:{port}")]);
+    let out = get(&p, &format!("http://127.0.0.1:{port}/")).unwrap();
     assert_eq!(out["status"], json!(302));
     assert!(
         target.seen.lock().unwrap().is_empty(),
         "the redirect was followed"
     );
     // Following it by hand is a request of its own, refused like any other.
-    let err = p
-        .run_command(
-            "http",
-            &[],
-            &json!({ "url": format!("http://127.0.0.1:{}/stolen", target.port) }),
-        )
-        .expect_err("redirect target");
+    let err =
+        get(&p, &format!("http://127.0.0.1:{}/stolen", target.port)).expect_err("redirect target");
     assert_network_denied(
         &env,
         &err,
@@ -1294,22 +1280,10 @@ fn a_redirect_to_another_host_is_not_followed() {
 /// request (never a panic, never plain text), and the plugin keeps working.
 #[test]
 fn https_to_a_server_without_tls_fails_cleanly() {
-    let dir = example("hostile");
     let server = tiny_server(Some("plain text"));
     let env = TestEnv::new();
-    let p = load_example(
-        &env,
-        &dir,
-        "hostile",
-        vec![network(&[format!("127.0.0.1:{}", server.port)])],
-        EffectiveLimits::default(),
-    );
-    let err = p
-        .run_command(
-            "http",
-            &[],
-            &json!({ "url": format!("https://127.0.0.1:{}/", server.port) }),
-        )
+    let p = hostile_online(&env, &[format!("127.0.0.1:{}", server.port)]);
+    let err = get(&p, &format!("https://127.0.0.1:{}/", server.port))
         .expect_err("TLS to a plain HTTP server");
     assert!(!err.to_string().contains("plain text"), "{err}");
     assert_eq!(p.metrics().denials, 0, "a TLS failure is not a denial");
