@@ -167,6 +167,17 @@ impl Grants {
         self.write.as_ref().is_some_and(|s| s.covers_write(path))
     }
 
+    /// Whether `dir` and everything beneath it may be read (see [`PathScope::covers_tree_read`]).
+    pub fn may_read_tree(&self, dir: &Components) -> bool {
+        self.read.as_ref().is_some_and(|s| s.covers_tree_read(dir))
+            || self.write.as_ref().is_some_and(|s| s.covers_tree_read(dir))
+    }
+
+    /// Whether `dir` and everything beneath it may be written.
+    pub fn may_write_tree(&self, dir: &Components) -> bool {
+        self.write.as_ref().is_some_and(|s| s.covers_tree_write(dir))
+    }
+
     /// Whether `dir` is on the way to readable (or writable) paths.
     pub fn may_pass_through(&self, dir: &Components) -> bool {
         self.read.as_ref().is_some_and(|s| s.passes_through(dir))

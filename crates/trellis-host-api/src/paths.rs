@@ -196,6 +196,32 @@ impl PathScope {
         }
     }
 
+    /// Whether `dir` and everything beneath it is covered for reading: a `…/**` pattern covers
+    /// it, or the scope is the whole project and `dir` is not the project itself (which holds
+    /// `.trellis/`). Operating-system sandboxes that grant whole trees ask this.
+    pub fn covers_tree_read(&self, dir: &Components) -> bool {
+        self.covers_tree(dir, false)
+    }
+
+    /// [`PathScope::covers_tree_read`] for writing (`.git/` only when a pattern names it).
+    pub fn covers_tree_write(&self, dir: &Components) -> bool {
+        self.covers_tree(dir, true)
+    }
+
+    fn covers_tree(&self, dir: &Components, write: bool) -> bool {
+        if dir.is_empty() || is_reserved(dir) {
+            return false;
+        }
+        match &self.patterns {
+            None => !(write && is_git(dir)),
+            Some(patterns) => patterns.iter().any(|p| {
+                p.segments.last().is_some_and(|s| s == ANY_SEGMENTS)
+                    && p.matches(dir)
+                    && (!write || !is_git(dir) || p.names_git())
+            }),
+        }
+    }
+
     /// Whether `dir` is on the way to paths this scope may write (creating it is allowed).
     pub fn passes_through_for_write(&self, dir: &Components) -> bool {
         if is_reserved(dir) {
