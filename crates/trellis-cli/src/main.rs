@@ -298,6 +298,9 @@ enum EventsCommand {
 }
 
 fn main() -> ExitCode {
+    // This binary is also the sandbox launcher of process plugins: started as one, it runs the
+    // sandbox and exits here, before any thread exists.
+    trellis_sandbox::run_launcher_if_requested();
     // Warnings from the libraries (an audit record that could not be written, a lockfile that
     // could not be rewritten) reach the user on stderr; TRELLIS_LOG=debug shows more.
     tracing_subscriber::fmt()

@@ -7,7 +7,7 @@
 //! the plan is built conservatively:
 //!
 //! - the project directory itself is never a tree (it holds `.trellis/`); its entries are
-//!   granted one by one;
+//!   granted one by one, and it may be listed when the whole project is readable;
 //! - a directory becomes a tree only when a `…/**` pattern (or a whole-project grant) covers
 //!   all of it and nothing in it is a hard link (a second name of a file elsewhere, perhaps in
 //!   `.trellis/`); otherwise its covered entries are granted one by one;
@@ -49,6 +49,12 @@ impl OsFileRules {
         let mut rules = OsFileRules::default();
         if !grants.has_filesystem() {
             return rules;
+        }
+        if grants.may_read(&[]) {
+            // Listing the project directory itself. An OS rule on a directory reaches the
+            // directories beneath it too (names only): the sandbox covers `.trellis/` with an
+            // empty file system where it can, so that no name inside it shows.
+            rules.list_dirs.push(root.to_owned());
         }
         let mut budget = MAX_ENTRIES;
         walk(grants, root, &mut Vec::new(), &mut rules, &mut budget);
@@ -206,7 +212,10 @@ mod tests {
             .chain(&rules.list_dirs)
             .collect();
         assert!(every.iter().all(|p| !p.starts_with(root.join(".trellis"))));
-        assert!(!every.contains(&&root.to_path_buf()));
+        // The project directory itself may only be listed, never read or written as a tree.
+        assert_eq!(rules.list_dirs, vec![root.to_path_buf()]);
+        assert!(!rules.read_trees.contains(&root.to_path_buf()));
+        assert!(!rules.write_trees.contains(&root.to_path_buf()));
     }
 
     #[test]

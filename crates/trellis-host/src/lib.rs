@@ -2,8 +2,8 @@
 //! one hook registry and one event bus.
 //!
 //! `trellis-core` knows hooks and events, `trellis-project` knows what is installed and
-//! enabled, the runtimes (`trellis-wasm`, and the declarative one here) know how to run a
-//! plugin. This crate is where they meet: the CLI, or any program that wants a project's
+//! enabled, the runtimes (`trellis-wasm`, `trellis-process`, and the declarative one here)
+//! know how to run a plugin. This crate is where they meet: the CLI, or any program that wants a project's
 //! plugins, starts a [`Host`] with one call and runs commands and hooks without caring which
 //! runtime a plugin uses. Runtimes plug in through the [`Runtime`] and [`PluginCode`] traits.
 //!
@@ -19,6 +19,7 @@
 
 mod declarative;
 mod migrate;
+mod process;
 mod runtime;
 pub mod stats;
 mod wasm;
@@ -34,7 +35,9 @@ use trellis_project::{LoadedPlugin, Project, ProjectError};
 use trellis_wasm::{EffectiveLimits, RuntimeOptions, WasmError};
 
 pub use migrate::{MigrationError, run_config_migration};
+pub use process::process_options;
 pub use runtime::{PluginCode, Runtime, Runtimes};
+pub use trellis_process::{Launcher, ProcessError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
@@ -42,6 +45,8 @@ pub enum HostError {
     Project(#[from] ProjectError),
     #[error(transparent)]
     Wasm(#[from] WasmError),
+    #[error(transparent)]
+    Process(#[from] trellis_process::ProcessError),
     #[error("plugin `{plugin}` could not be started: {reason}")]
     NotLoaded { plugin: String, reason: String },
     #[error("command `{command}` of `{plugin}` has no `template` to render")]
@@ -58,6 +63,7 @@ impl HostError {
         match self {
             HostError::Project(e) => e.kind(),
             HostError::Wasm(e) => e.kind(),
+            HostError::Process(e) => e.kind(),
             HostError::NotLoaded { .. } => "not_loaded",
             HostError::NoTemplate { .. } => "no_template",
             HostError::Template { .. } => "template",
@@ -70,6 +76,7 @@ impl HostError {
         match self {
             HostError::Project(e) => e.hint(),
             HostError::Wasm(e) => e.hint(),
+            HostError::Process(e) => e.hint(),
             HostError::NotLoaded { plugin, .. } => Some(format!(
                 "fix the cause, then `trellis plugin enable {plugin}`; `trellis plugin list` shows every plugin's state"
             )),

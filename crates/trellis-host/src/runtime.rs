@@ -49,8 +49,14 @@ pub struct Runtimes {
 }
 
 impl Runtimes {
-    /// Declarative and wasm plugins.
+    /// Declarative, wasm and process plugins; processes are sandboxed by this program as its
+    /// own launcher (see [`Runtimes::with_launcher`]).
     pub fn standard() -> Runtimes {
+        Runtimes::with_launcher(trellis_process::Launcher::CurrentExe)
+    }
+
+    /// The standard runtimes, with process plugins sandboxed by `launcher`.
+    pub fn with_launcher(launcher: trellis_process::Launcher) -> Runtimes {
         let mut r = Runtimes {
             by_kind: BTreeMap::new(),
         };
@@ -59,6 +65,10 @@ impl Runtimes {
             Arc::new(crate::declarative::Declarative),
         );
         r.add(RuntimeKind::Wasm, Arc::new(crate::wasm::Wasm::default()));
+        r.add(
+            RuntimeKind::Process,
+            Arc::new(crate::process::Process::new(launcher)),
+        );
         r
     }
 

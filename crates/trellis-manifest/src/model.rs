@@ -450,7 +450,7 @@ pub enum RuntimeKind {
     Declarative,
     /// A WebAssembly component run by wasmtime.
     Wasm,
-    /// A separate process speaking JSON-RPC over stdio.
+    /// A separate, sandboxed process speaking JSON-RPC 2.0 on a private descriptor.
     Process,
 }
 
@@ -473,9 +473,13 @@ pub struct Runtime {
     /// directory. Required for `wasm` and `process`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entry: Option<String>,
-    /// Extra arguments for a `process` entry.
+    /// Extra arguments for a `process` entry (after the entry when there is an interpreter).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<String>,
+    /// The program that runs a `process` entry that is a script (`python3`, `node`): a name
+    /// looked up on `PATH`, or an absolute path. Without one the entry itself is executed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interpreter: Option<String>,
 }
 
 /// Resource limits the plugin asks for. A policy cap wins over these.

@@ -136,17 +136,36 @@ fn enter_namespaces(spec: &LaunchSpec) -> Setup<()> {
     mount(None, "/", None, libc::MS_REC | libc::MS_PRIVATE, None)?;
     for dir in &spec.paths.hidden {
         if dir.is_dir() {
-            let target = dir.to_string_lossy();
-            mount(
-                Some("trellis-hidden"),
-                &target,
-                Some("tmpfs"),
-                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-                Some("size=4k,mode=0555"),
-            )?;
+            hide(dir, &spec.paths.exposed)?;
         }
     }
     Ok(())
+}
+
+/// Covers `dir` with an empty file system, then brings back the `exposed` directories inside
+/// it, read-only, at their own paths.
+fn hide(dir: &Path, exposed: &[std::path::PathBuf]) -> Setup<()> {
+    let inside: Vec<(&std::path::PathBuf, std::fs::File)> = exposed
+        .iter()
+        .filter(|e| e.starts_with(dir) && e.is_dir())
+        .map(|e| {
+            // Opened before the cover goes on: the descriptor still reaches the directory.
+            std::fs::File::open(e)
+                .map(|f| (e, f))
+                .map_err(|err| format!("cannot open {}: {err}", e.display()))
+        })
+        .collect::<Setup<_>>()?;
+    let target = dir.to_string_lossy();
+    let quiet = libc::MS_NOSUID | libc::MS_NODEV;
+    mount(Some("trellis-hidden"), &target, Some("tmpfs"), quiet, Some("size=64k,mode=0755"))?;
+    for (path, handle) in &inside {
+        std::fs::create_dir_all(path).map_err(|e| format!("cannot recreate {}: {e}", path.display()))?;
+        let source = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(handle));
+        let at = path.to_string_lossy();
+        mount(Some(&source), &at, None, libc::MS_BIND | libc::MS_REC, None)?;
+        mount(None, &at, None, libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | quiet, None)?;
+    }
+    mount(None, &target, None, libc::MS_REMOUNT | libc::MS_RDONLY | quiet, None)
 }
 
 fn mount(

@@ -110,6 +110,9 @@ pub struct PathRules {
     /// Directories covered by an empty, read-only file system in the plugin's mount namespace
     /// (the project's `.trellis/`).
     pub hidden: Vec<PathBuf>,
+    /// Directories inside a hidden one that stay visible, read-only (the plugin's own package
+    /// in `.trellis/plugins/<name>/`).
+    pub exposed: Vec<PathBuf>,
 }
 
 /// Resource limits; `None` leaves a limit unset.

@@ -326,31 +326,15 @@ impl WasmPlugin {
         state: Value,
         outcome: trellis_core::hooks::Outcome,
     ) -> trellis_core::hooks::Outcome {
-        let seen = match &outcome {
-            Ok(results) => serde_json::json!({"results": results.values}),
-            Err(e) => serde_json::json!({"error": e.to_string()}),
-        };
+        let seen = trellis_core::hooks::wrapper_view(&outcome);
         let answer = self.call_hook(
             HOOK_WRAP_AFTER,
             &serde_json::json!({"hook": hook, "args": args, "state": state, "outcome": seen}),
         );
-        let replacement = match answer {
-            Ok(None) => return outcome,
-            Ok(Some(replacement)) => replacement,
-            Err(e) => return Err(HookError::msg(e)),
-        };
-        match replacement {
-            Value::Object(mut map) if map.len() == 1 => {
-                match (map.remove("results"), map.remove("error")) {
-                    (Some(Value::Array(values)), _) => Ok(trellis_core::HookResults {
-                        values,
-                        errors: outcome.map(|r| r.errors).unwrap_or_default(),
-                    }),
-                    (_, Some(Value::String(message))) => Err(HookError::msg(message)),
-                    _ => Err(self.bad_wrapper_answer(hook)),
-                }
-            }
-            _ => Err(self.bad_wrapper_answer(hook)),
+        match answer {
+            Ok(answer) => trellis_core::hooks::apply_wrapper_answer(outcome, answer)
+                .unwrap_or_else(|_| Err(self.bad_wrapper_answer(hook))),
+            Err(e) => Err(HookError::msg(e)),
         }
     }
 

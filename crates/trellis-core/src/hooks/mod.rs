@@ -38,6 +38,8 @@ pub use manager::{
     AfterMonitor, BeforeMonitor, HistoricCallback, HookCaller, MonitorHandle, PluginInfo,
     PluginManager, RegistrationReport,
 };
-pub use remote::{RemoteHookEntry, RemoteHooks, remote_registration};
+pub use remote::{
+    RemoteHookEntry, RemoteHooks, apply_wrapper_answer, remote_registration, wrapper_view,
+};
 pub use spec::{DEFAULT_HISTORY_LIMIT, FailMode, HookSpec};
 pub use typed::TypedHook;

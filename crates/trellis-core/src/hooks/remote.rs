@@ -82,3 +82,32 @@ pub fn remote_registration(
     }
     registration
 }
+
+/// The wrapped outcome as the second half of a wrapper behind a call boundary sees it:
+/// `{"results": [...]}` or `{"error": "..."}`.
+pub fn wrapper_view(outcome: &Outcome) -> Value {
+    match outcome {
+        Ok(results) => serde_json::json!({"results": results.values}),
+        Err(e) => serde_json::json!({"error": e.to_string()}),
+    }
+}
+
+/// Applies the answer of a wrapper's second half behind a call boundary: none keeps
+/// `outcome`; `{"results": [...]}` or `{"error": "..."}` replaces it. Any other answer is
+/// `Err`, for the caller to report with the plugin's name.
+pub fn apply_wrapper_answer(outcome: Outcome, answer: Option<Value>) -> Result<Outcome, Value> {
+    let Some(answer) = answer else {
+        return Ok(outcome);
+    };
+    match answer {
+        Value::Object(mut map) if map.len() == 1 => match (map.remove("results"), map.remove("error")) {
+            (Some(Value::Array(values)), _) => Ok(Ok(crate::HookResults {
+                values,
+                errors: outcome.map(|r| r.errors).unwrap_or_default(),
+            })),
+            (_, Some(Value::String(message))) => Ok(Err(HookError::msg(message))),
+            (results, error) => Err(results.or(error).unwrap_or(Value::Null)),
+        },
+        other => Err(other),
+    }
+}
