@@ -18,8 +18,8 @@ Handler = Callable[[str, Any], Any]
 
 class Channel:
     def __init__(self, fd: int) -> None:
-        self._reader = os.fdopen(fd, "rb", buffering=1 << 16)
-        self._writer = os.fdopen(os.dup(fd), "wb", buffering=0)
+        self._fd = fd
+        self._reader = os.fdopen(fd, "rb", buffering=1 << 16, closefd=False)
         self._next = 0
         self._queued: deque[dict[str, Any]] = deque()
         self.cancelled: set[Any] = set()
@@ -41,7 +41,9 @@ class Channel:
             raise ProtocolError(
                 f"a message of {len(data)} bytes is over the protocol's cap of {MAX_MESSAGE_BYTES} bytes"
             )
-        self._writer.write(data + b"\n")
+        view = memoryview(data + b"\n")
+        while view:
+            view = view[os.write(self._fd, view) :]
 
     def receive(self) -> dict[str, Any] | None:
         """The next message, or ``None`` when the host closed the channel."""

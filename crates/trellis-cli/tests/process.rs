@@ -1,0 +1,307 @@
+//! Process plugins through the CLI: the Python SDK's UC-1 example, and a hostile plugin that
+//! tries each way out of the sandbox with plain Python. Needs `python3` (CPython 3.9+) on PATH.
+
+use std::fs;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn example(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plugins").join(name)
+}
+
+fn trellis(project: &Path, cache: &Path) -> Command {
+    let mut cmd = Command::cargo_bin("trellis").expect("binary built");
+    cmd.current_dir(project)
+        .env_remove("TRELLIS_PROJECT")
+        .env("TRELLIS_CACHE_DIR", cache)
+        .env("TRELLIS_CONFIG_DIR", cache.join("user-config"))
+        .env("HOSTILE_GRANTED", "granted-value")
+        .env("HOSTILE_SECRET", "must-not-leak")
+        .env_remove("TRELLIS_POLICY")
+        .timeout(Duration::from_secs(60));
+    cmd
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+    project: PathBuf,
+    cache: PathBuf,
+}
+
+impl Fixture {
+    /// A project with the hostile plugin and the UC-1 scanner installed and enabled.
+    fn new() -> Fixture {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = fs::canonicalize(tmp.path()).unwrap();
+        let (project, cache) = (root.join("project"), root.join("cache"));
+        fs::create_dir_all(project.join("out")).unwrap();
+        fs::write(project.join("README.md"), "readable\n").unwrap();
+        fs::write(project.join("secret.txt"), "not granted\n").unwrap();
+        fs::create_dir_all(root.join("home/.ssh")).unwrap();
+        fs::write(root.join("home/.ssh/id_ed25519"), "PRIVATE KEY\n").unwrap();
+        let f = Fixture {
+            _tmp: tmp,
+            root,
+            project,
+            cache,
+        };
+        for (dir, name) in [("hostile-py", "hostile-py"), ("security-scanner-py", "security-scanner-py")] {
+            f.cmd()
+                .args(["plugin", "install", "--yes", example(dir).to_str().unwrap()])
+                .assert()
+                .success();
+            f.cmd().args(["plugin", "enable", name]).assert().success();
+        }
+        f
+    }
+
+    fn cmd(&self) -> Command {
+        trellis(&self.project, &self.cache)
+    }
+
+    /// Runs a plugin command; its JSON output (`output` on success, the error otherwise) and
+    /// whether it succeeded.
+    fn run(&self, args: &[&str]) -> (bool, Value) {
+        let out = self.cmd().arg("--json").args(args).output().unwrap();
+        let text = if out.status.success() { &out.stdout } else { &out.stderr };
+        let value: Value = serde_json::from_slice(text).unwrap_or_else(|_| {
+            Value::String(String::from_utf8_lossy(text).into_owned())
+        });
+        (out.status.success(), value)
+    }
+
+    fn output(&self, args: &[&str]) -> Value {
+        let (ok, v) = self.run(args);
+        assert!(ok, "{args:?} failed: {v}");
+        v["output"].clone()
+    }
+
+    /// The UC-1 plugin still works: another plugin's failure did not take the host down.
+    fn others_still_answer(&self) {
+        let v = self.output(&["security-scan-py", "--dry-run"]);
+        assert!(v["findings"].is_array(), "{v}");
+    }
+
+    fn audit(&self) -> Vec<Value> {
+        fs::read_to_string(self.project.join(".trellis/audit.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Processes whose command line mentions this fixture's project (the plugin's entry path).
+    fn plugin_processes(&self) -> Vec<u32> {
+        let needle = self.project.to_string_lossy().into_owned();
+        let mut found = Vec::new();
+        for entry in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let mut cmdline = String::new();
+            if fs::File::open(entry.path().join("cmdline"))
+                .and_then(|mut f| f.read_to_string(&mut cmdline))
+                .is_ok()
+                && cmdline.contains(&needle)
+                && !cmdline.contains("__trellis-sandbox")
+            {
+                found.push(pid);
+            }
+        }
+        found
+    }
+
+    fn no_plugin_process_left(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let left = self.plugin_processes();
+            if left.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "plugin processes outlived the host: {left:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+#[test]
+fn uc1_in_python_files_tasks_and_an_event() {
+    let f = Fixture::new();
+    fs::create_dir_all(f.project.join("src")).unwrap();
+    fs::write(f.project.join("src/app.py"), "password = \"hunter22secret\"\n").unwrap();
+    let v = f.output(&["security-scan-py"]);
+    assert_eq!(v["findings"][0]["path"], "src/app.py", "{v}");
+    assert_eq!(v["tasks"], serde_json::json!(["task-1"]));
+    let task = fs::read_dir(f.project.join("backlog/tasks")).unwrap().next().unwrap().unwrap();
+    let text = fs::read_to_string(task.path()).unwrap();
+    assert!(text.contains("plugin:security-scanner-py") && text.contains("security"), "{text}");
+    let events = fs::read_dir(f.project.join(".trellis/events")).unwrap().next().unwrap().unwrap();
+    let log = fs::read_to_string(events.path()).unwrap();
+    assert!(log.contains("plugin.security.scan.completed"), "{log}");
+    // The sandbox it ran in is on record.
+    let sandbox = f.audit().into_iter().find(|r| r["action"] == "plugin.sandbox").expect("a sandbox record");
+    assert_eq!(sandbox["plugin"], "security-scanner-py");
+    assert!(
+        sandbox["details"]["layers"].as_array().is_some_and(|l| !l.is_empty()),
+        "{sandbox}"
+    );
+}
+
+#[test]
+fn files_outside_the_grant_are_out_of_reach() {
+    let f = Fixture::new();
+    let read = |p: &str| f.output(&["hostile-read", p]);
+    assert_eq!(read("README.md")["value"], "readable\n");
+    let key = f.root.join("home/.ssh/id_ed25519");
+    for path in [
+        "secret.txt",
+        ".trellis/state.json",
+        ".trellis/audit.jsonl",
+        "../home/.ssh/id_ed25519",
+        key.to_str().unwrap(),
+        "/etc/shadow",
+    ] {
+        let v = read(path);
+        assert_eq!(v["ok"], false, "{path} was readable: {v}");
+    }
+    for path in ["README.md", "secret.txt", ".trellis/state.json", "../escape.txt", "/tmp/trellis-escape.txt"] {
+        let v = f.output(&["hostile-write", path]);
+        assert_eq!(v["ok"], false, "{path} was writable: {v}");
+    }
+    assert_eq!(fs::read_to_string(f.project.join("README.md")).unwrap(), "readable\n");
+    assert!(!f.root.join("escape.txt").exists());
+    let v = f.output(&["hostile-write", "out/report.txt"]);
+    assert_eq!(v["ok"], true, "{v}");
+    assert_eq!(fs::read_to_string(f.project.join("out/report.txt")).unwrap(), "pwned");
+    // `.trellis/` shows nothing but the plugin's own package.
+    let v = f.output(&["hostile-list", ".trellis"]);
+    let names = v["value"].as_array().cloned().unwrap_or_default();
+    assert!(!names.iter().any(|n| n == "state.json" || n == "audit.jsonl"), "{v}");
+    f.others_still_answer();
+}
+
+#[test]
+fn no_network_without_a_grant() {
+    let f = Fixture::new();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let v = f.output(&["hostile-connect", &port]);
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(listener.accept().is_err(), "the plugin reached the listener");
+    f.others_still_answer();
+}
+
+#[test]
+fn the_environment_holds_only_granted_variables_and_one_channel() {
+    let f = Fixture::new();
+    let env = f.output(&["hostile-env"]);
+    assert_eq!(env["HOSTILE_GRANTED"], "granted-value");
+    assert!(env.get("HOSTILE_SECRET").is_none(), "{env}");
+    assert!(env.get("TRELLIS_CACHE_DIR").is_none(), "{env}");
+    let me = f.output(&["hostile-self"]);
+    // stdin, stdout, stderr, the channel, and the descriptor of the listing itself.
+    let fds: Vec<u64> = me["fds"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(&fds[..4], &[0, 1, 2, 3], "{me}");
+    assert!(fds.len() == 5, "{me}");
+    // Its own PID namespace: the plugin sees only the sandbox's init and itself.
+    assert_eq!(me["processes"], serde_json::json!([1, 2]), "{me}");
+    assert_eq!(me["cwd"], f.project.to_str().unwrap());
+}
+
+#[test]
+fn runaway_plugins_are_stopped_and_the_host_goes_on() {
+    let f = Fixture::new();
+    for (command, says) in [
+        ("hostile-loop", "did not answer"),
+        ("hostile-memory", "exited"),
+        ("hostile-crash", "exit status 3"),
+    ] {
+        let started = Instant::now();
+        let (ok, v) = f.run(&[command]);
+        assert!(!ok, "{command} succeeded: {v}");
+        assert!(v.to_string().contains(says), "{command}: {v}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{command} took {:?}", started.elapsed());
+        f.others_still_answer();
+    }
+    f.no_plugin_process_left();
+}
+
+#[test]
+fn a_fork_bomb_is_bounded_and_nothing_outlives_the_call() {
+    let f = Fixture::new();
+    let v = f.output(&["hostile-fork"]);
+    let children = v["children"].as_u64().unwrap();
+    assert!(children < 64 && v["refused"].as_u64().unwrap() > 0, "{v}");
+    f.no_plugin_process_left();
+    let marker = f.project.join("out/orphan-pid");
+    f.output(&["hostile-orphan", marker.to_str().unwrap()]);
+    assert!(marker.exists(), "the orphan never ran");
+    f.no_plugin_process_left();
+    f.others_still_answer();
+}
+
+#[test]
+fn stray_output_and_bad_messages_end_only_their_call() {
+    let f = Fixture::new();
+    assert_eq!(f.output(&["hostile-stdout"]), "still fine");
+    let (ok, v) = f.run(&["hostile-garbage"]);
+    assert!(!ok && v.to_string().contains("malformed"), "{v}");
+    let (ok, v) = f.run(&["hostile-oversize"]);
+    assert!(!ok && v.to_string().contains("16777216"), "{v}");
+    f.others_still_answer();
+}
+
+#[test]
+fn a_plugin_that_never_answers_the_handshake_fails_to_start() {
+    let f = Fixture::new();
+    f.cmd()
+        .args(["plugin", "install", "--yes", example("silent-py").to_str().unwrap()])
+        .assert()
+        .success();
+    f.cmd().args(["plugin", "enable", "silent-py"]).assert().success();
+    let (ok, v) = f.run(&["silent"]);
+    assert!(!ok && v.to_string().contains("did not answer `initialize`"), "{v}");
+    f.others_still_answer();
+    f.no_plugin_process_left();
+}
+
+#[test]
+fn a_killed_host_leaves_no_plugin_process() {
+    let f = Fixture::new();
+    let marker = f.project.join("out/sleeping");
+    let mut host = std::process::Command::new(assert_cmd::cargo::cargo_bin("trellis"))
+        .current_dir(&f.project)
+        .env("TRELLIS_CACHE_DIR", &f.cache)
+        .env("TRELLIS_CONFIG_DIR", f.cache.join("user-config"))
+        .args(["hostile-sleep", marker.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the plugin never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!f.plugin_processes().is_empty(), "the plugin process is not visible");
+    host.kill().unwrap();
+    host.wait().unwrap();
+    f.no_plugin_process_left();
+}
+
+#[test]
+fn subprocess_grants_hold_by_pattern() {
+    let f = Fixture::new();
+    let v = f.output(&["hostile-exec", "cat", "README.md"]);
+    assert_eq!(v["stdout"], "readable\n", "{v}");
+    let (ok, v) = f.run(&["hostile-exec", "ls", "-la"]);
+    assert!(!ok && v.to_string().contains("denied"), "{v}");
+    assert!(f.audit().iter().any(|r| r["action"] == "capability.denied" && r["capability"] == "subprocess"));
+}
