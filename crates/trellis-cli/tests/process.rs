@@ -301,6 +301,16 @@ fn subprocess_grants_hold_by_pattern() {
     let f = Fixture::new();
     let v = f.output(&["hostile-exec", "cat", "README.md"]);
     assert_eq!(v["stdout"], "readable\n", "{v}");
+    // The pattern allows `cat` of anything; the sandbox the command runs in does not.
+    let key = f.root.join("home/.ssh/id_ed25519");
+    for target in ["secret.txt", ".trellis/state.json", key.to_str().unwrap()] {
+        let v = f.output(&["hostile-exec", "cat", target]);
+        assert_ne!(v["status"], 0, "{target}: {v}");
+        assert!(!v["stdout"].as_str().unwrap().contains("PRIVATE"), "{v}");
+    }
+    let v = f.output(&["hostile-exec", "sh", "-c", "echo x > escaped.txt; cat /dev/tcp/127.0.0.1/22"]);
+    assert_ne!(v["status"], 0, "{v}");
+    assert!(!f.project.join("escaped.txt").exists());
     let (ok, v) = f.run(&["hostile-exec", "ls", "-la"]);
     assert!(!ok && v.to_string().contains("denied"), "{v}");
     assert!(f.audit().iter().any(|r| r["action"] == "capability.denied" && r["capability"] == "subprocess"));

@@ -40,6 +40,9 @@ pub struct ApiSpec {
     /// Where per-plugin state files live (`.trellis/state`).
     pub state_dir: PathBuf,
     pub project_root: PathBuf,
+    /// Where the plugin's `subprocess` commands run; none: directly, with a cleared
+    /// environment (hosts without an operating-system sandbox).
+    pub commands: Option<Arc<dyn crate::exec::CommandSandbox>>,
 }
 
 /// The host API of one plugin: shared by all its instances, processes and calls.
@@ -52,6 +55,7 @@ pub struct PluginApi {
     state: StateStore,
     project: ProjectRoot,
     denials: AtomicU64,
+    commands: Option<Arc<dyn crate::exec::CommandSandbox>>,
 }
 
 /// One call into a plugin: its deadline, and the denials audited during it.
@@ -180,6 +184,7 @@ impl PluginApi {
             audit: spec.audit,
             project: ProjectRoot::new(&spec.project_root),
             denials: AtomicU64::new(0),
+            commands: spec.commands,
         }
     }
 
@@ -420,7 +425,13 @@ impl PluginApi {
             ));
         }
         tracing::debug!(plugin = %self.name, command = %describe_command(program, args), "running a command for the plugin");
-        exec::run(program, args, self.project.path(), call.remaining())
+        exec::run(
+            program,
+            args,
+            self.project.path(),
+            call.remaining(),
+            self.commands.as_deref(),
+        )
     }
 
     // ---- files ----
@@ -685,6 +696,7 @@ mod tests {
             audit: audit.clone(),
             state_dir: root.join(".trellis/state"),
             project_root: root.to_owned(),
+            commands: None,
         })
     }
 

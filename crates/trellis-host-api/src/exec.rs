@@ -30,12 +30,28 @@ pub struct RunOutput {
     pub stderr: Vec<u8>,
 }
 
-/// Runs `program args...` in `cwd`, killing it when `timeout` has passed.
+/// Runs commands inside a plugin's operating-system sandbox (the process runtime provides
+/// one), so that a command a `subprocess` pattern allows is still held to the plugin's file and
+/// network grants.
+pub trait CommandSandbox: Send + Sync {
+    /// The command that runs `program` (an absolute path) with `args` in `cwd` inside the
+    /// sandbox, and what to keep until the command has ended (cleaned up when dropped).
+    fn command(
+        &self,
+        program: &Path,
+        args: &[String],
+        cwd: &Path,
+    ) -> Result<(Command, Box<dyn Send>), String>;
+}
+
+/// Runs `program args...` in `cwd` (inside `sandbox` when given), killing it when `timeout` has
+/// passed.
 pub fn run(
     program: &str,
     args: &[String],
     cwd: &Path,
     timeout: Duration,
+    sandbox: Option<&dyn CommandSandbox>,
 ) -> Result<RunOutput, ApiError> {
     if program.is_empty() {
         return Err(ApiError::InvalidInput("the program name is empty".into()));
@@ -58,20 +74,30 @@ pub fn run(
         ));
     }
     let deadline = Instant::now() + timeout;
-    let mut cmd = Command::new(program);
-    cmd.args(args)
-        .current_dir(cwd)
-        .env_clear()
-        .stdin(Stdio::null())
+    let (mut cmd, _sandbox_guard) = match sandbox {
+        Some(sandbox) => {
+            let resolved = find_program(program)
+                .ok_or_else(|| ApiError::NotFound(format!("no program `{program}` on PATH")))?;
+            sandbox
+                .command(&resolved, args, cwd)
+                .map_err(|e| ApiError::Failed(format!("cannot sandbox `{program}`: {e}")))?
+        }
+        None => {
+            let mut cmd = Command::new(program);
+            cmd.args(args).current_dir(cwd).env_clear();
+            if let Some(path) = std::env::var_os("PATH") {
+                cmd.env("PATH", path);
+            }
+            (cmd, Box::new(()) as Box<dyn Send>)
+        }
+    };
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     #[cfg(unix)]
     {
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
-    }
-    if let Some(path) = std::env::var_os("PATH") {
-        cmd.env("PATH", path);
     }
     let mut child = cmd.spawn().map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => {
@@ -123,6 +149,19 @@ pub fn run(
         stdout: take(&stdout),
         stderr: take(&stderr),
     })
+}
+
+/// `program` as a path: itself when it holds a `/`, else the first match on the host's `PATH`.
+pub fn find_program(program: &str) -> Option<std::path::PathBuf> {
+    if program.contains('/') {
+        let p = std::path::PathBuf::from(program);
+        return p.is_file().then_some(p);
+    }
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
 }
 
 /// Blocks until the child exits (without reaping it) or `timeout` passes; true when it exited.
@@ -215,8 +254,7 @@ mod tests {
             "sh",
             &s(&["-c", "pwd; env | sort; echo err >&2; exit 3"]),
             dir.path(),
-            Duration::from_secs(10),
-        )
+            Duration::from_secs(10), None)
         .unwrap();
         assert_eq!(out.status, 3);
         let text = String::from_utf8(out.stdout).unwrap();
@@ -243,8 +281,7 @@ mod tests {
             "sh",
             &s(&["-c", "head -c 3000000 /dev/zero"]),
             dir.path(),
-            Duration::from_secs(20),
-        )
+            Duration::from_secs(20), None)
         .unwrap();
         assert_eq!(out.status, 0);
         assert_eq!(out.stdout.len(), MAX_STREAM_BYTES);
@@ -254,7 +291,7 @@ mod tests {
     fn timeout_kills() {
         let dir = tempfile::tempdir().unwrap();
         let start = Instant::now();
-        let err = run("sleep", &s(&["30"]), dir.path(), Duration::from_millis(200)).unwrap_err();
+        let err = run("sleep", &s(&["30"]), dir.path(), Duration::from_millis(200), None).unwrap_err();
         assert!(
             matches!(err, ApiError::Timeout(ref m) if m.contains("killed")),
             "{err}"
@@ -291,8 +328,7 @@ mod tests {
             "sh",
             &s(&["-c", "sleep 30 & echo $! > grandchild.pid; wait"]),
             dir.path(),
-            Duration::from_millis(500),
-        )
+            Duration::from_millis(500), None)
         .unwrap_err();
         assert!(matches!(err, ApiError::Timeout(_)), "{err}");
         let pid: i32 = std::fs::read_to_string(&pid_file)
@@ -312,8 +348,7 @@ mod tests {
             "sh",
             &s(&["-c", "sleep 30 >/dev/null 2>&1 & echo $!"]),
             dir.path(),
-            Duration::from_secs(10),
-        )
+            Duration::from_secs(10), None)
         .unwrap();
         let pid: i32 = String::from_utf8(out.stdout)
             .unwrap()
@@ -331,8 +366,7 @@ mod tests {
             "definitely-not-a-program-xyz",
             &[],
             dir.path(),
-            Duration::from_secs(1),
-        )
+            Duration::from_secs(1), None)
         .unwrap_err();
         assert!(matches!(err, ApiError::NotFound(_)), "{err}");
     }

@@ -48,6 +48,7 @@ pub fn run_config_migration(
         // change to the runtime could hand a migration the plugin's grants.
         grants: Vec::new(),
         limits,
+        commands: None,
     })?;
     Ok(plugin.migrate_config(
         call.function,

@@ -7,26 +7,52 @@ use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
 use trellis_manifest::Command;
-use trellis_process::{Launcher, PluginSpec, ProcessLimits, ProcessOptions, ProcessPlugin, ProcessRuntime};
+use trellis_process::{
+    CommandSandbox, Launcher, PluginSpec, ProcessLimits, ProcessOptions, ProcessPlugin, ProcessRuntime,
+};
 use trellis_project::{LoadedPlugin, Project};
 use trellis_wasm::PluginMetrics;
 
 use crate::HostError;
 use crate::runtime::{PluginCode, Runtime};
 
-pub(crate) struct Process {
+/// The one process runtime of a host: process plugins run on it, and every plugin's
+/// `subprocess` commands run in its sandbox.
+pub(crate) struct Sandboxes {
     launcher: Launcher,
     runtime: OnceLock<Arc<ProcessRuntime>>,
 }
 
-impl Process {
-    pub(crate) fn new(launcher: Launcher) -> Process {
-        Process {
+impl Sandboxes {
+    pub(crate) fn new(launcher: Launcher) -> Arc<Sandboxes> {
+        Arc::new(Sandboxes {
             launcher,
             runtime: OnceLock::new(),
-        }
+        })
+    }
+
+    pub(crate) fn runtime(&self, project: &Project) -> &Arc<ProcessRuntime> {
+        self.runtime
+            .get_or_init(|| Arc::new(ProcessRuntime::new(process_options(project, self.launcher.clone()))))
+    }
+
+    /// Where `plugin`'s `subprocess` commands run.
+    pub(crate) fn commands(
+        &self,
+        project: &Project,
+        plugin: &LoadedPlugin,
+    ) -> Arc<dyn trellis_host_api::exec::CommandSandbox> {
+        Arc::new(CommandSandbox::new(
+            Arc::clone(self.runtime(project)),
+            &plugin.name,
+            &plugin.dir,
+            &plugin.grants,
+            process_limits(plugin),
+        ))
     }
 }
+
+pub(crate) struct Process(pub(crate) Arc<Sandboxes>);
 
 /// The process runtime's options for `project`.
 pub fn process_options(project: &Project, launcher: Launcher) -> ProcessOptions {
@@ -65,9 +91,7 @@ pub(crate) fn process_limits(plugin: &LoadedPlugin) -> ProcessLimits {
 
 impl Runtime for Process {
     fn start(&self, project: &Project, plugin: &LoadedPlugin) -> Result<Arc<dyn PluginCode>, String> {
-        let runtime = self
-            .runtime
-            .get_or_init(|| Arc::new(ProcessRuntime::new(process_options(project, self.launcher.clone()))));
+        let runtime = self.0.runtime(project);
         let quarantine_project = project.clone();
         let name = plugin.name.clone();
         let spec = PluginSpec {

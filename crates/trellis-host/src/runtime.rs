@@ -64,10 +64,14 @@ impl Runtimes {
             RuntimeKind::Declarative,
             Arc::new(crate::declarative::Declarative),
         );
-        r.add(RuntimeKind::Wasm, Arc::new(crate::wasm::Wasm::default()));
+        let sandboxes = crate::process::Sandboxes::new(launcher);
+        r.add(
+            RuntimeKind::Wasm,
+            Arc::new(crate::wasm::Wasm::new(Arc::clone(&sandboxes))),
+        );
         r.add(
             RuntimeKind::Process,
-            Arc::new(crate::process::Process::new(launcher)),
+            Arc::new(crate::process::Process(sandboxes)),
         );
         r
     }

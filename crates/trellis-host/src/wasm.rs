@@ -12,9 +12,18 @@ use trellis_wasm::{EffectiveLimits, PluginMetrics, PluginSpec, WasmPlugin, WasmR
 use crate::HostError;
 use crate::runtime::{PluginCode, Runtime};
 
-#[derive(Default)]
 pub(crate) struct Wasm {
     runtime: OnceLock<Result<WasmRuntime, String>>,
+    sandboxes: Arc<crate::process::Sandboxes>,
+}
+
+impl Wasm {
+    pub(crate) fn new(sandboxes: Arc<crate::process::Sandboxes>) -> Wasm {
+        Wasm {
+            runtime: OnceLock::new(),
+            sandboxes,
+        }
+    }
 }
 
 impl Runtime for Wasm {
@@ -41,6 +50,7 @@ impl Runtime for Wasm {
                 &plugin.manifest.limits,
                 Some(&crate::policy_cap(&plugin.limit_caps)),
             ),
+            commands: Some(self.sandboxes.commands(project, plugin)),
         };
         let started = runtime.load(spec).map_err(|e| e.to_string())?;
         Ok(started as Arc<dyn PluginCode>)

@@ -17,7 +17,7 @@ use trellis_host_api::{LogLevel, OsFileRules, PluginApi};
 use trellis_sandbox::{LaunchSpec, Layer, Limits, PathRules, Support};
 
 use crate::connection::Connection;
-use crate::plugin::{PluginSpec, ProcessPlugin};
+use crate::plugin::{PluginSpec, ProcessLimits, ProcessPlugin};
 
 /// Which program runs the sandbox launcher.
 #[derive(Debug, Clone)]
@@ -59,10 +59,8 @@ pub(crate) struct Instance {
     pub conn: Arc<Connection>,
     child: Mutex<Child>,
     lifeline: Mutex<Option<OwnedFd>>,
-    #[cfg(target_os = "linux")]
-    cgroups: Mutex<trellis_sandbox::cgroup::PluginCgroups>,
+    prepared: Mutex<Option<Prepared>>,
     pub stderr_tail: Arc<Mutex<VecDeque<String>>>,
-    scratch: PathBuf,
 }
 
 /// Lines of stderr kept for the message when a process dies.
@@ -108,9 +106,7 @@ impl Instance {
             let _ = child.kill();
         }
         let _ = child.wait();
-        #[cfg(target_os = "linux")]
-        self.cgroups.lock().unwrap_or_else(|p| p.into_inner()).remove();
-        let _ = std::fs::remove_dir_all(&self.scratch);
+        drop(self.prepared.lock().unwrap_or_else(|p| p.into_inner()).take());
     }
 }
 
@@ -179,67 +175,50 @@ impl ProcessRuntime {
             .map_err(Clone::clone)
     }
 
-    /// Spawns one process for `spec`, with the channel's host end connected.
-    pub(crate) fn spawn(
+    /// The sandbox for running `program args` as (or for) `subject`: the launch spec, with
+    /// its scratch directory and cgroups made.
+    pub(crate) fn prepare(
         &self,
-        spec: &PluginSpec,
-        api: &Arc<PluginApi>,
-    ) -> Result<Arc<Instance>, String> {
-        let entry = spec.manifest.runtime.entry.as_deref().ok_or("the manifest has no `runtime.entry`")?;
-        let entry_path = spec.dir.join(entry);
-        if !entry_path.is_file() {
-            return Err(format!("its entry {} does not exist", entry_path.display()));
-        }
-        let (program, mut args) = match crate::interpreter::check(&spec.manifest)? {
-            Some(interpreter) => (
-                interpreter.program,
-                vec![entry_path.to_string_lossy().into_owned()],
-            ),
-            None => (entry_path.clone(), Vec::new()),
-        };
-        args.extend(spec.manifest.runtime.args.iter().cloned());
+        subject: &Subject<'_>,
+        program: PathBuf,
+        args: Vec<String>,
+        extra_env: Vec<(String, String)>,
+        mut read_exec: Vec<PathBuf>,
+        lifeline: bool,
+    ) -> Result<Prepared, String> {
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let label = format!(
             "trellis-{}-{}-{n}",
             std::process::id(),
-            spec.name.replace(['@', '/'], "_")
+            subject.name.replace(['@', '/'], "_")
         );
         let scratch = self.opts.cache_dir.join("scratch").join(&label);
         std::fs::create_dir_all(&scratch)
             .map_err(|e| format!("cannot make its scratch directory {}: {e}", scratch.display()))?;
+        let scratch_text = scratch.to_string_lossy().into_owned();
         let mut env = vec![
             ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
-            ("HOME".to_owned(), scratch.to_string_lossy().into_owned()),
-            ("TMPDIR".to_owned(), scratch.to_string_lossy().into_owned()),
+            ("HOME".to_owned(), scratch_text.clone()),
+            ("TMPDIR".to_owned(), scratch_text),
             ("LANG".to_owned(), "C.UTF-8".to_owned()),
-            ("TRELLIS_RPC_FD".to_owned(), trellis_sandbox::PLUGIN_FD.to_string()),
-            ("TRELLIS_PLUGIN".to_owned(), spec.name.clone()),
         ];
-        let plugin_dir = std::fs::canonicalize(&spec.dir).unwrap_or_else(|_| spec.dir.clone());
-        let mut read_exec = vec![plugin_dir.clone(), interpreter_prefix(&program)];
-        if is_python(&program) {
-            let sdk = self.python_sdk()?;
-            env.push(("PYTHONPATH".to_owned(), sdk.to_string_lossy().into_owned()));
-            env.push(("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned()));
-            env.push(("PYTHONUNBUFFERED".to_owned(), "1".to_owned()));
-            read_exec.push(sdk.to_owned());
-        }
-        for var in spec.granted_variables() {
-            if let Some(value) = std::env::var_os(&var) {
-                env.push((var, value.to_string_lossy().into_owned()));
+        env.extend(extra_env);
+        for var in &subject.variables {
+            if let Some(value) = std::env::var_os(var) {
+                env.push((var.clone(), value.to_string_lossy().into_owned()));
             }
         }
-        let support = self.support().clone();
-        let layers: Vec<Layer> = support.available.clone();
+        let plugin_dir = std::fs::canonicalize(subject.dir).unwrap_or_else(|_| subject.dir.to_owned());
+        read_exec.push(plugin_dir.clone());
+        read_exec.push(interpreter_prefix(&program));
+        let layers: Vec<Layer> = self.support().available.clone();
         let project = &self.opts.project_root;
-        let files = OsFileRules::plan(api.grants(), project);
+        let files = OsFileRules::plan(subject.grants, project);
         if files.truncated {
-            api.log(
-                LogLevel::Warn,
-                &format!(
-                    "the project has more than {} entries to look at for this plugin's file grants; the rest are reachable only through the host's file calls",
-                    trellis_host_api::os_rules::MAX_ENTRIES
-                ),
+            tracing::warn!(
+                plugin = %subject.name,
+                "the project has more than {} entries to look at for this plugin's file grants; the rest are reachable only through the host's file calls",
+                trellis_host_api::os_rules::MAX_ENTRIES
             );
         }
         for dir in ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/alternatives"] {
@@ -269,12 +248,12 @@ impl ProcessRuntime {
         }
         let mut write_trees = files.write_trees;
         write_trees.push(scratch.clone());
-        let launch = LaunchSpec {
-            program: program.clone(),
+        let mut spec = LaunchSpec {
+            program,
             args,
             env,
             cwd: project.clone(),
-            layers: layers.clone(),
+            layers,
             paths: PathRules {
                 read_exec_trees: read_exec,
                 read_trees,
@@ -283,66 +262,49 @@ impl ProcessRuntime {
                 write_files,
                 list_dirs: files.list_dirs,
                 hidden: vec![project.join(trellis_host_api::paths::RESERVED_DIR)],
-                exposed: vec![plugin_dir.clone()],
+                exposed: vec![plugin_dir],
             },
             limits: Limits {
-                memory_bytes: Some(spec.limits.memory_bytes),
-                cpu_seconds: spec.limits.cpu_seconds,
-                open_files: Some(spec.limits.open_files),
-                processes: Some(spec.limits.processes),
+                memory_bytes: Some(subject.limits.memory_bytes),
+                cpu_seconds: subject.limits.cpu_seconds,
+                open_files: Some(subject.limits.open_files),
+                processes: Some(subject.limits.processes),
             },
             cgroups: Vec::new(),
+            lifeline,
         };
-        self.audit_sandbox(spec, &support);
-        self.launch(launch, &label, scratch, spec, api)
-    }
-
-    fn audit_sandbox(&self, spec: &PluginSpec, support: &Support) {
-        let layers: Vec<&str> = support.available.iter().map(|l| l.as_str()).collect();
-        let missing: Vec<String> = support
-            .missing
-            .iter()
-            .map(|(l, why)| format!("{}: {why}", l.as_str()))
-            .collect();
-        self.opts.audit.record(
-            AuditEvent::new("plugin.sandbox", if missing.is_empty() { "ok" } else { "partial" })
-                .plugin(&spec.name)
-                .detail("layers", serde_json::json!(layers))
-                .detail("missing", serde_json::json!(missing)),
-        );
-    }
-
-    fn launch(
-        &self,
-        mut launch: LaunchSpec,
-        label: &str,
-        scratch: PathBuf,
-        spec: &PluginSpec,
-        api: &Arc<PluginApi>,
-    ) -> Result<Arc<Instance>, String> {
         #[cfg(target_os = "linux")]
         let cgroups = {
             let cg = self.cgroups.get_or_init(trellis_sandbox::cgroup::Cgroups::detect);
-            let wanted = |l| launch.layers.contains(&l);
+            let wanted = |l| spec.layers.contains(&l);
             let made = cg
                 .create(
-                    label,
-                    wanted(Layer::CgroupPids).then_some(spec.limits.processes),
-                    wanted(Layer::CgroupMemory).then_some(spec.limits.memory_bytes),
+                    &label,
+                    wanted(Layer::CgroupPids).then_some(subject.limits.processes),
+                    wanted(Layer::CgroupMemory).then_some(subject.limits.memory_bytes),
                 )
                 .map_err(|e| format!("cannot make its cgroup: {e}"))?;
-            launch.cgroups = made.dirs.clone();
+            spec.cgroups = made.dirs.clone();
             made
         };
-        let (host_end, plugin_end) =
-            UnixStream::pair().map_err(|e| format!("cannot make its channel: {e}"))?;
-        let (life_read, life_write) = lifeline()?;
+        Ok(Prepared {
+            spec,
+            scratch,
+            #[cfg(target_os = "linux")]
+            cgroups,
+        })
+    }
+
+    /// The command that starts `prepared`: the launcher with its spec, or (unsandboxed) the
+    /// program itself.
+    pub(crate) fn command(&self, prepared: &Prepared) -> Result<Command, String> {
+        let launch = &prepared.spec;
         let mut cmd = match self.launcher_program() {
             Some(launcher) => {
                 let mut c = Command::new(launcher);
                 c.arg(trellis_sandbox::LAUNCHER_ARG).env_clear().env(
                     trellis_sandbox::SPEC_VAR,
-                    serde_json::to_string(&launch).map_err(|e| e.to_string())?,
+                    serde_json::to_string(launch).map_err(|e| e.to_string())?,
                 );
                 c
             }
@@ -355,10 +317,77 @@ impl ProcessRuntime {
                 c
             }
         };
+        cmd.process_group(0);
+        Ok(cmd)
+    }
+
+    /// Spawns one process for `spec`, with the channel's host end connected.
+    pub(crate) fn spawn(
+        &self,
+        spec: &PluginSpec,
+        api: &Arc<PluginApi>,
+    ) -> Result<Arc<Instance>, String> {
+        let entry = spec.manifest.runtime.entry.as_deref().ok_or("the manifest has no `runtime.entry`")?;
+        let entry_path = spec.dir.join(entry);
+        if !entry_path.is_file() {
+            return Err(format!("its entry {} does not exist", entry_path.display()));
+        }
+        let (program, mut args) = match crate::interpreter::check(&spec.manifest)? {
+            Some(interpreter) => (
+                interpreter.program,
+                vec![entry_path.to_string_lossy().into_owned()],
+            ),
+            None => (entry_path.clone(), Vec::new()),
+        };
+        args.extend(spec.manifest.runtime.args.iter().cloned());
+        let mut env = vec![
+            ("TRELLIS_RPC_FD".to_owned(), trellis_sandbox::PLUGIN_FD.to_string()),
+            ("TRELLIS_PLUGIN".to_owned(), spec.name.clone()),
+        ];
+        let mut read_exec = Vec::new();
+        if is_python(&program) {
+            let sdk = self.python_sdk()?;
+            env.push(("PYTHONPATH".to_owned(), sdk.to_string_lossy().into_owned()));
+            env.push(("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned()));
+            env.push(("PYTHONUNBUFFERED".to_owned(), "1".to_owned()));
+            read_exec.push(sdk.to_owned());
+        }
+        let subject = Subject {
+            name: &spec.name,
+            dir: &spec.dir,
+            grants: api.grants(),
+            variables: spec.granted_variables(),
+            limits: &spec.limits,
+        };
+        let prepared = self.prepare(&subject, program, args, env, read_exec, true)?;
+        self.audit_sandbox(&spec.name);
+        self.launch(prepared, api)
+    }
+
+    fn audit_sandbox(&self, plugin: &str) {
+        let support = self.support();
+        let layers: Vec<&str> = support.available.iter().map(|l| l.as_str()).collect();
+        let missing: Vec<String> = support
+            .missing
+            .iter()
+            .map(|(l, why)| format!("{}: {why}", l.as_str()))
+            .collect();
+        self.opts.audit.record(
+            AuditEvent::new("plugin.sandbox", if missing.is_empty() { "ok" } else { "partial" })
+                .plugin(plugin)
+                .detail("layers", serde_json::json!(layers))
+                .detail("missing", serde_json::json!(missing)),
+        );
+    }
+
+    fn launch(&self, prepared: Prepared, api: &Arc<PluginApi>) -> Result<Arc<Instance>, String> {
+        let mut cmd = self.command(&prepared)?;
+        let (host_end, plugin_end) =
+            UnixStream::pair().map_err(|e| format!("cannot make its channel: {e}"))?;
+        let (life_read, life_write) = lifeline()?;
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0);
+            .stderr(Stdio::piped());
         let (channel_fd, lifeline_fd) = (plugin_end.as_raw_fd(), life_read.as_raw_fd());
         // SAFETY: only async-signal-safe calls (fcntl, dup2, close) between fork and exec.
         unsafe {
@@ -402,11 +431,37 @@ impl ProcessRuntime {
             conn,
             child: Mutex::new(child),
             lifeline: Mutex::new(Some(life_write)),
-            #[cfg(target_os = "linux")]
-            cgroups: Mutex::new(cgroups),
+            prepared: Mutex::new(Some(prepared)),
             stderr_tail,
-            scratch,
         }))
+    }
+}
+
+/// Whom a sandbox is for.
+pub(crate) struct Subject<'a> {
+    pub name: &'a str,
+    /// The plugin's package directory (readable, runnable).
+    pub dir: &'a Path,
+    pub grants: &'a trellis_host_api::Grants,
+    /// Environment variables granted.
+    pub variables: Vec<String>,
+    pub limits: &'a ProcessLimits,
+}
+
+/// A launch spec with the scratch directory and cgroups made for it; dropping it removes them
+/// (and kills what is left in the cgroups).
+pub(crate) struct Prepared {
+    pub spec: LaunchSpec,
+    scratch: PathBuf,
+    #[cfg(target_os = "linux")]
+    cgroups: trellis_sandbox::cgroup::PluginCgroups,
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        #[cfg(target_os = "linux")]
+        self.cgroups.remove();
+        let _ = std::fs::remove_dir_all(&self.scratch);
     }
 }
 
@@ -497,4 +552,65 @@ fn is_python(program: &Path) -> bool {
         .file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.starts_with("python"))
+}
+
+/// Runs a plugin's `subprocess` commands inside its sandbox: the same file grants, no network,
+/// the same limits, whatever runtime the plugin itself uses.
+pub struct CommandSandbox {
+    runtime: Arc<ProcessRuntime>,
+    name: String,
+    dir: PathBuf,
+    grants: trellis_host_api::Grants,
+    variables: Vec<String>,
+    limits: ProcessLimits,
+}
+
+impl CommandSandbox {
+    pub fn new(
+        runtime: Arc<ProcessRuntime>,
+        name: &str,
+        dir: &Path,
+        grants: &[trellis_manifest::CapabilityRequest],
+        limits: ProcessLimits,
+    ) -> CommandSandbox {
+        CommandSandbox {
+            runtime,
+            name: name.to_owned(),
+            dir: dir.to_owned(),
+            grants: trellis_host_api::Grants::from_requests(grants),
+            variables: grants
+                .iter()
+                .filter(|g| g.name == "environment")
+                .flat_map(|g| g.variables.iter().cloned())
+                .collect(),
+            limits,
+        }
+    }
+}
+
+impl trellis_host_api::exec::CommandSandbox for CommandSandbox {
+    fn command(
+        &self,
+        program: &Path,
+        args: &[String],
+        _cwd: &Path,
+    ) -> Result<(Command, Box<dyn Send>), String> {
+        let subject = Subject {
+            name: &self.name,
+            dir: &self.dir,
+            grants: &self.grants,
+            variables: self.variables.clone(),
+            limits: &self.limits,
+        };
+        let prepared = self.runtime.prepare(
+            &subject,
+            program.to_owned(),
+            args.to_vec(),
+            Vec::new(),
+            Vec::new(),
+            false,
+        )?;
+        let cmd = self.runtime.command(&prepared)?;
+        Ok((cmd, Box::new(prepared)))
+    }
 }

@@ -30,5 +30,5 @@ pub mod service;
 
 pub use error::ProcessError;
 pub use handshake::Implements;
-pub use launch::{Launcher, ProcessOptions, ProcessRuntime};
+pub use launch::{CommandSandbox, Launcher, ProcessOptions, ProcessRuntime};
 pub use plugin::{PluginSpec, ProcessLimits, ProcessPlugin, QuarantineCallback};

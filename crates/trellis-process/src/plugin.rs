@@ -100,6 +100,13 @@ impl ProcessPlugin {
             audit: Arc::clone(&runtime.opts.audit),
             state_dir: runtime.opts.state_dir.clone(),
             project_root: runtime.opts.project_root.clone(),
+            commands: Some(Arc::new(crate::CommandSandbox::new(
+                Arc::clone(&runtime),
+                &spec.name,
+                &spec.dir,
+                &spec.grants,
+                spec.limits.clone(),
+            ))),
         }));
         let plugin = Arc::new(ProcessPlugin {
             runtime,

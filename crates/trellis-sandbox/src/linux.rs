@@ -84,9 +84,11 @@ fn run(spec: &LaunchSpec) -> Setup<i32> {
         child => {
             // The launcher keeps no descriptor of the plugin's: the lifeline and the channel are
             // init's and the plugin's.
-            unsafe {
-                libc::close(PLUGIN_FD);
-                libc::close(LIFELINE_FD);
+            if spec.lifeline {
+                unsafe {
+                    libc::close(PLUGIN_FD);
+                    libc::close(LIFELINE_FD);
+                }
             }
             Ok(wait_exit_code(child))
         }
@@ -229,11 +231,13 @@ fn init(spec: &LaunchSpec, namespaces: bool) -> Setup<i32> {
         pid => pid,
     };
     // Init holds only the lifeline: the channel is the plugin's alone.
-    unsafe { libc::close(PLUGIN_FD) };
+    if spec.lifeline {
+        unsafe { libc::close(PLUGIN_FD) };
+    }
     // SAFETY: a valid sigset with SIGCHLD blocked.
     let sfd = unsafe { libc::signalfd(-1, &mask, libc::SFD_CLOEXEC) };
     check(sfd, "signalfd")?;
-    let code = supervise(plugin, sfd);
+    let code = supervise(plugin, sfd, spec.lifeline);
     kill_everything(namespaces);
     Ok(code)
 }
@@ -249,11 +253,12 @@ fn empty_sigset() -> libc::sigset_t {
 
 /// Waits for the plugin to exit (its status is the result) or the lifeline to close
 /// (`SIGKILL`'s status), reaping every other child on the way.
-fn supervise(plugin: libc::pid_t, sfd: libc::c_int) -> i32 {
+fn supervise(plugin: libc::pid_t, sfd: libc::c_int, lifeline: bool) -> i32 {
     loop {
         let mut fds = [
             libc::pollfd {
-                fd: LIFELINE_FD,
+                // A negative descriptor is ignored by poll.
+                fd: if lifeline { LIFELINE_FD } else { -1 },
                 events: libc::POLLIN,
                 revents: 0,
             },
@@ -345,8 +350,10 @@ fn exec_plugin(spec: &LaunchSpec) -> Setup<std::convert::Infallible> {
         libc::sigprocmask(libc::SIG_SETMASK, &mask, std::ptr::null_mut());
         // Dies with init: when init is killed the plugin must not be left running.
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
-        libc::close(LIFELINE_FD);
         libc::setsid();
+    }
+    if spec.lifeline {
+        unsafe { libc::close(LIFELINE_FD) };
     }
     let program = cstring(spec.program.as_os_str().as_bytes())?;
     let mut argv = vec![program.clone()];
@@ -364,7 +371,7 @@ fn exec_plugin(spec: &LaunchSpec) -> Setup<std::convert::Infallible> {
     if spec.wants(Layer::Rlimits) {
         set_rlimits(spec)?;
     }
-    close_other_descriptors();
+    close_other_descriptors(spec.lifeline);
     if spec.wants(Layer::Landlock) {
         restrict_files(spec)?;
     }
@@ -390,12 +397,13 @@ fn cstring(bytes: &[u8]) -> Setup<CString> {
     CString::new(bytes).map_err(|_| "a NUL byte in the program, an argument or the environment".into())
 }
 
-/// Only stdin, stdout, stderr and the channel stay open in the plugin.
-fn close_other_descriptors() {
-    // SAFETY: closes descriptors above the channel; nothing else in this process uses them.
-    let rc = unsafe { libc::syscall(libc::SYS_close_range, PLUGIN_FD as u32 + 1, u32::MAX, 0) };
+/// Only stdin, stdout, stderr and (for a plugin) the channel stay open.
+fn close_other_descriptors(keep_channel: bool) {
+    let first = if keep_channel { PLUGIN_FD + 1 } else { 3 };
+    // SAFETY: closes descriptors nothing else in this process uses.
+    let rc = unsafe { libc::syscall(libc::SYS_close_range, first as u32, u32::MAX, 0) };
     if rc != 0 {
-        for fd in (PLUGIN_FD + 1)..1024 {
+        for fd in first..1024 {
             unsafe { libc::close(fd) };
         }
     }

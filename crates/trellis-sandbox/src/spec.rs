@@ -142,6 +142,10 @@ pub struct LaunchSpec {
     /// cgroup directories (one per controller) the host made for this process, with their
     /// limits already written; the launcher joins them.
     pub cgroups: Vec<PathBuf>,
+    /// The launcher has the lifeline at [`crate::LIFELINE_FD`] and the plugin's channel at
+    /// [`crate::PLUGIN_FD`]; without, it runs a plain command (a plugin's `subprocess`), which
+    /// ends with the launcher's process group.
+    pub lifeline: bool,
 }
 
 impl LaunchSpec {

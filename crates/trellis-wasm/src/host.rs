@@ -395,6 +395,7 @@ mod tests {
             audit: f.audit.clone(),
             state_dir: f.root.join(".trellis/state"),
             project_root: f.root.clone(),
+            commands: None,
         });
         let mut h = HostState::new(PluginShared::new(api), MemoryLimiter::new(1 << 20)).unwrap();
         h.begin_call(Instant::now(), Duration::from_secs(5));

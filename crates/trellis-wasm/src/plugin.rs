@@ -480,6 +480,7 @@ impl WasmPlugin {
                 audit: Arc::clone(&self.runtime.opts.audit),
                 state_dir: self.runtime.opts.state_dir.clone(),
                 project_root: self.runtime.opts.project_root.clone(),
+                commands: None,
             },
         ));
         let result = self

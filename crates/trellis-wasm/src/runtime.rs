@@ -328,6 +328,9 @@ pub struct PluginSpec {
     /// `requires.capabilities`.
     pub grants: Vec<trellis_manifest::CapabilityRequest>,
     pub limits: EffectiveLimits,
+    /// Where the plugin's `subprocess` commands run (the host's process sandbox); none:
+    /// directly, with a cleared environment.
+    pub commands: Option<Arc<dyn trellis_host_api::exec::CommandSandbox>>,
 }
 
 impl WasmRuntime {
@@ -400,6 +403,7 @@ impl WasmRuntime {
                 audit: Arc::clone(&inner.opts.audit),
                 state_dir: inner.opts.state_dir.clone(),
                 project_root: inner.opts.project_root.clone(),
+                commands: spec.commands,
                 name: spec.name,
             },
         ));

@@ -33,6 +33,7 @@ pub fn spec(copy: usize, dir: &Path) -> PluginSpec {
         config: json!({}),
         grants: Vec::new(),
         limits: EffectiveLimits::default(),
+        commands: None,
     }
 }
 

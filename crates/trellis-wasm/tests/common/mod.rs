@@ -113,6 +113,7 @@ pub fn spec(
         config: json!({ "greeting": "hi" }),
         grants,
         limits,
+        commands: None,
     }
 }
 
