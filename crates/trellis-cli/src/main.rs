@@ -516,9 +516,15 @@ fn plugin(cli: &Cli, cmd: &PluginCommand, out: &Output) -> Result<(), Failure> {
                 }
                 other => other?,
             };
-            out.value(&serde_json::to_value(&info).context("rendering")?, || {
-                render::plugin_info(&info)
-            });
+            let sandbox = render::sandbox_for(&info.manifest);
+            let mut value = serde_json::to_value(&info).context("rendering")?;
+            if let Some(support) = &sandbox {
+                value["sandbox"] = serde_json::json!({
+                    "layers": support.available,
+                    "missing": support.missing.iter().map(|(l, why)| serde_json::json!({"layer": l, "reason": why})).collect::<Vec<_>>(),
+                });
+            }
+            out.value(&value, || render::plugin_info(&info, sandbox.as_ref()));
             Ok(())
         }
         PluginCommand::Enable {

@@ -289,7 +289,19 @@ pub fn plugin_table(plugins: &[PluginSummary]) -> String {
     out.join("\n")
 }
 
-pub fn plugin_info(info: &PluginInfo) -> String {
+/// The sandbox a plugin's code runs in on this machine: for process plugins, and for any
+/// plugin that runs commands (`subprocess`); none for the others.
+pub fn sandbox_for(manifest: &trellis_manifest::Manifest) -> Option<trellis_process::Support> {
+    let runs_commands = manifest
+        .requires
+        .capabilities
+        .iter()
+        .any(|c| c.name == "subprocess");
+    (manifest.runtime.kind == trellis_manifest::RuntimeKind::Process || runs_commands)
+        .then(|| trellis_process::sandbox_support(&trellis_process::Launcher::CurrentExe))
+}
+
+pub fn plugin_info(info: &PluginInfo, sandbox: Option<&trellis_process::Support>) -> String {
     let s = &info.summary;
     let m = &info.manifest;
     let mut out = format!("{} {}\n", s.name, s.version);
@@ -306,6 +318,9 @@ pub fn plugin_info(info: &PluginInfo) -> String {
         },
     );
     field("Runtime:", s.runtime.to_owned());
+    if let Some(support) = sandbox {
+        field("Sandbox:", trellis_process::describe_support(support));
+    }
     if let Some(a) = &m.metadata.author {
         field("Author:", a.clone());
     }

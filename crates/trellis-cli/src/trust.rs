@@ -352,6 +352,12 @@ pub(crate) fn describe_prepared(p: &PreparedInstall) -> String {
     if let Some(prev) = &p.previous {
         text.push_str(&format!("\nreplaces version {}", prev.version));
     }
+    if let Some(support) = crate::render::sandbox_for(&p.manifest) {
+        text.push_str(&format!(
+            "\nsandbox on this machine: {}",
+            trellis_process::describe_support(&support)
+        ));
+    }
     if !p.plan.carried.is_empty() {
         text.push_str(&format!(
             "\nstill granted: {}",

@@ -315,3 +315,55 @@ fn subprocess_grants_hold_by_pattern() {
     assert!(!ok && v.to_string().contains("denied"), "{v}");
     assert!(f.audit().iter().any(|r| r["action"] == "capability.denied" && r["capability"] == "subprocess"));
 }
+
+#[test]
+fn a_policy_can_require_the_whole_sandbox() {
+    let f = Fixture::new();
+    fs::write(f.project.join(".trellis/policy.yaml"), "plugin_policy:\n  sandbox: required\n").unwrap();
+    // Every layer holds here: the plugin runs.
+    f.others_still_answer();
+    let weakened = || {
+        let mut c = f.cmd();
+        c.env("TRELLIS_SANDBOX_DISABLE", "landlock");
+        c
+    };
+    let out = weakened().args(["--json", "security-scan-py"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("sandbox: required") && err.contains("missing landlock"), "{err}");
+    let refused = f.audit().into_iter().find(|r| r["action"] == "plugin.sandbox" && r["outcome"] == "refused");
+    assert!(refused.is_some(), "no audit record of the refusal");
+    let info = weakened().args(["plugin", "info", "security-scanner-py"]).output().unwrap();
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(info.contains("missing landlock: turned off by TRELLIS_SANDBOX_DISABLE"), "{info}");
+}
+
+/// The grant prompt, in a real pseudo-terminal, says what the sandbox holds here and what a
+/// `subprocess` grant allows.
+#[test]
+fn the_install_prompt_says_what_the_sandbox_holds() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (p, cache) = (tmp.path().join("project"), tmp.path().join("cache"));
+    fs::create_dir_all(&p).unwrap();
+    let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin("trellis"));
+    cmd.current_dir(&p)
+        .env_remove("TRELLIS_PROJECT")
+        .env_remove("TRELLIS_POLICY")
+        .env("TRELLIS_CACHE_DIR", &cache)
+        .env("TRELLIS_CONFIG_DIR", cache.join("user-config"))
+        .args(["plugin", "install", example("hostile-py").to_str().unwrap()]);
+    let mut session = rexpect::session::spawn_command(cmd, Some(20_000)).unwrap();
+    session
+        .exp_string("sandbox on this machine: namespaces, landlock, seccomp")
+        .unwrap();
+    for capability in ["filesystem.read", "filesystem.write", "environment"] {
+        session.exp_string(&format!("Grant {capability}? [y/N]")).unwrap();
+        session.send_line("y").unwrap();
+    }
+    session
+        .exp_string("each one runs in this plugin's sandbox, seeing only the files the plugin may see, with no network")
+        .unwrap();
+    session.exp_string("Grant subprocess? [y/N]").unwrap();
+    session.send_line("n").unwrap();
+    session.exp_string("Installed hostile-py 0.1.0").unwrap();
+}

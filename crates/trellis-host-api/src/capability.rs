@@ -236,7 +236,7 @@ pub fn describe_scope(request: &CapabilityRequest) -> String {
             )
         }
         Some(CapabilityKind::Subprocess) => format!(
-            "commands: {}",
+            "commands: {}; each one runs in this plugin's sandbox, seeing only the files the plugin may see, with no network",
             CommandScope::from_patterns(&request.commands).describe()
         ),
         Some(CapabilityKind::Environment) if request.variables.is_empty() => {

@@ -69,6 +69,34 @@ pub fn process_options(project: &Project, launcher: Launcher) -> ProcessOptions 
     }
 }
 
+/// Refuses to start `plugin` when the policy says `sandbox: required` and a layer is missing
+/// here.
+pub(crate) fn check_sandbox_policy(
+    project: &Project,
+    runtime: &ProcessRuntime,
+    plugin: &str,
+) -> Result<(), String> {
+    let support = runtime.support();
+    if support.complete() {
+        return Ok(());
+    }
+    let policy = &project.security().map_err(|e| e.to_string())?.policy;
+    let Some((scope, file)) = policy.sandbox_required() else {
+        return Ok(());
+    };
+    let reason = format!(
+        "the {scope} policy {} says `sandbox: required`, and this machine's sandbox is incomplete: {}",
+        file.display(),
+        trellis_process::describe_support(support)
+    );
+    project.audit().record(
+        trellis_audit::AuditEvent::new("plugin.sandbox", "refused")
+            .plugin(plugin)
+            .detail("reason", serde_json::json!(reason)),
+    );
+    Err(reason)
+}
+
 /// What `limits` in the manifest and the policy's caps give a process.
 pub(crate) fn process_limits(plugin: &LoadedPlugin) -> ProcessLimits {
     let defaults = ProcessLimits::default();
@@ -92,6 +120,7 @@ pub(crate) fn process_limits(plugin: &LoadedPlugin) -> ProcessLimits {
 impl Runtime for Process {
     fn start(&self, project: &Project, plugin: &LoadedPlugin) -> Result<Arc<dyn PluginCode>, String> {
         let runtime = self.0.runtime(project);
+        check_sandbox_policy(project, runtime, &plugin.name)?;
         let quarantine_project = project.clone();
         let name = plugin.name.clone();
         let spec = PluginSpec {

@@ -40,6 +40,14 @@ impl Runtime for Wasm {
             })
             .as_ref()
             .map_err(Clone::clone)?;
+        let runs_commands = plugin.grants.iter().any(|g| g.name == "subprocess");
+        if runs_commands {
+            crate::process::check_sandbox_policy(
+                project,
+                self.sandboxes.runtime(project),
+                &plugin.name,
+            )?;
+        }
         let spec = PluginSpec {
             name: plugin.name.clone(),
             dir: plugin.dir.clone(),

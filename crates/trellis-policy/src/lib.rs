@@ -191,6 +191,14 @@ impl Policy {
             .find_map(|file| blocked_capability(file, "", capability))
     }
 
+    /// The first file (admin before project) that says `sandbox: required`.
+    pub fn sandbox_required(&self) -> Option<(PolicyScope, PathBuf)> {
+        self.files
+            .iter()
+            .find(|file| file.rules.sandbox_required)
+            .map(|file| (file.scope, file.path.clone()))
+    }
+
     /// The smallest memory and timeout caps over all files.
     pub fn limit_caps(&self) -> LimitCaps {
         let mut caps = LimitCaps::default();

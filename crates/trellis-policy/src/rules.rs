@@ -13,7 +13,15 @@ use crate::yaml::{self, Entry, Node, Pos};
 /// The top-level key every policy file's rules live under.
 pub const ROOT_KEY: &str = "plugin_policy";
 
-const SECTIONS: &[&str] = &["trust", "capabilities", "registries", "plugins", "limits"];
+const SECTIONS: &[&str] = &[
+    "trust",
+    "capabilities",
+    "registries",
+    "plugins",
+    "limits",
+    "sandbox",
+];
+const SANDBOX_VALUES: &[&str] = &["required", "best-effort"];
 const TRUST_KEYS: &[&str] = &["minimum_level", "allowed_signers", "certifiers"];
 const CAPABILITY_KEYS: &[&str] = &["blocked", "require_approval"];
 const ALLOW_BLOCK_KEYS: &[&str] = &["allowed", "blocked"];
@@ -35,6 +43,9 @@ pub struct PolicyRules {
     pub registries: AllowBlockRules,
     pub plugins: AllowBlockRules,
     pub limits: LimitRules,
+    /// `sandbox: required`: process plugins (and every plugin's `subprocess` commands) run only
+    /// where every sandbox layer holds.
+    pub sandbox_required: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -186,6 +197,7 @@ impl Checker<'_> {
                     }
                     "registries" => rules.registries = self.allow_block(&section.value, &field),
                     "plugins" => rules.plugins = self.allow_block(&section.value, &field),
+                    "sandbox" => rules.sandbox_required = self.sandbox(&section.value, &field),
                     _ => rules.limits = self.limits(&section.value, &field),
                 }
             }
@@ -397,6 +409,23 @@ impl Checker<'_> {
         rules
     }
 
+    fn sandbox(&mut self, node: &Node, field: &str) -> bool {
+        let expected = backticked(SANDBOX_VALUES);
+        let Some((value, pos)) = self.text(node, field, &expected) else {
+            return false;
+        };
+        if !SANDBOX_VALUES.contains(&value.as_str()) {
+            let mut problem = Problem::new(pos, field, format!("unknown value `{value}`"))
+                .expected(format!("one of {expected}"));
+            if let Some(near) = did_you_mean(&value, SANDBOX_VALUES.iter().copied()) {
+                problem = problem.hint(format!("did you mean `{near}`?"));
+            }
+            self.report(problem);
+            return false;
+        }
+        value == "required"
+    }
+
     fn limits(&mut self, node: &Node, field: &str) -> LimitRules {
         let mut rules = LimitRules::default();
         for entry in self.mapping(node, field, LIMIT_KEYS) {
@@ -453,5 +482,19 @@ impl Checker<'_> {
             Err(message) => self.report(Problem::new(pos, field, message).expected(expected)),
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod sandbox_tests {
+    use super::*;
+
+    #[test]
+    fn sandbox_is_required_or_best_effort() {
+        let parse = |text: &str| PolicyFile::parse(text, Path::new("policy.yaml"), PolicyScope::Admin);
+        assert!(parse("plugin_policy:\n  sandbox: required\n").unwrap().rules.sandbox_required);
+        assert!(!parse("plugin_policy:\n  sandbox: best-effort\n").unwrap().rules.sandbox_required);
+        let err = parse("plugin_policy:\n  sandbox: requried\n").unwrap_err().to_string();
+        assert!(err.contains("requried") && err.contains("did you mean `required`"), "{err}");
     }
 }

@@ -150,15 +150,7 @@ impl ProcessRuntime {
 
     /// The sandbox layers process plugins get on this machine (probed once per host).
     pub fn support(&self) -> &Support {
-        self.support.get_or_init(|| match (&self.opts.launcher, self.launcher_program()) {
-            (Launcher::CurrentExe, _) if !trellis_sandbox::current_exe_is_launcher() => {
-                Support::none(
-                    "this program does not call trellis_sandbox::run_launcher_if_requested in main",
-                )
-            }
-            (_, Some(program)) => trellis_sandbox::detect(&program),
-            (_, None) => Support::none("the host runs process plugins without a sandbox"),
-        })
+        self.support.get_or_init(|| sandbox_support(&self.opts.launcher))
     }
 
     /// Starts `spec`'s process, shakes hands and calls `init`.
@@ -463,6 +455,55 @@ impl Drop for Prepared {
         self.cgroups.remove();
         let _ = std::fs::remove_dir_all(&self.scratch);
     }
+}
+
+/// The environment variable that turns sandbox layers off (comma-separated names, e.g.
+/// `landlock,seccomp`), for diagnosing a plugin; a policy with `sandbox: required` then refuses
+/// process plugins, and every start records the missing layers in the audit log.
+pub const DISABLE_VAR: &str = "TRELLIS_SANDBOX_DISABLE";
+
+/// The sandbox layers `launcher` applies on this machine, less those [`DISABLE_VAR`] turns off.
+pub fn sandbox_support(launcher: &Launcher) -> Support {
+    let mut support = match launcher {
+        Launcher::CurrentExe if !trellis_sandbox::current_exe_is_launcher() => Support::none(
+            "this program does not call trellis_sandbox::run_launcher_if_requested in main",
+        ),
+        Launcher::CurrentExe => match std::env::current_exe() {
+            Ok(exe) => trellis_sandbox::detect(&exe),
+            Err(e) => Support::none(&format!("cannot find this program: {e}")),
+        },
+        Launcher::Program(program) => trellis_sandbox::detect(program),
+        Launcher::Unsandboxed => Support::none("the host runs process plugins without a sandbox"),
+    };
+    let disabled = std::env::var(DISABLE_VAR).unwrap_or_default();
+    for name in disabled.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if let Some(layer) = Layer::ALL.iter().find(|l| l.as_str() == name) {
+            if support.available.contains(layer) {
+                support.available.retain(|l| l != layer);
+                support
+                    .missing
+                    .push((*layer, format!("turned off by {DISABLE_VAR}")));
+            }
+        }
+    }
+    support
+}
+
+/// The sandbox in words: the layers in force, then each missing one with the reason.
+pub fn describe_support(support: &Support) -> String {
+    let held: Vec<&str> = support.available.iter().map(|l| l.as_str()).collect();
+    let mut text = if held.is_empty() {
+        "none".to_owned()
+    } else {
+        held.join(", ")
+    };
+    if support.missing.is_empty() {
+        text.push_str(" (every layer)");
+    }
+    for (layer, why) in &support.missing {
+        text.push_str(&format!("; missing {}: {why}", layer.as_str()));
+    }
+    text
 }
 
 /// The lifeline pipe: the host keeps the write end (close-on-exec, so that no other child

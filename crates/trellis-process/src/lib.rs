@@ -30,5 +30,9 @@ pub mod service;
 
 pub use error::ProcessError;
 pub use handshake::Implements;
-pub use launch::{CommandSandbox, Launcher, ProcessOptions, ProcessRuntime};
+pub use launch::{
+    CommandSandbox, DISABLE_VAR, Launcher, ProcessOptions, ProcessRuntime, describe_support,
+    sandbox_support,
+};
+pub use trellis_sandbox::{Layer, Support};
 pub use plugin::{PluginSpec, ProcessLimits, ProcessPlugin, QuarantineCallback};
