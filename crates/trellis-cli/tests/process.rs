@@ -367,3 +367,28 @@ fn the_install_prompt_says_what_the_sandbox_holds() {
     session.send_line("n").unwrap();
     session.exp_string("Installed hostile-py 0.1.0").unwrap();
 }
+
+#[test]
+fn requires_python_is_checked_at_install_with_both_versions_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (p, cache) = (tmp.path().join("project"), tmp.path().join("cache"));
+    fs::create_dir_all(&p).unwrap();
+    let plugin = tmp.path().join("future-py");
+    fs::create_dir_all(&plugin).unwrap();
+    let manifest = fs::read_to_string(example("silent-py").join("plugin.yaml"))
+        .unwrap()
+        .replace("name: silent-py", "name: future-py")
+        .replace("provides:", "requires:\n  python: \">=99\"\nprovides:");
+    fs::write(plugin.join("plugin.yaml"), manifest).unwrap();
+    fs::write(plugin.join("main.py"), "").unwrap();
+    let out = trellis(&p, &cache)
+        .args(["--json", "plugin", "install", "--yes", plugin.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let err = &err["error"];
+    assert_eq!(err["kind"], "interpreter", "{err}");
+    let message = err["message"].as_str().unwrap();
+    assert!(message.contains("`requires.python` is `>=99`") && message.contains("is Python 3."), "{message}");
+}

@@ -633,6 +633,14 @@ impl<'a> Checker<'a> {
                 )
                 .hint("remove `entry`, or set the runtime `type` to `wasm` or `process`"),
             ),
+            _ if kind != "process" && self.at("/runtime/interpreter").is_some() => self.push(
+                Issue::new(
+                    "/runtime/interpreter",
+                    At::Key,
+                    format!("a `{kind}` plugin has no `interpreter`: only `process` entries are run by one"),
+                )
+                .hint("remove `interpreter`, or set the runtime `type` to `process`"),
+            ),
             ("wasm", Some(Value::String(path))) if !path.ends_with(".wasm") => self.push(
                 Issue::new(
                     "/runtime/entry",

@@ -52,18 +52,74 @@ impl Language {
 const PYTHON_PROBE: &str =
     "import sys; print(sys.executable); print('%d.%d.%d' % sys.version_info[:3])";
 
-/// Finds `name` and asks it for its real path and version (once per process and name).
-pub fn resolve(name: &str) -> Result<Interpreter, String> {
+/// Finds `name` and asks it for its real path and version: once per process and name, and,
+/// with a `cache` directory, once until what decides the answer changes (the program found on
+/// `PATH` and the real program, by size and time, `PATH`, the working directory and
+/// `PYENV_VERSION`, which pyenv's shims follow).
+pub fn resolve(name: &str, cache: Option<&Path>) -> Result<Interpreter, String> {
     static SEEN: OnceLock<Mutex<HashMap<String, Result<Interpreter, String>>>> = OnceLock::new();
     let seen = SEEN.get_or_init(Default::default);
     if let Some(known) = seen.lock().unwrap_or_else(|p| p.into_inner()).get(name) {
         return known.clone();
     }
-    let found = probe(name);
+    let found = match cache {
+        Some(dir) => cached(name, dir),
+        None => probe(name),
+    };
     seen.lock()
         .unwrap_or_else(|p| p.into_inner())
         .insert(name.to_owned(), found.clone());
     found
+}
+
+fn stamp(path: &Path) -> Option<String> {
+    let meta = std::fs::metadata(path).ok()?;
+    let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
+    Some(format!("{}:{}:{}", path.display(), meta.len(), modified.as_nanos()))
+}
+
+fn cached(name: &str, dir: &Path) -> Result<Interpreter, String> {
+    let found = crate::launch::resolve_program(name)?;
+    let key = format!(
+        "{name}\n{}\n{:?}\n{:?}\n{:?}",
+        stamp(&found).unwrap_or_default(),
+        std::env::var_os("PATH"),
+        std::env::current_dir().ok(),
+        std::env::var_os("PYENV_VERSION"),
+    );
+    let file = dir.join("interpreters.json");
+    let mut known: HashMap<String, (String, String, String)> = std::fs::read(&file)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    if let Some((program, program_stamp, version)) = known.get(&key)
+        && stamp(Path::new(program)).as_deref() == Some(program_stamp.as_str())
+        && let Ok(version) = Version::parse(version)
+    {
+        return Ok(Interpreter {
+            name: name.to_owned(),
+            program: PathBuf::from(program),
+            version,
+            language: Language::of(name),
+        });
+    }
+    let probed = probe(name)?;
+    if let Some(program_stamp) = stamp(&probed.program) {
+        known.insert(
+            key,
+            (probed.program.to_string_lossy().into_owned(), program_stamp, probed.version.to_string()),
+        );
+        // A cache: losing a write only costs the next run a probe.
+        let _ = std::fs::create_dir_all(dir);
+        if let Ok(text) = serde_json::to_vec(&known) {
+            let _ = atomic_write_file::AtomicWriteFile::open(&file).and_then(|mut f| {
+                use std::io::Write;
+                f.write_all(&text)?;
+                f.commit()
+            });
+        }
+    }
+    Ok(probed)
 }
 
 fn probe(name: &str) -> Result<Interpreter, String> {
@@ -129,11 +185,11 @@ fn parse_version(text: &str) -> Option<Version> {
 
 /// The manifest's interpreter, resolved, after checking `requires.python` / `requires.node`
 /// against it. The error names both versions.
-pub fn check(manifest: &Manifest) -> Result<Option<Interpreter>, String> {
+pub fn check(manifest: &Manifest, cache: Option<&Path>) -> Result<Option<Interpreter>, String> {
     let Some(name) = manifest.runtime.interpreter.as_deref() else {
         return Ok(None);
     };
-    let interpreter = resolve(name)?;
+    let interpreter = resolve(name, cache)?;
     let requirement = match interpreter.language {
         Language::Python => manifest.requires.python.as_ref().map(|r| ("python", r)),
         Language::Node => manifest.requires.node.as_ref().map(|r| ("node", r)),
@@ -167,7 +223,7 @@ mod tests {
 
     #[test]
     fn python_on_this_machine_is_found_through_its_shims() {
-        let p = resolve("python3").expect("the tests need python3 on PATH (CPython 3.9+)");
+        let p = resolve("python3", None).expect("the tests need python3 on PATH (CPython 3.9+)");
         assert_eq!(p.language, Language::Python);
         assert!(p.program.is_absolute() && p.version.major == 3, "{p:?}");
     }

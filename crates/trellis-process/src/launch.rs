@@ -324,7 +324,7 @@ impl ProcessRuntime {
         if !entry_path.is_file() {
             return Err(format!("its entry {} does not exist", entry_path.display()));
         }
-        let (program, mut args) = match crate::interpreter::check(&spec.manifest)? {
+        let (program, mut args) = match crate::interpreter::check(&spec.manifest, Some(&self.opts.cache_dir))? {
             Some(interpreter) => (
                 interpreter.program,
                 vec![entry_path.to_string_lossy().into_owned()],

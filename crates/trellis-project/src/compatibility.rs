@@ -58,6 +58,21 @@ impl Project {
     }
 }
 
+impl Project {
+    /// Checks the interpreter a script plugin names (`runtime.interpreter`) against
+    /// `requires.python` / `requires.node`, at install and enable (starting the plugin checks it
+    /// again, through a cache).
+    pub(crate) fn check_interpreter(&self, manifest: &Manifest, file: &Path) -> Result<(), ProjectError> {
+        trellis_process::interpreter::check(manifest, self.cache_dir().as_deref())
+            .map(drop)
+            .map_err(|reason| ProjectError::Interpreter {
+                plugin: manifest.metadata.name.clone(),
+                reason,
+                file: file.to_owned(),
+            })
+    }
+}
+
 /// The platform name manifests use.
 pub fn current_platform() -> &'static str {
     match std::env::consts::OS {

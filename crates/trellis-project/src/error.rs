@@ -73,6 +73,13 @@ pub enum ProjectError {
         file: PathBuf,
     },
 
+    #[error("plugin `{plugin}` cannot run here: {reason} ({})", file.display())]
+    Interpreter {
+        plugin: String,
+        reason: String,
+        file: PathBuf,
+    },
+
     #[error("plugin `{plugin}` does not support this platform ({platform}); it supports {}", supported.join(", "))]
     UnsupportedPlatform {
         plugin: String,
@@ -360,6 +367,9 @@ impl ProjectError {
             UnsupportedPlatform { .. } => {
                 "ask the author to support this platform, or use another plugin".to_owned()
             }
+            Interpreter { .. } => {
+                "install an interpreter that meets the requirement and put it first on PATH, or set `runtime.interpreter` to its absolute path".to_owned()
+            }
             MissingDependency { dependency, .. } => format!(
                 "install `{dependency}` first: `trellis plugin install <dir of {dependency}>`"
             ),
@@ -480,6 +490,7 @@ impl ProjectError {
             ConfigMigrationFailed { .. } => "config_migration_failed",
             IncompatibleTrellis { .. } => "incompatible_trellis",
             UnsupportedPlatform { .. } => "unsupported_platform",
+            Interpreter { .. } => "interpreter",
             MissingDependency { .. } => "missing_dependency",
             IncompatibleDependency { .. } => "incompatible_dependency",
             DependencyNotEnabled { .. } => "dependency_not_enabled",

@@ -165,6 +165,7 @@ impl Project {
         };
         let name = manifest.metadata.name.clone();
         self.check_compatibility(&manifest, &loaded.file)?;
+        self.check_interpreter(&manifest, &loaded.file)?;
 
         let capabilities = capability_list(&manifest);
         let principal = verification

@@ -79,7 +79,9 @@ impl Project {
         manifest: &Manifest,
         allow_conflicts: bool,
     ) -> Result<(), ProjectError> {
-        self.check_compatibility(manifest, &self.plugin_dir(name).join("plugin.yaml"))?;
+        let file = self.plugin_dir(name).join("plugin.yaml");
+        self.check_compatibility(manifest, &file)?;
+        self.check_interpreter(manifest, &file)?;
 
         // Cycles first: with a cycle, "enable the dependency first" could never be satisfied.
         let manifests = self.installed_manifests(state, Some((name, manifest)))?;
