@@ -22,7 +22,6 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde_json::json;
 use trellis_core::TopicPattern;
-use trellis_manifest::RuntimeKind;
 use trellis_project::{GrantChoices, Project, Transition};
 
 use render::{Failure, Output};
@@ -74,17 +73,23 @@ enum Command {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum RuntimeArg {
+    /// YAML and templates, no code.
     Declarative,
+    /// A WebAssembly component in Rust (the guest SDK).
     Wasm,
+    /// A sandboxed process in Python, with the SDK.
+    Python,
+    /// A sandboxed process that speaks the protocol itself (any language; a Python script).
     Process,
 }
 
-impl From<RuntimeArg> for RuntimeKind {
+impl From<RuntimeArg> for scaffold::Template {
     fn from(r: RuntimeArg) -> Self {
         match r {
-            RuntimeArg::Declarative => RuntimeKind::Declarative,
-            RuntimeArg::Wasm => RuntimeKind::Wasm,
-            RuntimeArg::Process => RuntimeKind::Process,
+            RuntimeArg::Declarative => scaffold::Template::Declarative,
+            RuntimeArg::Wasm => scaffold::Template::Wasm,
+            RuntimeArg::Python => scaffold::Template::Python,
+            RuntimeArg::Process => scaffold::Template::Process,
         }
     }
 }

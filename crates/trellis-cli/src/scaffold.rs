@@ -11,8 +11,30 @@ pub struct Scaffold {
     pub files: Vec<PathBuf>,
 }
 
+/// What `--runtime` starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Template {
+    Declarative,
+    Wasm,
+    /// A process plugin in Python with the SDK.
+    Python,
+    /// A process plugin that speaks the protocol itself (a stdlib-only Python script).
+    Process,
+}
+
+impl Template {
+    fn runtime(self) -> RuntimeKind {
+        match self {
+            Template::Declarative => RuntimeKind::Declarative,
+            Template::Wasm => RuntimeKind::Wasm,
+            Template::Python | Template::Process => RuntimeKind::Process,
+        }
+    }
+}
+
 /// Writes a new plugin named `name` into `dir`, which must not exist or be empty.
-pub fn init(name: &str, runtime: RuntimeKind, dir: &Path) -> Result<Scaffold> {
+pub fn init(name: &str, template: Template, dir: &Path) -> Result<Scaffold> {
+    let runtime = template.runtime();
     if let Err(reason) = trellis_manifest::name::validate_plugin_name(name) {
         bail!("`{name}` is not a valid plugin name: {reason}");
     }
@@ -32,7 +54,7 @@ pub fn init(name: &str, runtime: RuntimeKind, dir: &Path) -> Result<Scaffold> {
     let mut files: Vec<(PathBuf, String)> = vec![
         (
             "plugin.yaml".into(),
-            manifest(name, short, runtime, &crate_name),
+            manifest(name, short, template, &crate_name),
         ),
         ("README.md".into(), readme(name, short, runtime)),
         ("LICENSE".into(), MIT_LICENSE.to_owned()),
@@ -40,6 +62,9 @@ pub fn init(name: &str, runtime: RuntimeKind, dir: &Path) -> Result<Scaffold> {
     match runtime {
         RuntimeKind::Declarative => {
             files.push(("commands/hello.md".into(), HELLO_TEMPLATE.to_owned()));
+        }
+        RuntimeKind::Process if template == Template::Python => {
+            files.push(("main.py".into(), PYTHON_ENTRY.to_owned()));
         }
         RuntimeKind::Process => {
             files.push(("plugin.py".into(), PROCESS_ENTRY.to_owned()));
@@ -60,7 +85,7 @@ pub fn init(name: &str, runtime: RuntimeKind, dir: &Path) -> Result<Scaffold> {
         written.push(rel);
     }
     #[cfg(unix)]
-    if runtime == RuntimeKind::Process {
+    if template == Template::Process {
         use std::os::unix::fs::PermissionsExt;
         let entry = dir.join("plugin.py");
         fs::set_permissions(&entry, fs::Permissions::from_mode(0o755))
@@ -72,15 +97,20 @@ pub fn init(name: &str, runtime: RuntimeKind, dir: &Path) -> Result<Scaffold> {
     })
 }
 
-fn manifest(name: &str, short: &str, runtime: RuntimeKind, crate_name: &str) -> String {
+fn manifest(name: &str, short: &str, template: Template, crate_name: &str) -> String {
+    let runtime = template.runtime();
     let (runtime_block, commands) = match runtime {
+        RuntimeKind::Process if template == Template::Python => (
+            "runtime:\n  type: process\n  interpreter: python3\n  entry: main.py\n".to_owned(),
+            "  commands:\n    - name: hello\n      description: Greets the user, using the configured greeting\n".to_owned(),
+        ),
         RuntimeKind::Declarative => (
             "runtime:\n  type: declarative\n".to_owned(),
             "  commands:\n    - name: hello\n      description: Greets the user, using the configured greeting\n      template: commands/hello.md\n".to_owned(),
         ),
         RuntimeKind::Process => (
             "runtime:\n  type: process\n  entry: plugin.py\n".to_owned(),
-            "  commands:\n    - name: hello\n      description: Greets the user, using the configured greeting\n      entrypoint: hello\n".to_owned(),
+            "  commands:\n    - name: hello\n      description: Greets the user, using the configured greeting\n".to_owned(),
         ),
         RuntimeKind::Wasm => (
             format!("runtime:\n  type: wasm\n  entry: target/wasm32-wasip2/release/{crate_name}.wasm\n"),
@@ -174,35 +204,69 @@ This text comes from `commands/hello.md` in the plugin `{{ plugin.name }}` {{ pl
 Edit it, reinstall with `trellis plugin install --force .`, and run `trellis hello` again.
 ";
 
-const PROCESS_ENTRY: &str = r#"#!/usr/bin/env python3
-"""A Trellis process plugin: JSON-RPC 2.0 requests on stdin, one per line; responses on stdout."""
-import json
-import sys
+const PYTHON_ENTRY: &str = r#""""A Trellis plugin in Python. The SDK (trellis_sdk) is provided by the host; docs/python.md."""
 
+from trellis_sdk import Context, command, run
+
+
+@command("hello")
+def hello(ctx: Context, *names: str) -> dict:
+    greeting = ctx.config.get("greeting", "Hello")
+    who = " ".join(names) or "world"
+    ctx.log.info(f"greeting {who}")
+    return {"text": f"{greeting}, {who}!"}
+
+
+if __name__ == "__main__":
+    run()
+"#;
+
+const PROCESS_ENTRY: &str = r#"#!/usr/bin/env python3
+"""A Trellis process plugin that speaks the protocol itself (docs/process.md): JSON-RPC 2.0,
+one message per line, on the descriptor named by TRELLIS_RPC_FD. Any language works the same."""
+import json
+import os
+
+fd = int(os.environ["TRELLIS_RPC_FD"])
+channel = os.fdopen(fd, "rb", closefd=False)
 config = {}
 
 
+def send(message):
+    message["jsonrpc"] = "2.0"
+    os.write(fd, json.dumps(message).encode() + b"\n")
+
+
 def initialize(params):
+    return {"protocol_version": 1, "implements": {"commands": ["hello"]}}
+
+
+def init(params):
     config.update(params.get("config") or {})
-    return {"ok": True}
 
 
-def hello(params):
-    args = params.get("args") or ["world"]
-    return {"text": f"{config.get('greeting', 'Hello')}, {' '.join(args)}!"}
+def run_command(params):
+    if params["name"] != "hello":
+        raise LookupError(f"no command {params['name']}")
+    who = " ".join(params.get("args") or []) or "world"
+    return {"text": f"{config.get('greeting', 'Hello')}, {who}!"}
 
 
-METHODS = {"initialize": initialize, "command/hello": hello}
+METHODS = {"initialize": initialize, "init": init, "run_command": run_command}
 
-for line in sys.stdin:
-    request = json.loads(line)
-    method = METHODS.get(request.get("method"))
-    if method is None:
-        reply = {"error": {"code": -32601, "message": f"unknown method {request.get('method')}"}}
-    else:
-        reply = {"result": method(request.get("params") or {})}
-    reply.update(jsonrpc="2.0", id=request.get("id"))
-    print(json.dumps(reply), flush=True)
+for line in channel:
+    message = json.loads(line)
+    if message.get("method") == "shutdown":
+        break
+    if "id" not in message:
+        continue
+    method = METHODS.get(message.get("method"))
+    try:
+        if method is None:
+            raise LookupError(f"no method {message.get('method')}")
+        send({"id": message["id"], "result": method(message.get("params") or {})})
+    except LookupError as e:
+        send({"id": message["id"], "error": {"code": -32003, "message": str(e), "data": {"kind": "not_found"}}})
 "#;
 
 const WASM_LIB: &str = r#"//! A Trellis WebAssembly plugin. Build it with

@@ -392,3 +392,42 @@ fn requires_python_is_checked_at_install_with_both_versions_named() {
     let message = err["message"].as_str().unwrap();
     assert!(message.contains("`requires.python` is `>=99`") && message.contains("is Python 3."), "{message}");
 }
+
+/// `plugin init --runtime python` and `--runtime process` give plugins that validate, install,
+/// enable and run.
+#[test]
+fn python_and_process_scaffolds_run() {
+    for (runtime, name) in [("python", "greeter-py"), ("process", "greeter-raw")] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (p, cache) = (tmp.path().join("project"), tmp.path().join("cache"));
+        fs::create_dir_all(&p).unwrap();
+        trellis(&p, &cache)
+            .args(["plugin", "init", name, "--runtime", runtime, "--dir"])
+            .arg(tmp.path().join(name))
+            .assert()
+            .success();
+        let dir = tmp.path().join(name);
+        trellis(&p, &cache)
+            .args(["plugin", "validate", dir.to_str().unwrap()])
+            .assert()
+            .success();
+        trellis(&p, &cache)
+            .args(["plugin", "install", "--yes", dir.to_str().unwrap()])
+            .assert()
+            .success();
+        trellis(&p, &cache).args(["plugin", "enable", name]).assert().success();
+        trellis(&p, &cache)
+            .args(["plugin", "config", name, "set", "greeting", "Howdy"])
+            .assert()
+            .success();
+        let out = trellis(&p, &cache)
+            .args(["--json", "hello", "Ada"])
+            .assert()
+            .success()
+            .get_output()
+            .stdout
+            .clone();
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["output"]["text"], "Howdy, Ada!", "{runtime}: {v}");
+    }
+}
