@@ -17,6 +17,8 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --no-fail-fast 2>&1 | tee "$log" || status=$?
+echo "== Python SDK (sdk/python)"
+python3 sdk/python/tests/run.py 2>&1 | tee -a "$log" || status=$?
 echo "== guest SDK (sdk/rust)"
 cargo test --manifest-path sdk/rust/Cargo.toml 2>&1 | tee -a "$log" || status=$?
 

@@ -51,6 +51,46 @@ fn registry_doc_session_runs_as_written() {
     run_sessions("registry.md");
 }
 
+/// Files shown in `doc` after a `<!-- file: PATH -->` marker: (path, content). Sessions of the
+/// same doc run with them written into their directory.
+fn files(doc: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut lines = doc.lines();
+    while let Some(line) = lines.next() {
+        let Some(path) = line
+            .trim()
+            .strip_prefix("<!-- file: ")
+            .and_then(|r| r.strip_suffix(" -->"))
+        else {
+            continue;
+        };
+        assert!(
+            lines.next().is_some_and(|l| l.starts_with("```")),
+            "a file marker must precede a fence"
+        );
+        let mut content = String::new();
+        for l in lines.by_ref() {
+            if l.starts_with("```") {
+                break;
+            }
+            content.push_str(l);
+            content.push('\n');
+        }
+        out.push((path.to_owned(), content));
+    }
+    out
+}
+
+#[test]
+fn process_doc_plugin_runs_as_written() {
+    run_sessions("process.md");
+}
+
+#[test]
+fn python_doc_plugin_runs_as_written() {
+    run_sessions("python.md");
+}
+
 fn run_sessions(name: &str) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../docs")
@@ -58,8 +98,14 @@ fn run_sessions(name: &str) {
     let doc = std::fs::read_to_string(&root).expect("doc exists");
     let all = sessions(&doc);
     assert!(!all.is_empty(), "docs/{name} has no session block");
+    let shown = files(&doc);
     for steps in all {
         let dir = tempfile::tempdir().unwrap();
+        for (path, content) in &shown {
+            let at = dir.path().join(path);
+            std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+            std::fs::write(&at, content).unwrap();
+        }
         let user_config = tempfile::tempdir().unwrap();
         let cache = tempfile::tempdir().unwrap();
         for (line, expected) in steps {

@@ -40,7 +40,105 @@ pub enum CallError {
 
 /// Serves one request the plugin made: its method and parameters, and the deadline of the host
 /// call in progress (none when there is none).
-pub type Service = Box<dyn Fn(&str, Value, Option<Instant>) -> Result<Value, RpcError> + Send>;
+pub type Service = Box<dyn Fn(&str, Value, Option<Instant>) -> Result<Value, RpcError> + Send + Sync>;
+
+/// Most threads serving one plugin's requests at once.
+const MAX_WORKERS: usize = 16;
+
+/// The threads that serve the plugin's requests. A request may cause a call back into the same
+/// plugin (creating a task emits `backlog.task.created`, which the plugin may handle), and the
+/// plugin's requests during that call must be served while the first one waits: a request that
+/// finds every worker busy gets a new one, up to [`MAX_WORKERS`].
+struct Workers {
+    state: Mutex<WorkQueue>,
+    ready: std::sync::Condvar,
+    conn: std::sync::Weak<Connection>,
+    service: Service,
+}
+
+struct WorkQueue {
+    queue: std::collections::VecDeque<Message>,
+    idle: usize,
+    running: usize,
+    closed: bool,
+}
+
+impl Workers {
+    fn new(conn: std::sync::Weak<Connection>, service: Service) -> Arc<Workers> {
+        Arc::new(Workers {
+            state: Mutex::new(WorkQueue {
+                queue: std::collections::VecDeque::new(),
+                idle: 0,
+                running: 0,
+                closed: false,
+            }),
+            ready: std::sync::Condvar::new(),
+            conn,
+            service,
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, WorkQueue> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn submit(self: &Arc<Self>, message: Message) {
+        let mut q = self.lock();
+        q.queue.push_back(message);
+        if q.idle == 0 && q.running < MAX_WORKERS {
+            q.running += 1;
+            let me = Arc::clone(self);
+            let spawned = std::thread::Builder::new()
+                .name("trellis-plugin-service".into())
+                .spawn(move || me.work());
+            if spawned.is_err() {
+                q.running -= 1;
+            }
+        }
+        drop(q);
+        self.ready.notify_one();
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
+
+    fn work(&self) {
+        loop {
+            let message = {
+                let mut q = self.lock();
+                loop {
+                    if let Some(m) = q.queue.pop_front() {
+                        break m;
+                    }
+                    if q.closed {
+                        q.running -= 1;
+                        return;
+                    }
+                    q.idle += 1;
+                    q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+                    q.idle -= 1;
+                }
+            };
+            let Some(conn) = self.conn.upgrade() else {
+                self.lock().running -= 1;
+                return;
+            };
+            let deadline = conn.current_deadline();
+            match message {
+                Message::Request { id, method, params } => {
+                    let outcome = (self.service)(&method, params, deadline);
+                    conn.send(&Message::Response { id, outcome }).ok();
+                }
+                Message::Notification { method, params } => {
+                    let _ = (self.service)(&method, params, deadline);
+                }
+                Message::Response { .. } => {}
+            }
+        }
+    }
+}
 
 struct Shared {
     waiting: HashMap<u64, mpsc::Sender<Result<Value, CallError>>>,
@@ -81,31 +179,12 @@ impl Connection {
             next_id: AtomicU64::new(1),
             cap,
         });
-        let (to_service, requests) = mpsc::channel::<Message>();
-        let weak = Arc::downgrade(&conn);
-        std::thread::Builder::new()
-            .name("trellis-plugin-service".into())
-            .spawn(move || {
-                for message in requests {
-                    let Some(conn) = weak.upgrade() else { return };
-                    let deadline = conn.current_deadline();
-                    match message {
-                        Message::Request { id, method, params } => {
-                            let outcome = service(&method, params, deadline);
-                            conn.send(&Message::Response { id, outcome }).ok();
-                        }
-                        Message::Notification { method, params } => {
-                            let _ = service(&method, params, deadline);
-                        }
-                        Message::Response { .. } => {}
-                    }
-                }
-            })?;
+        let workers = Workers::new(Arc::downgrade(&conn), service);
         let shared = Arc::clone(&conn.shared);
         let cap = conn.cap;
         std::thread::Builder::new()
             .name("trellis-plugin-reader".into())
-            .spawn(move || read_loop(reader, shared, to_service, cap))?;
+            .spawn(move || read_loop(reader, shared, workers, cap))?;
         Ok(conn)
     }
 
@@ -197,7 +276,7 @@ fn fail_all(shared: &Mutex<Shared>, error: CallError, close: bool) {
 fn read_loop(
     stream: UnixStream,
     shared: Arc<Mutex<Shared>>,
-    to_service: mpsc::Sender<Message>,
+    workers: Arc<Workers>,
     cap: usize,
 ) {
     let mut reader = BufReader::with_capacity(64 << 10, stream);
@@ -240,17 +319,14 @@ fn read_loop(
                     }
                 }
             }
-            Ok(request) => {
-                if to_service.send(request).is_err() {
-                    break;
-                }
-            }
+            Ok(request) => workers.submit(request),
             Err(reason) => {
                 tracing::warn!(%reason, "a plugin sent a malformed message");
                 fail_all(&shared, CallError::Malformed(reason), false);
             }
         }
     }
+    workers.close();
     fail_all(&shared, CallError::Closed, true);
 }
 

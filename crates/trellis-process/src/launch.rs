@@ -219,9 +219,19 @@ impl ProcessRuntime {
                 read_exec.push(p.to_owned());
             }
         }
+        // What interpreters read at start (the C library's and OpenSSL's configuration, the
+        // public CA certificates), never private keys (/etc/ssl/private).
+        for dir in ["/etc/ssl/certs", "/usr/share/ca-certificates"] {
+            let p = Path::new(dir);
+            if p.is_dir() {
+                read_exec.push(p.to_owned());
+            }
+        }
         let mut read_files: Vec<PathBuf> = [
             "/etc/ld.so.cache",
             "/etc/localtime",
+            "/etc/ssl/openssl.cnf",
+            "/etc/nsswitch.conf",
             "/dev/urandom",
             "/dev/random",
             "/dev/zero",

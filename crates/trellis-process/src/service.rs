@@ -33,6 +33,7 @@ pub const METHODS: &[&str] = &[
     "files.read",
     "files.write",
     "files.list",
+    "http.request",
 ];
 
 fn params<T: DeserializeOwned>(method: &str, value: Value) -> Result<T, RpcError> {
@@ -120,6 +121,22 @@ struct PathParams {
 struct WriteParams {
     path: String,
     contents: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpParams {
+    #[serde(default = "get")]
+    method: String,
+    url: String,
+    #[serde(default)]
+    headers: Vec<(String, String)>,
+    #[serde(default)]
+    body: String,
+}
+
+fn get() -> String {
+    "GET".to_owned()
 }
 
 /// Serves one request of the plugin whose API is `api`.
@@ -238,6 +255,25 @@ pub fn serve(
         "files.list" => {
             let p: PathParams = params(method, value)?;
             Ok(json!({"entries": api.list_dir(call, &p.path).map_err(e)?}))
+        }
+        "http.request" => {
+            let p: HttpParams = params(method, value)?;
+            let response = api
+                .http_request(
+                    call,
+                    trellis_host_api::HttpRequest {
+                        method: p.method,
+                        url: p.url,
+                        headers: p.headers,
+                        body: bytes("body", &p.body)?,
+                    },
+                )
+                .map_err(e)?;
+            Ok(json!({
+                "status": response.status,
+                "headers": response.headers,
+                "body": B64.encode(&response.body),
+            }))
         }
         _ => Err(RpcError::new(
             code::METHOD_NOT_FOUND,

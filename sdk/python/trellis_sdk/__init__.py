@@ -18,7 +18,7 @@ that was not granted raises :class:`Denied`. docs/python.md is the guide.
 
 from __future__ import annotations
 
-from .context import Completed, Context, Task
+from .context import Completed, Context, Response, Task
 from .errors import Denied, HostTimeout, InvalidInput, NotFound, ProtocolError, TrellisError
 from .plugin import Plugin, __version__, pluggy_plugin
 
@@ -45,6 +45,7 @@ __all__ = [
     "NotFound",
     "Plugin",
     "ProtocolError",
+    "Response",
     "Task",
     "TrellisError",
     "__version__",

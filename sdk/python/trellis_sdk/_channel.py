@@ -23,6 +23,10 @@ class Channel:
         self._next = 0
         self._queued: deque[dict[str, Any]] = deque()
         self.cancelled: set[Any] = set()
+        #: Serves a request from the host; set by the plugin's loop. Requests that arrive while
+        #: the plugin waits for the host are served at once: the host may be waiting for them
+        #: to answer ours (creating a task delivers `backlog.task.created` to its handlers first).
+        self.serve: Callable[[dict[str, Any]], None] | None = None
 
     @classmethod
     def from_environment(cls) -> "Channel":
@@ -64,8 +68,7 @@ class Channel:
                 return json.loads(line)
 
     def call(self, method: str, params: Any) -> Any:
-        """Calls the host and waits for its answer. Requests the host sends meanwhile are
-        kept for the main loop; a cancellation is noted at once."""
+        """Calls the host and waits for its answer, serving the host's requests meanwhile."""
         self._next += 1
         ident = f"p{self._next}"
         self.send({"id": ident, "method": method, "params": params})
@@ -79,6 +82,9 @@ class Channel:
                 return message.get("result")
             if message.get("method") == "$/cancel":
                 self.cancelled.add((message.get("params") or {}).get("id"))
+                continue
+            if self.serve is not None and "id" in message and "method" in message:
+                self.serve(message)
                 continue
             self._queued.append(message)
 

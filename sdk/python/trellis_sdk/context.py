@@ -166,6 +166,54 @@ class Subprocess:
         )
 
 
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    @property
+    def text(self) -> str:
+        return self.body.decode(errors="replace")
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Http:
+    """HTTP through the host, to the hosts the ``network`` grant names (no redirects followed)."""
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None = None,
+        body: bytes | str = b"",
+        json_body: Any = None,
+    ) -> Response:
+        pairs = list((headers or {}).items())
+        if json_body is not None:
+            body = json.dumps(json_body)
+            pairs.append(("content-type", "application/json"))
+        out = self._channel.call(
+            "http.request", {"method": method, "url": url, "headers": pairs, "body": _b64(body)}
+        )
+        return Response(
+            status=int(out["status"]),
+            headers=[(k, v) for k, v in out["headers"]],
+            body=base64.b64decode(out["body"]),
+        )
+
+    def get(self, url: str, headers: dict[str, str] | None = None) -> Response:
+        return self.request("GET", url, headers)
+
+    def post(self, url: str, json_body: Any = None, headers: dict[str, str] | None = None) -> Response:
+        return self.request("POST", url, headers, json_body=json_body)
+
+
 class Context:
     """Handed to every command, hook, event handler and phase that asks for ``ctx``."""
 
@@ -179,3 +227,4 @@ class Context:
         self.files = Files(channel)
         self.env = Environment(channel)
         self.subprocess = Subprocess(channel)
+        self.http = Http(channel)

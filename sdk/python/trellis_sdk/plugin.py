@@ -8,6 +8,7 @@ import inspect
 import os
 import sys
 import traceback
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
@@ -78,7 +79,38 @@ def _call(function: F, ctx: Context, given: dict[str, Any]) -> Any:
             kwargs[name] = given[name]
     if takes_any:
         kwargs.update({k: v for k, v in given.items() if k not in kwargs})
+    try:
+        hints = typing.get_type_hints(function)
+    except Exception:  # unresolvable annotations: pass the JSON values as they are
+        hints = {}
+    for name, value in kwargs.items():
+        if name in hints and name != "ctx":
+            kwargs[name] = _convert(hints[name], value)
     return _finish(function(**kwargs))
+
+
+def _convert(annotation: Any, value: Any) -> Any:
+    """JSON values as the types a parameter names: pydantic models and dataclasses (and lists
+    of them) are built from their JSON objects, as pluggy plugins that pass models expect."""
+    import dataclasses
+
+    origin = typing.get_origin(annotation)
+    if origin in (list, typing.List) and isinstance(value, list):
+        (item,) = typing.get_args(annotation) or (Any,)
+        return [_convert(item, v) for v in value]
+    if origin is typing.Union:
+        for option in typing.get_args(annotation):
+            converted = _convert(option, value)
+            if converted is not value:
+                return converted
+        return value
+    if isinstance(annotation, type) and isinstance(value, dict):
+        validate = getattr(annotation, "model_validate", None) or getattr(annotation, "parse_obj", None)
+        if callable(validate):
+            return validate(value)
+        if dataclasses.is_dataclass(annotation):
+            return annotation(**value)
+    return value
 
 
 _loop: asyncio.AbstractEventLoop | None = None
@@ -321,9 +353,11 @@ class Plugin:
 
     # ---- the loop ----
 
-    def run(self) -> None:
-        """Answers the host until it closes the channel or says ``shutdown``."""
-        channel = Channel.from_environment()
+    def run(self, channel: Channel | None = None) -> None:
+        """Answers the host until it closes the channel or says ``shutdown``. The channel is
+        the one ``TRELLIS_RPC_FD`` names unless one is given (tests give their own)."""
+        channel = channel or Channel.from_environment()
+        channel.serve = lambda message: self._serve(message, channel)
         while True:
             message = channel.receive()
             if message is None:
@@ -336,22 +370,53 @@ class Plugin:
                 continue
             if "id" not in message or method is None:
                 continue
-            ident = message["id"]
+            self._serve(message, channel)
+
+    def _serve(self, message: dict[str, Any], channel: Channel) -> None:
+        ident = message["id"]
+        try:
+            result = self._dispatch(message["method"], message.get("params"), channel)
+        except TrellisError as e:
+            error: dict[str, Any] = {"code": e.code, "message": e.message, "data": {**e.data, "kind": e.kind}}
+            channel.respond(ident, error=error)
+        except SystemExit:
+            raise
+        except BaseException as e:
+            traceback.print_exc(file=sys.stderr)
+            channel.respond(
+                ident,
+                error={"code": -32000, "message": f"{type(e).__name__}: {e}", "data": {"kind": "failed"}},
+            )
+        else:
             try:
-                result = self._dispatch(method, message.get("params"), channel)
-            except TrellisError as e:
-                error: dict[str, Any] = {"code": e.code, "message": e.message, "data": {**e.data, "kind": e.kind}}
-                channel.respond(ident, error=error)
-            except SystemExit:
-                raise
-            except BaseException as e:
-                traceback.print_exc(file=sys.stderr)
+                channel.respond(ident, result=_jsonable(result))
+            except (TypeError, ValueError) as e:
                 channel.respond(
                     ident,
-                    error={"code": -32000, "message": f"{type(e).__name__}: {e}", "data": {"kind": "failed"}},
+                    error={"code": -32000, "message": f"the result is not JSON: {e}", "data": {"kind": "failed"}},
                 )
-            else:
-                channel.respond(ident, result=result)
+
+
+def _jsonable(value: Any) -> Any:
+    """Results as JSON values: pydantic models, dataclasses, tuples and sets are converted (the
+    Opsbox plugins return pydantic ``Result`` records)."""
+    import dataclasses
+
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_jsonable(v) for v in value]
+    dump = getattr(value, "model_dump", None)  # pydantic 2
+    if callable(dump):
+        return _jsonable(dump(mode="json"))
+    legacy = getattr(value, "dict", None)  # pydantic 1
+    if callable(legacy) and hasattr(value, "__fields__"):
+        return _jsonable(legacy())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _jsonable(dataclasses.asdict(value))
+    raise TypeError(f"a {type(value).__name__} cannot be sent as JSON")
 
 
 def _as_list(value: Any) -> list[Any]:
