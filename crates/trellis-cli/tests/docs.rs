@@ -190,6 +190,7 @@ fn the_documented_error_kinds_are_the_ones_errors_report() {
         ("crates/trellis-project/src/error.rs", "pub fn kind(&self)"),
         ("crates/trellis-wasm/src/error.rs", "pub fn kind(&self)"),
         ("crates/trellis-host/src/lib.rs", "pub fn kind(&self)"),
+        ("crates/trellis-process/src/error.rs", "pub fn kind(&self)"),
     ] {
         reported.extend(kinds_in(file, function));
     }

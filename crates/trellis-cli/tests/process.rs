@@ -76,6 +76,13 @@ impl Fixture {
         (out.status.success(), value)
     }
 
+    /// The JSON a trellis command prints (not a plugin command).
+    fn output_of(&self, args: &[&str]) -> Value {
+        let out = self.cmd().args(args).output().unwrap();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     fn output(&self, args: &[&str]) -> Value {
         let (ok, v) = self.run(args);
         assert!(ok, "{args:?} failed: {v}");
@@ -430,4 +437,120 @@ fn python_and_process_scaffolds_run() {
         let v: Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["output"]["text"], "Howdy, Ada!", "{runtime}: {v}");
     }
+}
+
+/// examples/plugins/node-notes was written from docs/process.md alone (by someone who read
+/// nothing else): it stores notes in state, files tasks, and handles its own
+/// `backlog.task.created` while its `backlog.create_task` is waiting.
+#[test]
+fn a_node_plugin_written_from_the_protocol_doc_works() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (p, cache) = (tmp.path().join("project"), tmp.path().join("cache"));
+    fs::create_dir_all(&p).unwrap();
+    let dir = example("node-notes");
+    trellis(&p, &cache)
+        .args(["plugin", "install", "--yes", dir.to_str().unwrap()])
+        .assert()
+        .success();
+    trellis(&p, &cache).args(["plugin", "enable", "node-notes"]).assert().success();
+    for words in [&["buy", "milk"][..], &["call", "Ada"][..]] {
+        trellis(&p, &cache).arg("note-add").args(words).assert().success();
+    }
+    let out = trellis(&p, &cache)
+        .args(["--json", "note-list"])
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let v: Value = serde_json::from_slice(&out).unwrap();
+    assert_eq!(v["output"]["notes"], serde_json::json!(["buy milk", "call Ada"]), "{v}");
+    assert_eq!(fs::read_dir(p.join("backlog/tasks")).unwrap().count(), 2);
+}
+
+#[test]
+fn http_goes_through_the_host_to_granted_hosts_only() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for mut s in listener.incoming().flatten() {
+            let mut buf = [0u8; 2048];
+            let _ = std::io::Read::read(&mut s, &mut buf);
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello");
+        }
+    });
+    // Without `network`: denied, audited.
+    let f = Fixture::new();
+    let url = format!("http://127.0.0.1:{port}/");
+    let v = f.output(&["hostile-http", &url]);
+    assert_eq!(v["ok"], false, "{v}");
+    assert!(v["error"].as_str().unwrap().starts_with("Denied"), "{v}");
+    assert!(f.audit().iter().any(|r| r["action"] == "capability.denied" && r["capability"] == "network"));
+    // With `network` naming this address and port: the request goes through the host.
+    let granted = f.root.join("granted");
+    copy_dir(&example("hostile-py"), &granted);
+    let manifest = fs::read_to_string(granted.join("plugin.yaml")).unwrap().replace(
+        "    - name: environment\n",
+        &format!("    - name: network\n      hosts: [\"127.0.0.1:{port}\"]\n    - name: environment\n"),
+    );
+    fs::write(granted.join("plugin.yaml"), manifest).unwrap();
+    f.cmd()
+        .args(["plugin", "install", "--yes", "--force", granted.to_str().unwrap()])
+        .assert()
+        .success();
+    let v = f.output(&["hostile-http", &url]);
+    assert_eq!(v["value"], serde_json::json!({"status": 200, "body": "hello"}), "{v}");
+    // Another port of the same address stays out of reach.
+    let v = f.output(&["hostile-http", &format!("http://127.0.0.1:{}/", port + 1)]);
+    assert_eq!(v["ok"], false, "{v}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap().flatten() {
+        if entry.file_type().unwrap().is_file() {
+            fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+/// In one host: a crashing plugin is restarted for each call, quarantined after the third
+/// failure (marked `failed`, audited), and the other plugin answers throughout.
+#[test]
+fn repeated_crashes_quarantine_the_plugin_and_spare_the_others() {
+    let f = Fixture::new();
+    let cache = f.cache.clone();
+    let project = trellis_project::Project::open(&f.project).with_env(move |name| match name {
+        "TRELLIS_CACHE_DIR" => Some(cache.to_string_lossy().into_owned()),
+        other => std::env::var(other).ok(),
+    });
+    let runtimes = trellis_host::Runtimes::with_launcher(trellis_host::Launcher::Program(
+        assert_cmd::cargo::cargo_bin("trellis"),
+    ));
+    let host = trellis_host::Host::with_runtimes(project, runtimes).unwrap();
+    let scan = || {
+        host.run_command("security-scan-py", &["--dry-run".to_owned()])
+            .expect("the other plugin answers")
+    };
+    let mut kinds = Vec::new();
+    for _ in 0..3 {
+        let err = host.run_command("hostile-crash", &[]).unwrap_err();
+        kinds.push(err.kind());
+        scan();
+    }
+    assert_eq!(kinds, ["process_crashed", "process_crashed", "quarantined"], "{kinds:?}");
+    let err = host.run_command("hostile-crash", &[]).unwrap_err();
+    assert!(err.to_string().contains("quarantined"), "{err}");
+    scan();
+    let listed = f.output_of(&["--json", "plugin", "list"]);
+    let hostile = listed["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "hostile-py")
+        .cloned()
+        .unwrap();
+    assert_eq!(hostile["state"], "failed", "{hostile}");
+    assert!(f.audit().iter().any(|r| r["action"] == "plugin.quarantined"));
 }

@@ -144,6 +144,15 @@ def sleep(marker):
     return "woke"
 
 
+@command("hostile-http")
+def http(ctx, url):
+    def go():
+        r = ctx.http.get(url)
+        return {"status": r.status, "body": r.text}
+
+    return attempt(go)
+
+
 @command("hostile-exec")
 def run_command(ctx, *argv):
     out = ctx.subprocess.run(argv[0], list(argv[1:]))
