@@ -408,7 +408,11 @@ mod tests {
         let r = conn.call("ask", serde_json::json!([1]), soon()).unwrap();
         assert_eq!(r["echo"], serde_json::json!([1]));
         std::thread::sleep(Duration::from_millis(50));
-        assert_eq!(served.lock().unwrap().as_slice(), &[("host.ping".to_owned(), true)]);
+        // This peer answers without waiting for its nested request, so whether the host call
+        // was still in progress when the request was served (its deadline) is a race.
+        let served = served.lock().unwrap();
+        assert_eq!(served.len(), 1);
+        assert_eq!(served[0].0, "host.ping");
     }
 
     #[test]
