@@ -148,11 +148,8 @@ impl PluginCode for ProcessPlugin {
         positional: &[String],
         options: &Map<String, Value>,
     ) -> Result<Value, HostError> {
-        let input: Map<String, Value> = options
-            .iter()
-            .map(|(k, v)| (k.replace('-', "_"), v.clone()))
-            .collect();
-        ProcessPlugin::run_command(self, &command.name, positional, &Value::Object(input))
+        let input = crate::runtime::command_input(options);
+        ProcessPlugin::run_command(self, &command.name, positional, &input)
             .map_err(HostError::from)
     }
 

@@ -43,6 +43,17 @@ pub trait PluginCode: RemoteHooks {
     fn metrics(&self) -> Option<PluginMetrics>;
 }
 
+/// A command's options as code plugins receive them: `--dry-run` arrives as `dry_run`, a valid
+/// identifier in every guest language.
+pub(crate) fn command_input(options: &Map<String, Value>) -> Value {
+    Value::Object(
+        options
+            .iter()
+            .map(|(k, v)| (k.replace('-', "_"), v.clone()))
+            .collect(),
+    )
+}
+
 /// The runtimes a host can start plugins on.
 pub struct Runtimes {
     by_kind: BTreeMap<&'static str, Arc<dyn Runtime>>,

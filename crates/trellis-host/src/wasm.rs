@@ -72,13 +72,8 @@ impl PluginCode for WasmPlugin {
         positional: &[String],
         options: &Map<String, Value>,
     ) -> Result<Value, HostError> {
-        // Options become the command's JSON input; `--dry-run` arrives as `dry_run` so that it
-        // is a valid identifier in every guest language.
-        let input: Map<String, Value> = options
-            .iter()
-            .map(|(k, v)| (k.replace('-', "_"), v.clone()))
-            .collect();
-        WasmPlugin::run_command(self, &command.name, positional, &Value::Object(input))
+        let input = crate::runtime::command_input(options);
+        WasmPlugin::run_command(self, &command.name, positional, &input)
             .map_err(HostError::from)
     }
 

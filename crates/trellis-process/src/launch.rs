@@ -2,7 +2,7 @@
 //! grants, the launcher, and the descriptors it gets.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
+use std::io::BufReader;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
@@ -78,6 +78,16 @@ impl Instance {
             Ok(Some(status)) => Some(describe_status(status)),
             _ => None,
         }
+    }
+
+    /// The last lines the process wrote on stderr.
+    pub fn stderr_lines(&self) -> Vec<String> {
+        self.stderr_tail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
     }
 
     /// Waits briefly for the process to end and says how it did.
@@ -562,8 +572,6 @@ fn forward(
                 }
             }
         });
-    // BufRead is used through read_line; keep the import honest.
-    let _ = <BufReader<&[u8]> as BufRead>::consume;
 }
 
 /// An interpreter named in the manifest: a path, or a name looked up on the host's `PATH`.

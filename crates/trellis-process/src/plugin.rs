@@ -161,13 +161,7 @@ impl ProcessPlugin {
         let deadline = Instant::now() + self.spec.limits.timeout;
         let failed = |reason: String| {
             let status = instance.exit_status();
-            let tail: Vec<String> = instance
-                .stderr_tail
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .cloned()
-                .collect();
+            let tail = instance.stderr_lines();
             let mut reason = reason;
             if let Some(status) = status {
                 reason.push_str(&format!(" (the process ended: {status})"));
@@ -350,13 +344,7 @@ impl ProcessPlugin {
             Err(CallError::Closed) => {
                 let status = instance.wait_status();
                 std::thread::sleep(Duration::from_millis(20));
-                let stderr: Vec<String> = instance
-                    .stderr_tail
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .iter()
-                    .cloned()
-                    .collect();
+                let stderr = instance.stderr_lines();
                 let err = ProcessError::Crashed {
                     plugin,
                     method: method.to_owned(),
