@@ -9,6 +9,9 @@ bash scripts/setup.sh
 echo "== WebAssembly plugins (examples/plugins)"
 bash scripts/build-plugins.sh
 
+echo "== pinned Python wheels for the plugin tests (scripts/python-wheels.sh)"
+bash scripts/python-wheels.sh >/dev/null
+
 echo "== embedding example"
 cargo run --quiet -p embed-host
 

@@ -144,8 +144,8 @@ enum PluginCommand {
     /// Check a package's signature and show its signer, package hash and trust level.
     Verify { archive: PathBuf },
     /// Install a plugin from a package archive or a local directory (it starts disabled).
-    /// Install a package (`.tar.gz` with its `.sig` beside it), a plugin directory, or
-    /// plugins from the configured registries by name (`NAME`, `NAME@1.2.0`, `NAME@^1.2`),
+    /// Install a package (`.tar.gz` with its `.sig` beside it), a plugin directory, a Python
+    /// plugin wheel (`.whl`), or plugins from the configured registries by name (`NAME`, `NAME@1.2.0`, `NAME@^1.2`),
     /// with their dependencies.
     Install {
         #[arg(required = true, value_name = "SOURCE|NAME[@REQ]")]

@@ -8,7 +8,8 @@ use std::sync::{Arc, OnceLock};
 use serde_json::{Map, Value};
 use trellis_manifest::Command;
 use trellis_process::{
-    CommandSandbox, Launcher, PluginSpec, ProcessLimits, ProcessOptions, ProcessPlugin, ProcessRuntime,
+    CommandSandbox, Launcher, OwnPythonEnv, PluginSpec, ProcessLimits, ProcessOptions,
+    ProcessPlugin, ProcessRuntime,
 };
 use trellis_project::{LoadedPlugin, Project};
 use trellis_wasm::PluginMetrics;
@@ -32,8 +33,12 @@ impl Sandboxes {
     }
 
     pub(crate) fn runtime(&self, project: &Project) -> &Arc<ProcessRuntime> {
-        self.runtime
-            .get_or_init(|| Arc::new(ProcessRuntime::new(process_options(project, self.launcher.clone()))))
+        self.runtime.get_or_init(|| {
+            Arc::new(ProcessRuntime::new(process_options(
+                project,
+                self.launcher.clone(),
+            )))
+        })
     }
 
     /// Where `plugin`'s `subprocess` commands run.
@@ -118,7 +123,11 @@ pub(crate) fn process_limits(plugin: &LoadedPlugin) -> ProcessLimits {
 }
 
 impl Runtime for Process {
-    fn start(&self, project: &Project, plugin: &LoadedPlugin) -> Result<Arc<dyn PluginCode>, String> {
+    fn start(
+        &self,
+        project: &Project,
+        plugin: &LoadedPlugin,
+    ) -> Result<Arc<dyn PluginCode>, String> {
         let runtime = self.0.runtime(project);
         check_sandbox_policy(project, runtime, &plugin.name)?;
         let quarantine_project = project.clone();
@@ -130,6 +139,13 @@ impl Runtime for Process {
             config: plugin.config.clone(),
             grants: plugin.grants.clone(),
             limits: process_limits(plugin),
+            python_env: plugin
+                .python_env
+                .as_ref()
+                .map(|(dir, record)| OwnPythonEnv {
+                    dir: dir.clone(),
+                    record: record.clone(),
+                }),
             on_quarantine: Some(Box::new(move |reason: &str| {
                 if let Err(e) = quarantine_project.mark_failed(&name, reason) {
                     tracing::warn!(plugin = %name, error = %e, "cannot record the quarantine");
@@ -149,8 +165,7 @@ impl PluginCode for ProcessPlugin {
         options: &Map<String, Value>,
     ) -> Result<Value, HostError> {
         let input = crate::runtime::command_input(options);
-        ProcessPlugin::run_command(self, &command.name, positional, &input)
-            .map_err(HostError::from)
+        ProcessPlugin::run_command(self, &command.name, positional, &input).map_err(HostError::from)
     }
 
     fn on_event(&self, topic: &str, payload: &Value) -> Result<(), String> {

@@ -600,7 +600,18 @@ impl<'a> Checker<'a> {
             return;
         };
         let entry = self.at("/runtime/entry");
+        self.python_environment(kind);
+        let entry_point = self.at("/runtime/entry_point").is_some();
         match (kind, entry) {
+            ("process", Some(_)) if entry_point => self.push(
+                Issue::new(
+                    "/runtime/entry_point",
+                    At::Key,
+                    "a process plugin starts from an `entry` file or an `entry_point`, not both",
+                )
+                .hint("keep `entry_point` for a plugin shipped as a wheel, `entry` for a script"),
+            ),
+            ("process", None) if entry_point => {}
             ("wasm" | "process", None) if self.at("/runtime").is_some() => {
                 let what = if kind == "wasm" {
                     "its `.wasm` component"
@@ -650,6 +661,44 @@ impl<'a> Checker<'a> {
                 .expected("the path of a WebAssembly component ending in `.wasm`"),
             ),
             _ => {}
+        }
+    }
+
+    /// `entry_point`, `requirements` and `wheels` describe a Python plugin's own environment,
+    /// so they need a `process` runtime run by a Python interpreter.
+    fn python_environment(&mut self, kind: &str) {
+        let interpreter = self.at("/runtime/interpreter").and_then(Value::as_str);
+        let is_python = interpreter.is_some_and(|i| {
+            let name = i.rsplit('/').next().unwrap_or(i);
+            name.starts_with("python")
+        });
+        for field in ["entry_point", "requirements", "wheels"] {
+            let pointer = format!("/runtime/{field}");
+            if self.at(&pointer).is_none() {
+                continue;
+            }
+            if kind != "process" || !is_python {
+                self.push(
+                    Issue::new(
+                        &pointer,
+                        At::Key,
+                        format!(
+                            "`{field}` is for Python process plugins: it needs `type: process` and a Python `interpreter`"
+                        ),
+                    )
+                    .hint("set `runtime.type: process` and `runtime.interpreter: python3`, or remove it"),
+                );
+            }
+        }
+        if self.at("/runtime/wheels").is_some() && self.at("/runtime/requirements").is_none() {
+            self.push(
+                Issue::new(
+                    "/runtime/wheels",
+                    At::Key,
+                    "`wheels` holds the files that `requirements` pins, but there is no `requirements`",
+                )
+                .hint("add `requirements: requirements.txt` listing every wheel with `==` and `--hash=sha256:`"),
+            );
         }
     }
 

@@ -480,6 +480,18 @@ pub struct Runtime {
     /// looked up on `PATH`, or an absolute path. Without one the entry itself is executed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interpreter: Option<String>,
+    /// For a Python `process` plugin installed as a distribution: the name it registers under
+    /// the `trellis.plugins` entry-point group, started instead of an `entry` file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry_point: Option<String>,
+    /// A pip requirements file in the package pinning every dependency (`name==version` with
+    /// `--hash=sha256:…`), installed into the plugin's own virtual environment at install.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requirements: Option<String>,
+    /// A directory in the package holding the wheels `requirements` names: the install is then
+    /// offline, from these files only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wheels: Option<String>,
 }
 
 /// Resource limits the plugin asks for. A policy cap wins over these.

@@ -40,7 +40,8 @@ pub enum CallError {
 
 /// Serves one request the plugin made: its method and parameters, and the deadline of the host
 /// call in progress (none when there is none).
-pub type Service = Box<dyn Fn(&str, Value, Option<Instant>) -> Result<Value, RpcError> + Send + Sync>;
+pub type Service =
+    Box<dyn Fn(&str, Value, Option<Instant>) -> Result<Value, RpcError> + Send + Sync>;
 
 /// Most threads serving one plugin's requests at once.
 const MAX_WORKERS: usize = 16;
@@ -273,12 +274,7 @@ fn fail_all(shared: &Mutex<Shared>, error: CallError, close: bool) {
     }
 }
 
-fn read_loop(
-    stream: UnixStream,
-    shared: Arc<Mutex<Shared>>,
-    workers: Arc<Workers>,
-    cap: usize,
-) {
+fn read_loop(stream: UnixStream, shared: Arc<Mutex<Shared>>, workers: Arc<Workers>, cap: usize) {
     let mut reader = BufReader::with_capacity(64 << 10, stream);
     loop {
         let line = match protocol::read_line(&mut reader, cap) {
@@ -302,9 +298,7 @@ fn read_loop(
         }
         match Message::parse(&line) {
             Ok(Message::Response { id, outcome }) => {
-                let waiting = id
-                    .as_u64()
-                    .and_then(|id| lock(&shared).waiting.remove(&id));
+                let waiting = id.as_u64().and_then(|id| lock(&shared).waiting.remove(&id));
                 match waiting {
                     Some(tx) => {
                         let _ = tx.send(outcome.map_err(CallError::Plugin));
@@ -313,7 +307,9 @@ fn read_loop(
                         tracing::warn!(id = %id, "a plugin answered a call that is not waiting");
                         fail_all(
                             &shared,
-                            CallError::Malformed(format!("an answer to no call in progress (id {id})")),
+                            CallError::Malformed(format!(
+                                "an answer to no call in progress (id {id})"
+                            )),
                             false,
                         );
                     }
@@ -400,7 +396,9 @@ mod tests {
         let conn = Connection::start(
             a,
             Box::new(move |m, _, deadline| {
-                seen.lock().unwrap().push((m.to_owned(), deadline.is_some()));
+                seen.lock()
+                    .unwrap()
+                    .push((m.to_owned(), deadline.is_some()));
                 Ok(Value::Null)
             }),
         )
@@ -423,7 +421,10 @@ mod tests {
                 if method == "bad" {
                     w.write_all(b"this is not json\n").unwrap();
                 } else {
-                    let ok = Message::Response { id: id.clone(), outcome: Ok(true.into()) };
+                    let ok = Message::Response {
+                        id: id.clone(),
+                        outcome: Ok(true.into()),
+                    };
                     w.write_all(&ok.to_line()).unwrap();
                 }
             }
@@ -431,7 +432,10 @@ mod tests {
         let conn = Connection::start(a, no_service()).unwrap();
         let err = conn.call("bad", Value::Null, soon()).unwrap_err();
         assert!(matches!(err, CallError::Malformed(_)), "{err:?}");
-        assert_eq!(conn.call("good", Value::Null, soon()).unwrap(), Value::Bool(true));
+        assert_eq!(
+            conn.call("good", Value::Null, soon()).unwrap(),
+            Value::Bool(true)
+        );
     }
 
     #[test]
@@ -446,7 +450,11 @@ mod tests {
         });
         let conn = Connection::start(a, no_service()).unwrap();
         let err = conn
-            .call("slow", Value::Null, Instant::now() + Duration::from_millis(50))
+            .call(
+                "slow",
+                Value::Null,
+                Instant::now() + Duration::from_millis(50),
+            )
             .unwrap_err();
         assert_eq!(err, CallError::Timeout);
         std::thread::sleep(Duration::from_millis(50));
@@ -458,7 +466,10 @@ mod tests {
         let (a, b) = UnixStream::pair().unwrap();
         echo_peer(b, |m, w| {
             if let Message::Request { .. } = m {
-                let big = format!("{{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"{}\"}}\n", "x".repeat(200));
+                let big = format!(
+                    "{{\"jsonrpc\":\"2.0\",\"id\":1,\"result\":\"{}\"}}\n",
+                    "x".repeat(200)
+                );
                 w.write_all(big.as_bytes()).unwrap();
             }
         });

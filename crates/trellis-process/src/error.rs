@@ -18,7 +18,9 @@ pub enum ProcessError {
         message: String,
         data: Option<Value>,
     },
-    #[error("plugin `{plugin}` did not answer `{method}` within {seconds:.1} s; the process was stopped")]
+    #[error(
+        "plugin `{plugin}` did not answer `{method}` within {seconds:.1} s; the process was stopped"
+    )]
     Timeout {
         plugin: String,
         method: String,
@@ -35,8 +37,14 @@ pub enum ProcessError {
     Protocol { plugin: String, reason: String },
     #[error("plugin `{plugin}` is quarantined: {reason}")]
     Quarantined { plugin: String, reason: String },
-    #[error("plugin `{plugin}` returned {bytes} bytes, more than its limit of {limit} (`limits.max_output`)")]
-    OutputTooLarge { plugin: String, bytes: usize, limit: u64 },
+    #[error(
+        "plugin `{plugin}` returned {bytes} bytes, more than its limit of {limit} (`limits.max_output`)"
+    )]
+    OutputTooLarge {
+        plugin: String,
+        bytes: usize,
+        limit: u64,
+    },
 }
 
 fn stderr_suffix(lines: &[String]) -> String {

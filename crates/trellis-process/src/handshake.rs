@@ -85,20 +85,31 @@ pub(crate) fn declared(manifest: &Manifest) -> Implements {
 pub(crate) fn mismatch(declared: &Implements, implemented: &Implements) -> Option<String> {
     let mut problems = Vec::new();
     let mut compare = |what: &str, d: &[String], i: &[String]| {
-        let (d, i): (BTreeSet<&String>, BTreeSet<&String>) = (d.iter().collect(), i.iter().collect());
+        let (d, i): (BTreeSet<&String>, BTreeSet<&String>) =
+            (d.iter().collect(), i.iter().collect());
         let missing: Vec<&str> = d.difference(&i).map(|s| s.as_str()).collect();
         let extra: Vec<&str> = i.difference(&d).map(|s| s.as_str()).collect();
         if !missing.is_empty() {
-            problems.push(format!("{what} declared but not implemented: {}", missing.join(", ")));
+            problems.push(format!(
+                "{what} declared but not implemented: {}",
+                missing.join(", ")
+            ));
         }
         if !extra.is_empty() {
-            problems.push(format!("{what} implemented but not declared: {}", extra.join(", ")));
+            problems.push(format!(
+                "{what} implemented but not declared: {}",
+                extra.join(", ")
+            ));
         }
     };
     compare("commands", &declared.commands, &implemented.commands);
     compare("hooks", &declared.hooks, &implemented.hooks);
     compare("phases", &declared.phases, &implemented.phases);
-    compare("migration functions", &declared.migrations, &implemented.migrations);
+    compare(
+        "migration functions",
+        &declared.migrations,
+        &implemented.migrations,
+    );
     (!problems.is_empty()).then(|| problems.join("; "))
 }
 
@@ -123,8 +134,14 @@ mod tests {
             ..Default::default()
         };
         let m = mismatch(&d, &i).unwrap();
-        assert!(m.contains("commands declared but not implemented: fix"), "{m}");
-        assert!(m.contains("commands implemented but not declared: delete-all"), "{m}");
+        assert!(
+            m.contains("commands declared but not implemented: fix"),
+            "{m}"
+        );
+        assert!(
+            m.contains("commands implemented but not declared: delete-all"),
+            "{m}"
+        );
         assert_eq!(mismatch(&d, &d), None);
     }
 

@@ -30,7 +30,10 @@ pub enum Language {
 
 impl Language {
     fn of(name: &str) -> Language {
-        let base = Path::new(name).file_name().and_then(|n| n.to_str()).unwrap_or(name);
+        let base = Path::new(name)
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or(name);
         if base.starts_with("python") {
             Language::Python
         } else if base == "node" || base.starts_with("nodejs") {
@@ -74,8 +77,17 @@ pub fn resolve(name: &str, cache: Option<&Path>) -> Result<Interpreter, String> 
 
 fn stamp(path: &Path) -> Option<String> {
     let meta = std::fs::metadata(path).ok()?;
-    let modified = meta.modified().ok()?.duration_since(std::time::UNIX_EPOCH).ok()?;
-    Some(format!("{}:{}:{}", path.display(), meta.len(), modified.as_nanos()))
+    let modified = meta
+        .modified()
+        .ok()?
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?;
+    Some(format!(
+        "{}:{}:{}",
+        path.display(),
+        meta.len(),
+        modified.as_nanos()
+    ))
 }
 
 fn cached(name: &str, dir: &Path) -> Result<Interpreter, String> {
@@ -107,7 +119,11 @@ fn cached(name: &str, dir: &Path) -> Result<Interpreter, String> {
     if let Some(program_stamp) = stamp(&probed.program) {
         known.insert(
             key,
-            (probed.program.to_string_lossy().into_owned(), program_stamp, probed.version.to_string()),
+            (
+                probed.program.to_string_lossy().into_owned(),
+                program_stamp,
+                probed.version.to_string(),
+            ),
         );
         // A cache: losing a write only costs the next run a probe.
         let _ = std::fs::create_dir_all(dir);
@@ -146,16 +162,25 @@ fn probe(name: &str) -> Result<Interpreter, String> {
     let (program, version_text) = if python {
         let mut lines = text.lines();
         let exe = lines.next().unwrap_or_default().trim();
-        (PathBuf::from(exe), lines.next().unwrap_or_default().trim().to_owned())
+        (
+            PathBuf::from(exe),
+            lines.next().unwrap_or_default().trim().to_owned(),
+        )
     } else {
         let real = std::fs::canonicalize(&path).unwrap_or(path.clone());
         (real, text.trim().trim_start_matches('v').to_owned())
     };
     let version = parse_version(&version_text).ok_or_else(|| {
-        format!("the interpreter {} reported no version I can read ({text:?})", path.display())
+        format!(
+            "the interpreter {} reported no version I can read ({text:?})",
+            path.display()
+        )
     })?;
     if !program.is_absolute() || !program.is_file() {
-        return Err(format!("the interpreter {} reported no usable path", path.display()));
+        return Err(format!(
+            "the interpreter {} reported no usable path",
+            path.display()
+        ));
     }
     Ok(Interpreter {
         name: name.to_owned(),

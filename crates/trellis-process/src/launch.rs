@@ -105,7 +105,12 @@ impl Instance {
     pub fn stop(&self) {
         self.conn.close();
         // Closing the lifeline makes init kill the whole sandbox.
-        drop(self.lifeline.lock().unwrap_or_else(|p| p.into_inner()).take());
+        drop(
+            self.lifeline
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
         let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
         if matches!(child.try_wait(), Ok(None)) {
             #[cfg(unix)]
@@ -116,7 +121,12 @@ impl Instance {
             let _ = child.kill();
         }
         let _ = child.wait();
-        drop(self.prepared.lock().unwrap_or_else(|p| p.into_inner()).take());
+        drop(
+            self.prepared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
     }
 }
 
@@ -160,11 +170,15 @@ impl ProcessRuntime {
 
     /// The sandbox layers process plugins get on this machine (probed once per host).
     pub fn support(&self) -> &Support {
-        self.support.get_or_init(|| sandbox_support(&self.opts.launcher))
+        self.support
+            .get_or_init(|| sandbox_support(&self.opts.launcher))
     }
 
     /// Starts `spec`'s process, shakes hands and calls `init`.
-    pub fn start(self: &Arc<Self>, spec: PluginSpec) -> Result<Arc<ProcessPlugin>, crate::ProcessError> {
+    pub fn start(
+        self: &Arc<Self>,
+        spec: PluginSpec,
+    ) -> Result<Arc<ProcessPlugin>, crate::ProcessError> {
         ProcessPlugin::start(Arc::clone(self), spec)
     }
 
@@ -195,8 +209,12 @@ impl ProcessRuntime {
             subject.name.replace(['@', '/'], "_")
         );
         let scratch = self.opts.cache_dir.join("scratch").join(&label);
-        std::fs::create_dir_all(&scratch)
-            .map_err(|e| format!("cannot make its scratch directory {}: {e}", scratch.display()))?;
+        std::fs::create_dir_all(&scratch).map_err(|e| {
+            format!(
+                "cannot make its scratch directory {}: {e}",
+                scratch.display()
+            )
+        })?;
         let scratch_text = scratch.to_string_lossy().into_owned();
         let mut env = vec![
             ("PATH".to_owned(), "/usr/local/bin:/usr/bin:/bin".to_owned()),
@@ -210,9 +228,16 @@ impl ProcessRuntime {
                 env.push((var.clone(), value.to_string_lossy().into_owned()));
             }
         }
-        let plugin_dir = std::fs::canonicalize(subject.dir).unwrap_or_else(|_| subject.dir.to_owned());
+        let plugin_dir =
+            std::fs::canonicalize(subject.dir).unwrap_or_else(|_| subject.dir.to_owned());
         read_exec.push(plugin_dir.clone());
         read_exec.push(interpreter_prefix(&program));
+        let mut exposed = vec![plugin_dir];
+        if let Some(env) = subject.python_env {
+            let env = std::fs::canonicalize(env).unwrap_or_else(|_| env.to_owned());
+            read_exec.push(env.clone());
+            exposed.push(env);
+        }
         let layers: Vec<Layer> = self.support().available.clone();
         let project = &self.opts.project_root;
         let files = OsFileRules::plan(subject.grants, project);
@@ -223,7 +248,15 @@ impl ProcessRuntime {
                 trellis_host_api::os_rules::MAX_ENTRIES
             );
         }
-        for dir in ["/usr", "/lib", "/lib64", "/lib32", "/bin", "/sbin", "/etc/alternatives"] {
+        for dir in [
+            "/usr",
+            "/lib",
+            "/lib64",
+            "/lib32",
+            "/bin",
+            "/sbin",
+            "/etc/alternatives",
+        ] {
             let p = Path::new(dir);
             if p.exists() {
                 read_exec.push(p.to_owned());
@@ -274,7 +307,7 @@ impl ProcessRuntime {
                 write_files,
                 list_dirs: files.list_dirs,
                 hidden: vec![project.join(trellis_host_api::paths::RESERVED_DIR)],
-                exposed: vec![plugin_dir],
+                exposed,
             },
             limits: Limits {
                 memory_bytes: Some(subject.limits.memory_bytes),
@@ -287,7 +320,9 @@ impl ProcessRuntime {
         };
         #[cfg(target_os = "linux")]
         let cgroups = {
-            let cg = self.cgroups.get_or_init(trellis_sandbox::cgroup::Cgroups::detect);
+            let cg = self
+                .cgroups
+                .get_or_init(trellis_sandbox::cgroup::Cgroups::detect);
             let wanted = |l| spec.layers.contains(&l);
             let made = cg
                 .create(
@@ -339,21 +374,44 @@ impl ProcessRuntime {
         spec: &PluginSpec,
         api: &Arc<PluginApi>,
     ) -> Result<Arc<Instance>, String> {
-        let entry = spec.manifest.runtime.entry.as_deref().ok_or("the manifest has no `runtime.entry`")?;
-        let entry_path = spec.dir.join(entry);
-        if !entry_path.is_file() {
-            return Err(format!("its entry {} does not exist", entry_path.display()));
-        }
-        let (program, mut args) = match crate::interpreter::check(&spec.manifest, Some(&self.opts.cache_dir))? {
-            Some(interpreter) => (
-                interpreter.program,
-                vec![entry_path.to_string_lossy().into_owned()],
-            ),
-            None => (entry_path.clone(), Vec::new()),
+        let runtime = &spec.manifest.runtime;
+        let interpreter = crate::interpreter::check(&spec.manifest, Some(&self.opts.cache_dir))?;
+        let (program, mut args) = match (&runtime.entry_point, &runtime.entry) {
+            (Some(name), _) => {
+                let env = spec.python_env.as_ref().ok_or(
+                    "it starts from an `entry_point` but has no Python environment; reinstall it",
+                )?;
+                let python = crate::python_env::python_of(&env.dir);
+                (
+                    python,
+                    ["-m", "trellis_sdk", "entry-point", name]
+                        .map(str::to_owned)
+                        .to_vec(),
+                )
+            }
+            (None, Some(entry)) => {
+                let entry_path = spec.dir.join(entry);
+                if !entry_path.is_file() {
+                    return Err(format!("its entry {} does not exist", entry_path.display()));
+                }
+                let entry_text = entry_path.to_string_lossy().into_owned();
+                match (&spec.python_env, interpreter) {
+                    (Some(env), _) => (crate::python_env::python_of(&env.dir), vec![entry_text]),
+                    (None, Some(interpreter)) => (interpreter.program, vec![entry_text]),
+                    (None, None) => (entry_path, Vec::new()),
+                }
+            }
+            (None, None) => return Err("the manifest has no `runtime.entry`".to_owned()),
         };
+        if let Some(env) = &spec.python_env {
+            crate::python_env::check_usable(&env.dir, &env.record)?;
+        }
         args.extend(spec.manifest.runtime.args.iter().cloned());
         let mut env = vec![
-            ("TRELLIS_RPC_FD".to_owned(), trellis_sandbox::PLUGIN_FD.to_string()),
+            (
+                "TRELLIS_RPC_FD".to_owned(),
+                trellis_sandbox::PLUGIN_FD.to_string(),
+            ),
             ("TRELLIS_PLUGIN".to_owned(), spec.name.clone()),
         ];
         let mut read_exec = Vec::new();
@@ -370,6 +428,7 @@ impl ProcessRuntime {
             grants: api.grants(),
             variables: spec.granted_variables(),
             limits: &spec.limits,
+            python_env: spec.python_env.as_ref().map(|e| e.dir.as_path()),
         };
         let prepared = self.prepare(&subject, program, args, env, read_exec, true)?;
         self.audit_sandbox(&spec.name);
@@ -385,10 +444,13 @@ impl ProcessRuntime {
             .map(|(l, why)| format!("{}: {why}", l.as_str()))
             .collect();
         self.opts.audit.record(
-            AuditEvent::new("plugin.sandbox", if missing.is_empty() { "ok" } else { "partial" })
-                .plugin(plugin)
-                .detail("layers", serde_json::json!(layers))
-                .detail("missing", serde_json::json!(missing)),
+            AuditEvent::new(
+                "plugin.sandbox",
+                if missing.is_empty() { "ok" } else { "partial" },
+            )
+            .plugin(plugin)
+            .detail("layers", serde_json::json!(layers))
+            .detail("missing", serde_json::json!(missing)),
         );
     }
 
@@ -418,18 +480,32 @@ impl ProcessRuntime {
                 Ok(())
             });
         }
-        let mut child = cmd.spawn().map_err(|e| {
-            format!("cannot start {}: {e}", cmd.get_program().to_string_lossy())
-        })?;
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", cmd.get_program().to_string_lossy()))?;
         drop(plugin_end);
         drop(life_read);
         let stderr_tail = Arc::new(Mutex::new(VecDeque::new()));
         let lines = Arc::new(AtomicU64::new(0));
         if let Some(out) = child.stdout.take() {
-            forward(out, "stdout", LogLevel::Info, Arc::clone(api), None, Arc::clone(&lines));
+            forward(
+                out,
+                "stdout",
+                LogLevel::Info,
+                Arc::clone(api),
+                None,
+                Arc::clone(&lines),
+            );
         }
         if let Some(err) = child.stderr.take() {
-            forward(err, "stderr", LogLevel::Warn, Arc::clone(api), Some(Arc::clone(&stderr_tail)), lines);
+            forward(
+                err,
+                "stderr",
+                LogLevel::Warn,
+                Arc::clone(api),
+                Some(Arc::clone(&stderr_tail)),
+                lines,
+            );
         }
         let served = Arc::clone(api);
         let conn = Connection::start(
@@ -458,6 +534,8 @@ pub(crate) struct Subject<'a> {
     /// Environment variables granted.
     pub variables: Vec<String>,
     pub limits: &'a ProcessLimits,
+    /// The plugin's own virtual environment (readable, runnable), kept outside its package.
+    pub python_env: Option<&'a Path>,
 }
 
 /// A launch spec with the scratch directory and cgroups made for it; dropping it removes them
@@ -532,7 +610,10 @@ fn lifeline() -> Result<(OwnedFd, OwnedFd), String> {
     let mut fds = [0; 2];
     // SAFETY: a valid array of two descriptors.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("cannot make its lifeline: {}", std::io::Error::last_os_error()));
+        return Err(format!(
+            "cannot make its lifeline: {}",
+            std::io::Error::last_os_error()
+        ));
     }
     // SAFETY: both descriptors were just created and are owned here only.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
@@ -553,8 +634,12 @@ fn forward(
             let mut reader = BufReader::new(stream);
             loop {
                 let line = match crate::protocol::read_line(&mut reader, MAX_LOG_LINE) {
-                    Ok(crate::protocol::Line::Message(l)) => String::from_utf8_lossy(&l).into_owned(),
-                    Ok(crate::protocol::Line::TooLong(cap)) => format!("(a line longer than {cap} bytes, not shown)"),
+                    Ok(crate::protocol::Line::Message(l)) => {
+                        String::from_utf8_lossy(&l).into_owned()
+                    }
+                    Ok(crate::protocol::Line::TooLong(cap)) => {
+                        format!("(a line longer than {cap} bytes, not shown)")
+                    }
                     Ok(crate::protocol::Line::End) | Err(_) => return,
                 };
                 if let Some(tail) = &tail {
@@ -568,7 +653,12 @@ fn forward(
                 if n < MAX_LOG_LINES {
                     api.log(level, &format!("{name}: {line}"));
                 } else if n == MAX_LOG_LINES {
-                    api.log(LogLevel::Warn, &format!("more than {MAX_LOG_LINES} lines of output; the rest are not logged"));
+                    api.log(
+                        LogLevel::Warn,
+                        &format!(
+                            "more than {MAX_LOG_LINES} lines of output; the rest are not logged"
+                        ),
+                    );
                 }
             }
         });
@@ -585,7 +675,9 @@ pub(crate) fn resolve_program(name: &str) -> Result<PathBuf, String> {
         };
     }
     if name.contains('/') {
-        return Err(format!("the interpreter `{name}` must be a name on PATH or an absolute path"));
+        return Err(format!(
+            "the interpreter `{name}` must be a name on PATH or an absolute path"
+        ));
     }
     std::env::var_os("PATH")
         .iter()
@@ -660,6 +752,7 @@ impl trellis_host_api::exec::CommandSandbox for CommandSandbox {
             grants: &self.grants,
             variables: self.variables.clone(),
             limits: &self.limits,
+            python_env: None,
         };
         let prepared = self.runtime.prepare(
             &subject,

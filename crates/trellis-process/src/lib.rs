@@ -9,11 +9,15 @@
 //!   `init`), calling it, restarting it after a crash with backoff, and quarantining it after
 //!   repeated failures.
 //!
+//! - [`python_env`] / [`python_wheel`]: a Python plugin's own virtual environment from its
+//!   hash-pinned requirements, and plugins shipped as wheels; the caller (the installer)
+//!   decides where the environment lives.
+//!
 //! The sandbox itself is `trellis-sandbox`'s: this crate turns grants into its [`LaunchSpec`]
 //! (file rules from [`trellis_host_api::OsFileRules`], the granted variables) and starts the
 //! launcher.
 //!
-//! This crate must not know about the CLI, installing or the lifecycle on disk (a quarantine
+//! This crate must not know about the CLI, project layouts or the lifecycle on disk (a quarantine
 //! is reported to the caller's callback), other runtimes, or the workflow.
 //!
 //! [`LaunchSpec`]: trellis_sandbox::LaunchSpec
@@ -25,7 +29,9 @@ pub mod interpreter;
 mod launch;
 mod plugin;
 pub mod protocol;
+pub mod python_env;
 mod python_sdk;
+pub mod python_wheel;
 pub mod service;
 
 pub use error::ProcessError;
@@ -34,5 +40,5 @@ pub use launch::{
     CommandSandbox, DISABLE_VAR, Launcher, ProcessOptions, ProcessRuntime, describe_support,
     sandbox_support,
 };
+pub use plugin::{OwnPythonEnv, PluginSpec, ProcessLimits, ProcessPlugin, QuarantineCallback};
 pub use trellis_sandbox::{Layer, Support};
-pub use plugin::{PluginSpec, ProcessLimits, ProcessPlugin, QuarantineCallback};

@@ -61,6 +61,15 @@ pub struct PluginSpec {
     pub grants: Vec<CapabilityRequest>,
     pub limits: ProcessLimits,
     pub on_quarantine: Option<QuarantineCallback>,
+    /// The plugin's own Python environment, when its install made one.
+    pub python_env: Option<OwnPythonEnv>,
+}
+
+/// Where a plugin's Python environment is and what was installed into it.
+#[derive(Debug, Clone)]
+pub struct OwnPythonEnv {
+    pub dir: PathBuf,
+    pub record: crate::python_env::PythonEnv,
 }
 
 impl PluginSpec {
@@ -131,7 +140,10 @@ impl ProcessPlugin {
 
     /// What the plugin said it implements in its last handshake.
     pub fn implements(&self) -> Implements {
-        self.implements.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.implements
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The sandbox layers its process runs under.
@@ -175,10 +187,11 @@ impl ProcessPlugin {
                 reason,
             }
         };
-        let answer = match instance
-            .conn
-            .call("initialize", handshake::offer(&self.spec.manifest), deadline)
-        {
+        let answer = match instance.conn.call(
+            "initialize",
+            handshake::offer(&self.spec.manifest),
+            deadline,
+        ) {
             Ok(answer) => answer,
             Err(CallError::Timeout) => {
                 return Err(failed(format!(
@@ -190,14 +203,17 @@ impl ProcessPlugin {
                 // Let the stderr reader catch up with the last lines.
                 let _ = instance.wait_status();
                 std::thread::sleep(Duration::from_millis(20));
-                return Err(failed("it closed its channel before answering `initialize`".into()));
+                return Err(failed(
+                    "it closed its channel before answering `initialize`".into(),
+                ));
             }
             Err(e) => return Err(failed(format!("`initialize`: {e}"))),
         };
         let answer = handshake::accept(answer).map_err(|r| failed(r))?;
-        if let Some(detail) =
-            handshake::mismatch(&handshake::declared(&self.spec.manifest), &answer.implements)
-        {
+        if let Some(detail) = handshake::mismatch(
+            &handshake::declared(&self.spec.manifest),
+            &answer.implements,
+        ) {
             instance.stop();
             return Err(ProcessError::Mismatch {
                 plugin: name,
@@ -352,7 +368,11 @@ impl ProcessPlugin {
                     stderr,
                 };
                 let mut life = self.lock();
-                if life.instance.as_ref().is_some_and(|i| Arc::ptr_eq(i, &instance)) {
+                if life
+                    .instance
+                    .as_ref()
+                    .is_some_and(|i| Arc::ptr_eq(i, &instance))
+                {
                     life.instance = None;
                     self.failed(&mut life, &err.to_string())?;
                 }
@@ -373,7 +393,10 @@ impl ProcessPlugin {
         args: &[String],
         input: &Value,
     ) -> Result<Value, ProcessError> {
-        self.call("run_command", json!({"name": name, "args": args, "input": input}))
+        self.call(
+            "run_command",
+            json!({"name": name, "args": args, "input": input}),
+        )
     }
 
     pub fn on_event(&self, topic: &str, payload: &Value) -> Result<(), ProcessError> {
@@ -381,8 +404,16 @@ impl ProcessPlugin {
             .map(drop)
     }
 
-    pub fn run_phase(&self, phase: &str, stage: &str, context: &Value) -> Result<Value, ProcessError> {
-        self.call("run_phase", json!({"phase": phase, "stage": stage, "context": context}))
+    pub fn run_phase(
+        &self,
+        phase: &str,
+        stage: &str,
+        context: &Value,
+    ) -> Result<Value, ProcessError> {
+        self.call(
+            "run_phase",
+            json!({"phase": phase, "stage": stage, "context": context}),
+        )
     }
 
     pub fn migrate_config(

@@ -133,10 +133,16 @@ impl Message {
             Message::Notification { method, params } => {
                 serde_json::json!({"jsonrpc": "2.0", "method": method, "params": params})
             }
-            Message::Response { id, outcome: Ok(result) } => {
+            Message::Response {
+                id,
+                outcome: Ok(result),
+            } => {
                 serde_json::json!({"jsonrpc": "2.0", "id": id, "result": result})
             }
-            Message::Response { id, outcome: Err(error) } => {
+            Message::Response {
+                id,
+                outcome: Err(error),
+            } => {
                 serde_json::json!({"jsonrpc": "2.0", "id": id, "error": error})
             }
         };
@@ -234,7 +240,10 @@ mod tests {
             (br#"{"jsonrpc":"1.0","method":"x"}"#, "not \"2.0\""),
             (br#"{"jsonrpc":"2.0","id":1}"#, "neither"),
             (br#"{"jsonrpc":"2.0","id":{},"method":"x"}"#, "neither"),
-            (br#"{"jsonrpc":"2.0","id":1,"result":1,"error":{"code":1,"message":""}}"#, "neither"),
+            (
+                br#"{"jsonrpc":"2.0","id":1,"result":1,"error":{"code":1,"message":""}}"#,
+                "neither",
+            ),
         ] {
             let err = Message::parse(bad).unwrap_err();
             assert!(err.contains(says), "{err}");
@@ -247,8 +256,14 @@ mod tests {
         input.extend_from_slice(b"\nok\nlast");
         let mut r = io::BufReader::with_capacity(7, &input[..]);
         assert_eq!(read_line(&mut r, 10).unwrap(), Line::TooLong(10));
-        assert_eq!(read_line(&mut r, 10).unwrap(), Line::Message(b"ok".to_vec()));
-        assert_eq!(read_line(&mut r, 10).unwrap(), Line::Message(b"last".to_vec()));
+        assert_eq!(
+            read_line(&mut r, 10).unwrap(),
+            Line::Message(b"ok".to_vec())
+        );
+        assert_eq!(
+            read_line(&mut r, 10).unwrap(),
+            Line::Message(b"last".to_vec())
+        );
         assert_eq!(read_line(&mut r, 10).unwrap(), Line::End);
     }
 }

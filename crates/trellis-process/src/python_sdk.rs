@@ -7,21 +7,42 @@
 use std::path::{Path, PathBuf};
 
 const FILES: &[(&str, &str)] = &[
-    ("__init__.py", include_str!("../../../sdk/python/trellis_sdk/__init__.py")),
-    ("_channel.py", include_str!("../../../sdk/python/trellis_sdk/_channel.py")),
-    ("context.py", include_str!("../../../sdk/python/trellis_sdk/context.py")),
-    ("errors.py", include_str!("../../../sdk/python/trellis_sdk/errors.py")),
-    ("plugin.py", include_str!("../../../sdk/python/trellis_sdk/plugin.py")),
+    (
+        "__init__.py",
+        include_str!("../../../sdk/python/trellis_sdk/__init__.py"),
+    ),
+    (
+        "__main__.py",
+        include_str!("../../../sdk/python/trellis_sdk/__main__.py"),
+    ),
+    (
+        "_channel.py",
+        include_str!("../../../sdk/python/trellis_sdk/_channel.py"),
+    ),
+    (
+        "context.py",
+        include_str!("../../../sdk/python/trellis_sdk/context.py"),
+    ),
+    (
+        "errors.py",
+        include_str!("../../../sdk/python/trellis_sdk/errors.py"),
+    ),
+    (
+        "plugin.py",
+        include_str!("../../../sdk/python/trellis_sdk/plugin.py"),
+    ),
     ("py.typed", ""),
 ];
 
 /// The directory to put on `PYTHONPATH` (it holds `trellis_sdk/`).
 pub(crate) fn install(cache_dir: &Path) -> Result<PathBuf, String> {
-    let digest = FILES.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, (name, text)| {
-        name.bytes()
-            .chain(text.bytes())
-            .fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-    });
+    let digest = FILES
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, (name, text)| {
+            name.bytes()
+                .chain(text.bytes())
+                .fold(h, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+        });
     let root = cache_dir.join("python-sdk").join(format!("{digest:016x}"));
     if root.join("trellis_sdk").join("__init__.py").is_file() {
         return Ok(root);
@@ -50,7 +71,8 @@ pub(crate) fn install(cache_dir: &Path) -> Result<PathBuf, String> {
 mod tests {
     #[test]
     fn every_sdk_file_is_embedded() {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/python/trellis_sdk");
+        let dir =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/python/trellis_sdk");
         let mut on_disk: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -59,6 +81,9 @@ mod tests {
         on_disk.sort();
         let mut embedded: Vec<String> = super::FILES.iter().map(|(n, _)| n.to_string()).collect();
         embedded.sort();
-        assert_eq!(on_disk, embedded, "add new SDK files to FILES in python_sdk.rs");
+        assert_eq!(
+            on_disk, embedded,
+            "add new SDK files to FILES in python_sdk.rs"
+        );
     }
 }

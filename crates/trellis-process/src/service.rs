@@ -37,14 +37,17 @@ pub const METHODS: &[&str] = &[
 ];
 
 fn params<T: DeserializeOwned>(method: &str, value: Value) -> Result<T, RpcError> {
-    serde_json::from_value(value).map_err(|e| {
-        RpcError::new(code::INVALID_PARAMS, format!("`{method}`: {e}"))
-    })
+    serde_json::from_value(value)
+        .map_err(|e| RpcError::new(code::INVALID_PARAMS, format!("`{method}`: {e}")))
 }
 
 fn bytes(field: &str, text: &str) -> Result<Vec<u8>, RpcError> {
-    B64.decode(text)
-        .map_err(|e| RpcError::new(code::INVALID_PARAMS, format!("`{field}` is not base64: {e}")))
+    B64.decode(text).map_err(|e| {
+        RpcError::new(
+            code::INVALID_PARAMS,
+            format!("`{field}` is not base64: {e}"),
+        )
+    })
 }
 
 fn task_json(t: &Task) -> Value {
@@ -177,7 +180,9 @@ pub fn serve(
     let Some(deadline) = deadline else {
         return Err(RpcError::new(
             code::INVALID_REQUEST,
-            format!("`{method}` was called while the host was not calling the plugin: host calls are accepted only during a call"),
+            format!(
+                "`{method}` was called while the host was not calling the plugin: host calls are accepted only during a call"
+            ),
         ));
     };
     let mut call = Call::until(deadline);
@@ -197,7 +202,8 @@ pub fn serve(
         }
         "state.set" => {
             let p: SetParams = params(method, value)?;
-            api.state_set(call, &p.key, bytes("value", &p.value)?).map_err(e)?;
+            api.state_set(call, &p.key, bytes("value", &p.value)?)
+                .map_err(e)?;
             Ok(Value::Null)
         }
         "state.delete" => {

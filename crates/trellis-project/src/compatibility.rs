@@ -62,7 +62,11 @@ impl Project {
     /// Checks the interpreter a script plugin names (`runtime.interpreter`) against
     /// `requires.python` / `requires.node`, at install and enable (starting the plugin checks it
     /// again, through a cache).
-    pub(crate) fn check_interpreter(&self, manifest: &Manifest, file: &Path) -> Result<(), ProjectError> {
+    pub(crate) fn check_interpreter(
+        &self,
+        manifest: &Manifest,
+        file: &Path,
+    ) -> Result<(), ProjectError> {
         trellis_process::interpreter::check(manifest, self.cache_dir().as_deref())
             .map(drop)
             .map_err(|reason| ProjectError::Interpreter {

@@ -80,6 +80,12 @@ pub enum ProjectError {
         file: PathBuf,
     },
 
+    #[error("{} is not a plugin wheel: {reason}", file.display())]
+    Wheel { file: PathBuf, reason: String },
+
+    #[error("plugin `{plugin}`: cannot make its Python environment: {reason}")]
+    PythonEnv { plugin: String, reason: String },
+
     #[error("plugin `{plugin}` does not support this platform ({platform}); it supports {}", supported.join(", "))]
     UnsupportedPlatform {
         plugin: String,
@@ -370,6 +376,12 @@ impl ProjectError {
             Interpreter { .. } => {
                 "install an interpreter that meets the requirement and put it first on PATH, or set `runtime.interpreter` to its absolute path".to_owned()
             }
+            Wheel { .. } => {
+                "build the wheel with the plugin's `plugin.yaml` as package data beside the module its `trellis.plugins` entry point names (docs/python.md, \"Shipping a plugin as a wheel\")".to_owned()
+            }
+            PythonEnv { .. } => {
+                "pin every dependency with `==` and `--hash=sha256:` in `runtime.requirements` (`pip-compile --generate-hashes` writes such a file), ship their wheels in `runtime.wheels` to install offline; nothing was installed".to_owned()
+            }
             MissingDependency { dependency, .. } => format!(
                 "install `{dependency}` first: `trellis plugin install <dir of {dependency}>`"
             ),
@@ -491,6 +503,8 @@ impl ProjectError {
             IncompatibleTrellis { .. } => "incompatible_trellis",
             UnsupportedPlatform { .. } => "unsupported_platform",
             Interpreter { .. } => "interpreter",
+            PythonEnv { .. } => "python_env",
+            Wheel { .. } => "wheel",
             MissingDependency { .. } => "missing_dependency",
             IncompatibleDependency { .. } => "incompatible_dependency",
             DependencyNotEnabled { .. } => "dependency_not_enabled",

@@ -35,6 +35,8 @@ pub struct RegistryOrigin {
 pub(crate) struct Staged {
     plugin: PathBuf,
     package: PathBuf,
+    /// The Python environment built for it, with what it holds.
+    python_env: Option<(PathBuf, trellis_process::python_env::PythonEnv)>,
 }
 
 /// A verified, extracted package waiting for the user's grant decisions. Dropping it removes
@@ -101,31 +103,50 @@ impl Project {
             .tempdir()
             .map_err(io_err(&std::env::temp_dir()))?;
         let meta = fs::metadata(source).map_err(io_err(source))?;
-        let (archive, signature, certification, source_text) = if meta.is_dir() {
-            let built = trellis_package::build(source, workdir.path())?;
-            let canonical = fs::canonicalize(source).unwrap_or_else(|_| source.to_owned());
-            (
-                built.archive,
-                None,
-                None,
-                format!("path+file://{}", canonical.display()),
-            )
-        } else {
-            // Work on a private copy so that the bytes verified are the bytes installed.
-            let file_name = source
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "package.tar.gz".to_owned());
-            let copy = workdir.path().join(&file_name);
-            fs::copy(source, &copy).map_err(io_err(source))?;
-            let canonical = fs::canonicalize(source).unwrap_or_else(|_| source.to_owned());
-            (
-                copy,
-                read_optional(&trellis_trust::signature_path(source))?,
-                read_optional(&trellis_trust::certification_path(source))?,
-                format!("archive+file://{}", canonical.display()),
-            )
-        };
+        let (archive, signature, certification, source_text) =
+            if meta.is_file() && trellis_process::python_wheel::is_wheel(source) {
+                // A Python plugin shipped as a wheel becomes a plugin directory (its manifest,
+                // its requirements and the wheel itself), packaged like any directory: unsigned.
+                let dir = workdir.path().join("wheel-plugin");
+                trellis_process::python_wheel::unpack(source, &dir).map_err(|reason| {
+                    ProjectError::Wheel {
+                        file: source.to_owned(),
+                        reason,
+                    }
+                })?;
+                let built = trellis_package::build(&dir, workdir.path())?;
+                let canonical = fs::canonicalize(source).unwrap_or_else(|_| source.to_owned());
+                (
+                    built.archive,
+                    None,
+                    None,
+                    format!("wheel+file://{}", canonical.display()),
+                )
+            } else if meta.is_dir() {
+                let built = trellis_package::build(source, workdir.path())?;
+                let canonical = fs::canonicalize(source).unwrap_or_else(|_| source.to_owned());
+                (
+                    built.archive,
+                    None,
+                    None,
+                    format!("path+file://{}", canonical.display()),
+                )
+            } else {
+                // Work on a private copy so that the bytes verified are the bytes installed.
+                let file_name = source
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "package.tar.gz".to_owned());
+                let copy = workdir.path().join(&file_name);
+                fs::copy(source, &copy).map_err(io_err(source))?;
+                let canonical = fs::canonicalize(source).unwrap_or_else(|_| source.to_owned());
+                (
+                    copy,
+                    read_optional(&trellis_trust::signature_path(source))?,
+                    read_optional(&trellis_trust::certification_path(source))?,
+                    format!("archive+file://{}", canonical.display()),
+                )
+            };
         let archive_name = archive
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -282,13 +303,18 @@ impl Project {
             for s in staged {
                 let _ = remove_tree(&s.plugin);
                 let _ = remove_tree(&s.package);
+                if let Some((env, _)) = &s.python_env {
+                    let _ = remove_tree(env);
+                }
             }
         };
+        let envs_root = self.dir.join("envs");
         let now = Utc::now();
         for (prepared, decisions) in &items {
-            let item = Staged {
+            let mut item = Staged {
                 plugin: plugins_dir.join(format!(".staging-{}", ulid::Ulid::generate())),
                 package: packages_root.join(format!(".staging-{}", ulid::Ulid::generate())),
+                python_env: None,
             };
             let result = (|| -> Result<String, ProjectError> {
                 copy_tree(&prepared.extracted, &item.plugin)?;
@@ -301,7 +327,28 @@ impl Project {
                 if let Some(cert) = &prepared.certification {
                     write_atomic(&trellis_trust::certification_path(&kept), cert.as_bytes())?;
                 }
-                tree_checksum(&item.plugin)
+                let checksum = tree_checksum(&item.plugin)?;
+                // Built from the staged copy, so it holds exactly what is being installed.
+                let env = envs_root.join(format!(".staging-{}", ulid::Ulid::generate()));
+                fs::create_dir_all(&envs_root).map_err(io_err(&envs_root))?;
+                let built = trellis_process::python_env::build(
+                    &prepared.manifest,
+                    &item.plugin,
+                    &env,
+                    self.cache_dir().as_deref(),
+                );
+                match built {
+                    Ok(Some(record)) => item.python_env = Some((env, record)),
+                    Ok(None) => {}
+                    Err(reason) => {
+                        let _ = remove_tree(&env);
+                        return Err(ProjectError::PythonEnv {
+                            plugin: prepared.name().to_owned(),
+                            reason,
+                        });
+                    }
+                }
+                Ok(checksum)
             })();
             staged.push(item);
             let checksum = match result {
@@ -340,6 +387,10 @@ impl Project {
                     decided_at: Some(now),
                 },
                 registry: prepared.registry.clone(),
+                python_env: staged
+                    .last()
+                    .and_then(|s| s.python_env.as_ref())
+                    .map(|(_, record)| record.clone()),
             };
             state.plugins.insert(prepared.name().to_owned(), record);
         }
@@ -369,6 +420,11 @@ impl Project {
                     self,
                     &self.packages_dir(prepared.name()),
                     Some(&item.package),
+                )
+                .slot(
+                    self,
+                    &self.python_env_dir(prepared.name()),
+                    item.python_env.as_ref().map(|(env, _)| env.as_path()),
                 );
         }
         if let Err(e) = self.apply_journal(&journal, &mut state) {

@@ -9,6 +9,7 @@
 //!   state.json             lifecycle state per plugin: the commit point of every transition
 //!   trellis.lock           exact versions, checksums and sources, derived from state.json
 //!   packages/<name>/       the package each plugin was installed from, with its signatures
+//!   envs/<name>/           a Python plugin's own virtual environment, made at install
 //!   config.yaml            user configuration per plugin (secrets stay `${VAR}` references)
 //!   policy.yaml            the project's policy (optional; see trellis-policy)
 //!   audit.jsonl            the hash-chained audit log of every trust decision and action
@@ -85,7 +86,7 @@ pub use recheck::PluginAudit;
 pub use security::{SYSTEM_ADMIN_DIR, SecuritySettings, user_cache_dir, user_config_dir};
 pub use state::{
     GrantSet, LifecycleState, LockedPlugin, Lockfile, PackageRecord, PluginRecord, ProjectState,
-    TrustRecord,
+    PythonEnv, TrustRecord,
 };
 pub use trellis_host_api::{Expansion, env_references, expand_config};
 pub use trellis_trust::TrustLevel;
@@ -182,6 +183,8 @@ pub struct LoadedPlugin {
     pub grants: Vec<CapabilityRequest>,
     /// Caps the policy puts on the limits the manifest asks for.
     pub limit_caps: LimitCaps,
+    /// Its own Python environment: where it is and what it holds.
+    pub python_env: Option<(PathBuf, PythonEnv)>,
 }
 
 /// The result of starting the host: plugins in load order, and those that failed this time.
@@ -333,6 +336,13 @@ impl Project {
     }
 
     /// Where an installed plugin's files are.
+    /// Where a plugin's own Python environment lives (outside its package, which stays as
+    /// installed and verifiable).
+    pub fn python_env_dir(&self, name: &str) -> PathBuf {
+        name.split('/')
+            .fold(self.dir.join("envs"), |p, part| p.join(part))
+    }
+
     pub fn plugin_dir(&self, name: &str) -> PathBuf {
         // Scoped names nest like npm's node_modules/@scope/name; the name grammar forbids
         // anything else that could act as a path separator.
@@ -382,6 +392,7 @@ impl Project {
                 package: record.package.as_ref().map(|p| p.sha256.clone()),
                 registry: record.registry.clone(),
                 dependencies,
+                python_env: record.python_env.clone(),
             });
         }
         // The state is committed: a lockfile that cannot be written must not make the caller

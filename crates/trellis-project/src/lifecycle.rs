@@ -22,7 +22,11 @@ impl Project {
     /// Removes leftovers of interrupted transitions: staging and backup directories, and plugin
     /// directories that no state entry claims.
     pub(crate) fn clean_orphans(&self, state: &ProjectState) -> Result<(), ProjectError> {
-        for root in [self.plugins_dir(), self.dir.join("packages")] {
+        for root in [
+            self.plugins_dir(),
+            self.dir.join("packages"),
+            self.dir.join("envs"),
+        ] {
             let Ok(entries) = fs::read_dir(&root) else {
                 continue;
             };
@@ -386,7 +390,8 @@ impl Project {
         let mut journal = journal::Journal::new("remove", name);
         journal
             .slot(self, &target, None)
-            .slot(self, &self.packages_dir(name), None);
+            .slot(self, &self.packages_dir(name), None)
+            .slot(self, &self.python_env_dir(name), None);
         state.plugins.remove(name);
         let failed = self.fail_dependents(&mut state, &dependents, name, "removed");
         self.apply_journal(&journal, &mut state)?;

@@ -146,6 +146,10 @@ impl Project {
                     limit_caps: limit_caps.clone(),
                     manifest,
                     config: expanded,
+                    python_env: record
+                        .python_env
+                        .clone()
+                        .map(|env| (self.python_env_dir(&name), env)),
                 })
             })();
             match outcome {

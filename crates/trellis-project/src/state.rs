@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use trellis_manifest::CapabilityRequest;
 use trellis_package::PackagedFile;
+pub use trellis_process::python_env::PythonEnv;
 use trellis_trust::TrustLevel;
 
 use crate::ProjectError;
@@ -84,6 +85,9 @@ pub struct PluginRecord {
     /// The configured registry it was installed from, when it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<String>,
+    /// The plugin's own Python environment (`.trellis/envs/<name>/`), when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python_env: Option<PythonEnv>,
 }
 
 impl PluginRecord {
@@ -233,6 +237,9 @@ pub struct LockedPlugin {
     pub registry: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dependencies: Vec<String>,
+    /// What its own Python environment holds, exactly.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub python_env: Option<PythonEnv>,
 }
 
 impl Lockfile {
