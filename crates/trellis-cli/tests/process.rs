@@ -11,7 +11,9 @@ use assert_cmd::Command;
 use serde_json::Value;
 
 fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plugins").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/plugins")
+        .join(name)
 }
 
 fn trellis(project: &Path, cache: &Path) -> Command {
@@ -51,7 +53,10 @@ impl Fixture {
             project,
             cache,
         };
-        for (dir, name) in [("hostile-py", "hostile-py"), ("security-scanner-py", "security-scanner-py")] {
+        for (dir, name) in [
+            ("hostile-py", "hostile-py"),
+            ("security-scanner-py", "security-scanner-py"),
+        ] {
             f.cmd()
                 .args(["plugin", "install", "--yes", example(dir).to_str().unwrap()])
                 .assert()
@@ -69,17 +74,24 @@ impl Fixture {
     /// whether it succeeded.
     fn run(&self, args: &[&str]) -> (bool, Value) {
         let out = self.cmd().arg("--json").args(args).output().unwrap();
-        let text = if out.status.success() { &out.stdout } else { &out.stderr };
-        let value: Value = serde_json::from_slice(text).unwrap_or_else(|_| {
-            Value::String(String::from_utf8_lossy(text).into_owned())
-        });
+        let text = if out.status.success() {
+            &out.stdout
+        } else {
+            &out.stderr
+        };
+        let value: Value = serde_json::from_slice(text)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(text).into_owned()));
         (out.status.success(), value)
     }
 
     /// The JSON a trellis command prints (not a plugin command).
     fn output_of(&self, args: &[&str]) -> Value {
         let out = self.cmd().args(args).output().unwrap();
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         serde_json::from_slice(&out.stdout).unwrap()
     }
 
@@ -131,7 +143,10 @@ impl Fixture {
             if left.is_empty() {
                 return;
             }
-            assert!(Instant::now() < deadline, "plugin processes outlived the host: {left:?}");
+            assert!(
+                Instant::now() < deadline,
+                "plugin processes outlived the host: {left:?}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -141,21 +156,42 @@ impl Fixture {
 fn uc1_in_python_files_tasks_and_an_event() {
     let f = Fixture::new();
     fs::create_dir_all(f.project.join("src")).unwrap();
-    fs::write(f.project.join("src/app.py"), "password = \"hunter22secret\"\n").unwrap();
+    fs::write(
+        f.project.join("src/app.py"),
+        "password = \"hunter22secret\"\n",
+    )
+    .unwrap();
     let v = f.output(&["security-scan-py"]);
     assert_eq!(v["findings"][0]["path"], "src/app.py", "{v}");
     assert_eq!(v["tasks"], serde_json::json!(["task-1"]));
-    let task = fs::read_dir(f.project.join("backlog/tasks")).unwrap().next().unwrap().unwrap();
+    let task = fs::read_dir(f.project.join("backlog/tasks"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
     let text = fs::read_to_string(task.path()).unwrap();
-    assert!(text.contains("plugin:security-scanner-py") && text.contains("security"), "{text}");
-    let events = fs::read_dir(f.project.join(".trellis/events")).unwrap().next().unwrap().unwrap();
+    assert!(
+        text.contains("plugin:security-scanner-py") && text.contains("security"),
+        "{text}"
+    );
+    let events = fs::read_dir(f.project.join(".trellis/events"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
     let log = fs::read_to_string(events.path()).unwrap();
     assert!(log.contains("plugin.security.scan.completed"), "{log}");
     // The sandbox it ran in is on record.
-    let sandbox = f.audit().into_iter().find(|r| r["action"] == "plugin.sandbox").expect("a sandbox record");
+    let sandbox = f
+        .audit()
+        .into_iter()
+        .find(|r| r["action"] == "plugin.sandbox")
+        .expect("a sandbox record");
     assert_eq!(sandbox["plugin"], "security-scanner-py");
     assert!(
-        sandbox["details"]["layers"].as_array().is_some_and(|l| !l.is_empty()),
+        sandbox["details"]["layers"]
+            .as_array()
+            .is_some_and(|l| !l.is_empty()),
         "{sandbox}"
     );
 }
@@ -177,19 +213,36 @@ fn files_outside_the_grant_are_out_of_reach() {
         let v = read(path);
         assert_eq!(v["ok"], false, "{path} was readable: {v}");
     }
-    for path in ["README.md", "secret.txt", ".trellis/state.json", "../escape.txt", "/tmp/trellis-escape.txt"] {
+    for path in [
+        "README.md",
+        "secret.txt",
+        ".trellis/state.json",
+        "../escape.txt",
+        "/tmp/trellis-escape.txt",
+    ] {
         let v = f.output(&["hostile-write", path]);
         assert_eq!(v["ok"], false, "{path} was writable: {v}");
     }
-    assert_eq!(fs::read_to_string(f.project.join("README.md")).unwrap(), "readable\n");
+    assert_eq!(
+        fs::read_to_string(f.project.join("README.md")).unwrap(),
+        "readable\n"
+    );
     assert!(!f.root.join("escape.txt").exists());
     let v = f.output(&["hostile-write", "out/report.txt"]);
     assert_eq!(v["ok"], true, "{v}");
-    assert_eq!(fs::read_to_string(f.project.join("out/report.txt")).unwrap(), "pwned");
+    assert_eq!(
+        fs::read_to_string(f.project.join("out/report.txt")).unwrap(),
+        "pwned"
+    );
     // `.trellis/` shows nothing but the plugin's own package.
     let v = f.output(&["hostile-list", ".trellis"]);
     let names = v["value"].as_array().cloned().unwrap_or_default();
-    assert!(!names.iter().any(|n| n == "state.json" || n == "audit.jsonl"), "{v}");
+    assert!(
+        !names
+            .iter()
+            .any(|n| n == "state.json" || n == "audit.jsonl"),
+        "{v}"
+    );
     f.others_still_answer();
 }
 
@@ -201,7 +254,10 @@ fn no_network_without_a_grant() {
     let port = listener.local_addr().unwrap().port().to_string();
     let v = f.output(&["hostile-connect", &port]);
     assert_eq!(v["ok"], false, "{v}");
-    assert!(listener.accept().is_err(), "the plugin reached the listener");
+    assert!(
+        listener.accept().is_err(),
+        "the plugin reached the listener"
+    );
     f.others_still_answer();
 }
 
@@ -214,7 +270,12 @@ fn the_environment_holds_only_granted_variables_and_one_channel() {
     assert!(env.get("TRELLIS_CACHE_DIR").is_none(), "{env}");
     let me = f.output(&["hostile-self"]);
     // stdin, stdout, stderr, the channel, and the descriptor of the listing itself.
-    let fds: Vec<u64> = me["fds"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    let fds: Vec<u64> = me["fds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
     assert_eq!(&fds[..4], &[0, 1, 2, 3], "{me}");
     assert!(fds.len() == 5, "{me}");
     // Its own PID namespace: the plugin sees only the sandbox's init and itself.
@@ -234,7 +295,11 @@ fn runaway_plugins_are_stopped_and_the_host_goes_on() {
         let (ok, v) = f.run(&[command]);
         assert!(!ok, "{command} succeeded: {v}");
         assert!(v.to_string().contains(says), "{command}: {v}");
-        assert!(started.elapsed() < Duration::from_secs(20), "{command} took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "{command} took {:?}",
+            started.elapsed()
+        );
         f.others_still_answer();
     }
     f.no_plugin_process_left();
@@ -269,12 +334,23 @@ fn stray_output_and_bad_messages_end_only_their_call() {
 fn a_plugin_that_never_answers_the_handshake_fails_to_start() {
     let f = Fixture::new();
     f.cmd()
-        .args(["plugin", "install", "--yes", example("silent-py").to_str().unwrap()])
+        .args([
+            "plugin",
+            "install",
+            "--yes",
+            example("silent-py").to_str().unwrap(),
+        ])
         .assert()
         .success();
-    f.cmd().args(["plugin", "enable", "silent-py"]).assert().success();
+    f.cmd()
+        .args(["plugin", "enable", "silent-py"])
+        .assert()
+        .success();
     let (ok, v) = f.run(&["silent"]);
-    assert!(!ok && v.to_string().contains("did not answer `initialize`"), "{v}");
+    assert!(
+        !ok && v.to_string().contains("did not answer `initialize`"),
+        "{v}"
+    );
     f.others_still_answer();
     f.no_plugin_process_left();
 }
@@ -297,7 +373,10 @@ fn a_killed_host_leaves_no_plugin_process() {
         assert!(Instant::now() < deadline, "the plugin never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(!f.plugin_processes().is_empty(), "the plugin process is not visible");
+    assert!(
+        !f.plugin_processes().is_empty(),
+        "the plugin process is not visible"
+    );
     host.kill().unwrap();
     host.wait().unwrap();
     f.no_plugin_process_left();
@@ -315,18 +394,31 @@ fn subprocess_grants_hold_by_pattern() {
         assert_ne!(v["status"], 0, "{target}: {v}");
         assert!(!v["stdout"].as_str().unwrap().contains("PRIVATE"), "{v}");
     }
-    let v = f.output(&["hostile-exec", "sh", "-c", "echo x > escaped.txt; cat /dev/tcp/127.0.0.1/22"]);
+    let v = f.output(&[
+        "hostile-exec",
+        "sh",
+        "-c",
+        "echo x > escaped.txt; cat /dev/tcp/127.0.0.1/22",
+    ]);
     assert_ne!(v["status"], 0, "{v}");
     assert!(!f.project.join("escaped.txt").exists());
     let (ok, v) = f.run(&["hostile-exec", "ls", "-la"]);
     assert!(!ok && v.to_string().contains("denied"), "{v}");
-    assert!(f.audit().iter().any(|r| r["action"] == "capability.denied" && r["capability"] == "subprocess"));
+    assert!(
+        f.audit()
+            .iter()
+            .any(|r| r["action"] == "capability.denied" && r["capability"] == "subprocess")
+    );
 }
 
 #[test]
 fn a_policy_can_require_the_whole_sandbox() {
     let f = Fixture::new();
-    fs::write(f.project.join(".trellis/policy.yaml"), "plugin_policy:\n  sandbox: required\n").unwrap();
+    fs::write(
+        f.project.join(".trellis/policy.yaml"),
+        "plugin_policy:\n  sandbox: required\n",
+    )
+    .unwrap();
     // Every layer holds here: the plugin runs.
     f.others_still_answer();
     let weakened = || {
@@ -334,15 +426,30 @@ fn a_policy_can_require_the_whole_sandbox() {
         c.env("TRELLIS_SANDBOX_DISABLE", "landlock");
         c
     };
-    let out = weakened().args(["--json", "security-scan-py"]).output().unwrap();
+    let out = weakened()
+        .args(["--json", "security-scan-py"])
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("sandbox: required") && err.contains("missing landlock"), "{err}");
-    let refused = f.audit().into_iter().find(|r| r["action"] == "plugin.sandbox" && r["outcome"] == "refused");
+    assert!(
+        err.contains("sandbox: required") && err.contains("missing landlock"),
+        "{err}"
+    );
+    let refused = f
+        .audit()
+        .into_iter()
+        .find(|r| r["action"] == "plugin.sandbox" && r["outcome"] == "refused");
     assert!(refused.is_some(), "no audit record of the refusal");
-    let info = weakened().args(["plugin", "info", "security-scanner-py"]).output().unwrap();
+    let info = weakened()
+        .args(["plugin", "info", "security-scanner-py"])
+        .output()
+        .unwrap();
     let info = String::from_utf8_lossy(&info.stdout);
-    assert!(info.contains("missing landlock: turned off by TRELLIS_SANDBOX_DISABLE"), "{info}");
+    assert!(
+        info.contains("missing landlock: turned off by TRELLIS_SANDBOX_DISABLE"),
+        "{info}"
+    );
 }
 
 /// The grant prompt, in a real pseudo-terminal, says what the sandbox holds here and what a
@@ -364,7 +471,9 @@ fn the_install_prompt_says_what_the_sandbox_holds() {
         .exp_string("sandbox on this machine: namespaces, landlock, seccomp")
         .unwrap();
     for capability in ["filesystem.read", "filesystem.write", "environment"] {
-        session.exp_string(&format!("Grant {capability}? [y/N]")).unwrap();
+        session
+            .exp_string(&format!("Grant {capability}? [y/N]"))
+            .unwrap();
         session.send_line("y").unwrap();
     }
     session
@@ -389,7 +498,13 @@ fn requires_python_is_checked_at_install_with_both_versions_named() {
     fs::write(plugin.join("plugin.yaml"), manifest).unwrap();
     fs::write(plugin.join("main.py"), "").unwrap();
     let out = trellis(&p, &cache)
-        .args(["--json", "plugin", "install", "--yes", plugin.to_str().unwrap()])
+        .args([
+            "--json",
+            "plugin",
+            "install",
+            "--yes",
+            plugin.to_str().unwrap(),
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -397,7 +512,10 @@ fn requires_python_is_checked_at_install_with_both_versions_named() {
     let err = &err["error"];
     assert_eq!(err["kind"], "interpreter", "{err}");
     let message = err["message"].as_str().unwrap();
-    assert!(message.contains("`requires.python` is `>=99`") && message.contains("is Python 3."), "{message}");
+    assert!(
+        message.contains("`requires.python` is `>=99`") && message.contains("is Python 3."),
+        "{message}"
+    );
 }
 
 /// `plugin init --runtime python` and `--runtime process` give plugins that validate, install,
@@ -422,7 +540,10 @@ fn python_and_process_scaffolds_run() {
             .args(["plugin", "install", "--yes", dir.to_str().unwrap()])
             .assert()
             .success();
-        trellis(&p, &cache).args(["plugin", "enable", name]).assert().success();
+        trellis(&p, &cache)
+            .args(["plugin", "enable", name])
+            .assert()
+            .success();
         trellis(&p, &cache)
             .args(["plugin", "config", name, "set", "greeting", "Howdy"])
             .assert()
@@ -452,9 +573,16 @@ fn a_node_plugin_written_from_the_protocol_doc_works() {
         .args(["plugin", "install", "--yes", dir.to_str().unwrap()])
         .assert()
         .success();
-    trellis(&p, &cache).args(["plugin", "enable", "node-notes"]).assert().success();
+    trellis(&p, &cache)
+        .args(["plugin", "enable", "node-notes"])
+        .assert()
+        .success();
     for words in [&["buy", "milk"][..], &["call", "Ada"][..]] {
-        trellis(&p, &cache).arg("note-add").args(words).assert().success();
+        trellis(&p, &cache)
+            .arg("note-add")
+            .args(words)
+            .assert()
+            .success();
     }
     let out = trellis(&p, &cache)
         .args(["--json", "note-list"])
@@ -464,7 +592,11 @@ fn a_node_plugin_written_from_the_protocol_doc_works() {
         .stdout
         .clone();
     let v: Value = serde_json::from_slice(&out).unwrap();
-    assert_eq!(v["output"]["notes"], serde_json::json!(["buy milk", "call Ada"]), "{v}");
+    assert_eq!(
+        v["output"]["notes"],
+        serde_json::json!(["buy milk", "call Ada"]),
+        "{v}"
+    );
     assert_eq!(fs::read_dir(p.join("backlog/tasks")).unwrap().count(), 2);
 }
 
@@ -477,7 +609,9 @@ fn http_goes_through_the_host_to_granted_hosts_only() {
         for mut s in listener.incoming().flatten() {
             let mut buf = [0u8; 2048];
             let _ = std::io::Read::read(&mut s, &mut buf);
-            let _ = s.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello");
+            let _ = s.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
+            );
         }
     });
     // Without `network`: denied, audited.
@@ -486,7 +620,11 @@ fn http_goes_through_the_host_to_granted_hosts_only() {
     let v = f.output(&["hostile-http", &url]);
     assert_eq!(v["ok"], false, "{v}");
     assert!(v["error"].as_str().unwrap().starts_with("Denied"), "{v}");
-    assert!(f.audit().iter().any(|r| r["action"] == "capability.denied" && r["capability"] == "network"));
+    assert!(
+        f.audit()
+            .iter()
+            .any(|r| r["action"] == "capability.denied" && r["capability"] == "network")
+    );
     // With `network` naming this address and port: the request goes through the host.
     let granted = f.root.join("granted");
     copy_dir(&example("hostile-py"), &granted);
@@ -496,11 +634,21 @@ fn http_goes_through_the_host_to_granted_hosts_only() {
     );
     fs::write(granted.join("plugin.yaml"), manifest).unwrap();
     f.cmd()
-        .args(["plugin", "install", "--yes", "--force", granted.to_str().unwrap()])
+        .args([
+            "plugin",
+            "install",
+            "--yes",
+            "--force",
+            granted.to_str().unwrap(),
+        ])
         .assert()
         .success();
     let v = f.output(&["hostile-http", &url]);
-    assert_eq!(v["value"], serde_json::json!({"status": 200, "body": "hello"}), "{v}");
+    assert_eq!(
+        v["value"],
+        serde_json::json!({"status": 200, "body": "hello"}),
+        "{v}"
+    );
     // Another port of the same address stays out of reach.
     let v = f.output(&["hostile-http", &format!("http://127.0.0.1:{}/", port + 1)]);
     assert_eq!(v["ok"], false, "{v}");
@@ -539,7 +687,11 @@ fn repeated_crashes_quarantine_the_plugin_and_spare_the_others() {
         kinds.push(err.kind());
         scan();
     }
-    assert_eq!(kinds, ["process_crashed", "process_crashed", "quarantined"], "{kinds:?}");
+    assert_eq!(
+        kinds,
+        ["process_crashed", "process_crashed", "quarantined"],
+        "{kinds:?}"
+    );
     let err = host.run_command("hostile-crash", &[]).unwrap_err();
     assert!(err.to_string().contains("quarantined"), "{err}");
     scan();
@@ -552,5 +704,9 @@ fn repeated_crashes_quarantine_the_plugin_and_spare_the_others() {
         .cloned()
         .unwrap();
     assert_eq!(hostile["state"], "failed", "{hostile}");
-    assert!(f.audit().iter().any(|r| r["action"] == "plugin.quarantined"));
+    assert!(
+        f.audit()
+            .iter()
+            .any(|r| r["action"] == "plugin.quarantined")
+    );
 }

@@ -175,7 +175,9 @@ impl Grants {
 
     /// Whether `dir` and everything beneath it may be written.
     pub fn may_write_tree(&self, dir: &Components) -> bool {
-        self.write.as_ref().is_some_and(|s| s.covers_tree_write(dir))
+        self.write
+            .as_ref()
+            .is_some_and(|s| s.covers_tree_write(dir))
     }
 
     /// Whether `dir` is on the way to readable (or writable) paths.

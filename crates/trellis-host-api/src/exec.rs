@@ -254,7 +254,9 @@ mod tests {
             "sh",
             &s(&["-c", "pwd; env | sort; echo err >&2; exit 3"]),
             dir.path(),
-            Duration::from_secs(10), None)
+            Duration::from_secs(10),
+            None,
+        )
         .unwrap();
         assert_eq!(out.status, 3);
         let text = String::from_utf8(out.stdout).unwrap();
@@ -281,7 +283,9 @@ mod tests {
             "sh",
             &s(&["-c", "head -c 3000000 /dev/zero"]),
             dir.path(),
-            Duration::from_secs(20), None)
+            Duration::from_secs(20),
+            None,
+        )
         .unwrap();
         assert_eq!(out.status, 0);
         assert_eq!(out.stdout.len(), MAX_STREAM_BYTES);
@@ -291,7 +295,14 @@ mod tests {
     fn timeout_kills() {
         let dir = tempfile::tempdir().unwrap();
         let start = Instant::now();
-        let err = run("sleep", &s(&["30"]), dir.path(), Duration::from_millis(200), None).unwrap_err();
+        let err = run(
+            "sleep",
+            &s(&["30"]),
+            dir.path(),
+            Duration::from_millis(200),
+            None,
+        )
+        .unwrap_err();
         assert!(
             matches!(err, ApiError::Timeout(ref m) if m.contains("killed")),
             "{err}"
@@ -328,7 +339,9 @@ mod tests {
             "sh",
             &s(&["-c", "sleep 30 & echo $! > grandchild.pid; wait"]),
             dir.path(),
-            Duration::from_millis(500), None)
+            Duration::from_millis(500),
+            None,
+        )
         .unwrap_err();
         assert!(matches!(err, ApiError::Timeout(_)), "{err}");
         let pid: i32 = std::fs::read_to_string(&pid_file)
@@ -348,7 +361,9 @@ mod tests {
             "sh",
             &s(&["-c", "sleep 30 >/dev/null 2>&1 & echo $!"]),
             dir.path(),
-            Duration::from_secs(10), None)
+            Duration::from_secs(10),
+            None,
+        )
         .unwrap();
         let pid: i32 = String::from_utf8(out.stdout)
             .unwrap()
@@ -366,7 +381,9 @@ mod tests {
             "definitely-not-a-program-xyz",
             &[],
             dir.path(),
-            Duration::from_secs(1), None)
+            Duration::from_secs(1),
+            None,
+        )
         .unwrap_err();
         assert!(matches!(err, ApiError::NotFound(_)), "{err}");
     }

@@ -60,7 +60,11 @@ impl Resolver for Checked {
 
 impl PluginApi {
     /// Sends `request` if the plugin's `network` grant covers its host, port and addresses.
-    pub fn http_request(&self, call: &mut Call, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    pub fn http_request(
+        &self,
+        call: &mut Call,
+        request: HttpRequest,
+    ) -> Result<HttpResponse, ApiError> {
         let url = url::Url::parse(&request.url)
             .map_err(|e| ApiError::InvalidInput(format!("`{}` is not a URL: {e}", request.url)))?;
         let default_port = match url.scheme() {
@@ -105,7 +109,9 @@ impl PluginApi {
         let allowed = self.authorize_addresses(call, &method, &target, &resolved)?;
         let remaining = call.remaining();
         if remaining.is_zero() {
-            return Err(ApiError::Timeout("no time is left in this call for a request".into()));
+            return Err(ApiError::Timeout(
+                "no time is left in this call for a request".into(),
+            ));
         }
         let config = ureq::Agent::config_builder()
             .proxy(None)
@@ -116,7 +122,12 @@ impl PluginApi {
         let agent = ureq::Agent::with_parts(
             config,
             DefaultConnector::default(),
-            Checked(allowed.into_iter().map(|ip| SocketAddr::new(ip, port)).collect()),
+            Checked(
+                allowed
+                    .into_iter()
+                    .map(|ip| SocketAddr::new(ip, port))
+                    .collect(),
+            ),
         );
         let mut builder = ureq::http::Request::builder()
             .method(method.as_str())
@@ -128,21 +139,33 @@ impl PluginApi {
             .body(request.body)
             .map_err(|e| ApiError::InvalidInput(format!("the request is not valid: {e}")))?;
         let mut response = agent.run(http_request).map_err(|e| match e {
-            ureq::Error::Timeout(_) => ApiError::Timeout(format!("{method} {} timed out", target.describe())),
+            ureq::Error::Timeout(_) => {
+                ApiError::Timeout(format!("{method} {} timed out", target.describe()))
+            }
             other => ApiError::Failed(format!("{method} {}: {other}", target.describe())),
         })?;
         let status = response.status().as_u16();
         let headers = response
             .headers()
             .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
             .collect();
         let body = response
             .body_mut()
             .with_config()
             .limit(MAX_BODY_BYTES as u64)
             .read_to_vec()
-            .map_err(|e| ApiError::Failed(format!("reading the response of {}: {e}", target.describe())))?;
+            .map_err(|e| {
+                ApiError::Failed(format!(
+                    "reading the response of {}: {e}",
+                    target.describe()
+                ))
+            })?;
         Ok(HttpResponse {
             status,
             headers,
@@ -186,7 +209,11 @@ mod tests {
             if let Ok((mut s, _)) = listener.accept() {
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf);
-                let _ = write!(s, "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
             }
         });
         port
@@ -207,14 +234,19 @@ mod tests {
         let granted = format!("127.0.0.1:{port}");
         let (api, _, _d) = api(&[granted.as_str()]);
         let mut call = Call::new(Duration::from_secs(5));
-        let r = api.http_request(&mut call, get(format!("http://127.0.0.1:{port}/x"))).unwrap();
+        let r = api
+            .http_request(&mut call, get(format!("http://127.0.0.1:{port}/x")))
+            .unwrap();
         assert_eq!((r.status, r.body.as_slice()), (200, &b"hello"[..]));
     }
 
     #[test]
     fn names_resolving_to_private_addresses_and_other_hosts_are_denied() {
         let port = server("never");
-        let (localhost, other) = (format!("localhost:{port}"), format!("127.0.0.1:{}", port + 1));
+        let (localhost, other) = (
+            format!("localhost:{port}"),
+            format!("127.0.0.1:{}", port + 1),
+        );
         let (api, audit, _d) = api(&[localhost.as_str(), other.as_str()]);
         let mut call = Call::new(Duration::from_secs(5));
         let err = api
@@ -226,6 +258,11 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.kind(), "denied", "{err}");
         assert_eq!(api.denials(), 2);
-        assert!(audit.records().iter().all(|r| r.event.action == "capability.denied"));
+        assert!(
+            audit
+                .records()
+                .iter()
+                .all(|r| r.event.action == "capability.denied")
+        );
     }
 }

@@ -231,7 +231,11 @@ mod tests {
     fn a_hard_link_keeps_its_tree_from_being_granted_whole() {
         let p = project();
         let root = p.path();
-        fs::hard_link(root.join(".trellis/state.json"), root.join("src/nested/link")).unwrap();
+        fs::hard_link(
+            root.join(".trellis/state.json"),
+            root.join("src/nested/link"),
+        )
+        .unwrap();
         let rules = OsFileRules::plan(&grants(&[], &["src/**"]), root);
         assert!(!rules.write_trees.contains(&root.join("src")));
         assert!(rules.write_files.contains(&root.join("src/lib.rs")));

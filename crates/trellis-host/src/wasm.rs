@@ -73,8 +73,7 @@ impl PluginCode for WasmPlugin {
         options: &Map<String, Value>,
     ) -> Result<Value, HostError> {
         let input = crate::runtime::command_input(options);
-        WasmPlugin::run_command(self, &command.name, positional, &input)
-            .map_err(HostError::from)
+        WasmPlugin::run_command(self, &command.name, positional, &input).map_err(HostError::from)
     }
 
     fn on_event(&self, topic: &str, payload: &Value) -> Result<(), String> {

@@ -491,10 +491,26 @@ mod sandbox_tests {
 
     #[test]
     fn sandbox_is_required_or_best_effort() {
-        let parse = |text: &str| PolicyFile::parse(text, Path::new("policy.yaml"), PolicyScope::Admin);
-        assert!(parse("plugin_policy:\n  sandbox: required\n").unwrap().rules.sandbox_required);
-        assert!(!parse("plugin_policy:\n  sandbox: best-effort\n").unwrap().rules.sandbox_required);
-        let err = parse("plugin_policy:\n  sandbox: requried\n").unwrap_err().to_string();
-        assert!(err.contains("requried") && err.contains("did you mean `required`"), "{err}");
+        let parse =
+            |text: &str| PolicyFile::parse(text, Path::new("policy.yaml"), PolicyScope::Admin);
+        assert!(
+            parse("plugin_policy:\n  sandbox: required\n")
+                .unwrap()
+                .rules
+                .sandbox_required
+        );
+        assert!(
+            !parse("plugin_policy:\n  sandbox: best-effort\n")
+                .unwrap()
+                .rules
+                .sandbox_required
+        );
+        let err = parse("plugin_policy:\n  sandbox: requried\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("requried") && err.contains("did you mean `required`"),
+            "{err}"
+        );
     }
 }

@@ -55,8 +55,8 @@ impl Cgroups {
         let unified = v2();
         let with = |controller: &str| {
             unified.clone().and_then(|dir| {
-                let enabled = std::fs::read_to_string(dir.join("cgroup.controllers"))
-                    .unwrap_or_default();
+                let enabled =
+                    std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
                 if enabled.split_whitespace().any(|c| c == controller) {
                     Ok(dir)
                 } else {
@@ -112,7 +112,9 @@ impl Cgroups {
                 made.remove();
                 return Err(e);
             }
-            let _ = files.get(1).map(|(f, v)| std::fs::write(parent.join(name).join(f), v));
+            let _ = files
+                .get(1)
+                .map(|(f, v)| std::fs::write(parent.join(name).join(f), v));
         }
         Ok(made)
     }
@@ -124,7 +126,10 @@ impl PluginCgroups {
         for dir in self.dirs.drain(..) {
             for _ in 0..100 {
                 let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
-                let pids: Vec<i32> = procs.split_whitespace().filter_map(|p| p.parse().ok()).collect();
+                let pids: Vec<i32> = procs
+                    .split_whitespace()
+                    .filter_map(|p| p.parse().ok())
+                    .collect();
                 if pids.is_empty() {
                     break;
                 }

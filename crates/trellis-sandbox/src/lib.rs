@@ -23,13 +23,13 @@
 //! This crate knows nothing of plugins, manifests, grants or protocols: it is handed absolute
 //! paths, an environment and limits.
 
-mod spec;
-#[cfg(target_os = "linux")]
-mod linux;
 #[cfg(target_os = "linux")]
 pub mod cgroup;
+#[cfg(target_os = "linux")]
+mod linux;
+mod spec;
 
-pub use spec::{Layer, LaunchSpec, Limits, PathRules, Support};
+pub use spec::{LaunchSpec, Layer, Limits, PathRules, Support};
 
 /// The first argument that makes a program the launcher.
 pub const LAUNCHER_ARG: &str = "__trellis-sandbox";
@@ -104,8 +104,11 @@ pub fn detect(launcher: &std::path::Path) -> Support {
         .stderr(std::process::Stdio::null())
         .output();
     match output {
-        Ok(out) if out.status.success() => serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| Support::none(&format!("the launcher's probe answered badly: {e}"))),
+        Ok(out) if out.status.success() => {
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+                Support::none(&format!("the launcher's probe answered badly: {e}"))
+            })
+        }
         Ok(out) => Support::none(&format!("the launcher's probe failed ({})", out.status)),
         Err(e) => Support::none(&format!(
             "the launcher {} cannot run: {e}",

@@ -39,7 +39,11 @@ fn errno_text(what: &str) -> String {
 }
 
 fn check(rc: libc::c_int, what: &str) -> Setup<()> {
-    if rc < 0 { Err(errno_text(what)) } else { Ok(()) }
+    if rc < 0 {
+        Err(errno_text(what))
+    } else {
+        Ok(())
+    }
 }
 
 pub(crate) fn launch() -> i32 {
@@ -159,15 +163,34 @@ fn hide(dir: &Path, exposed: &[std::path::PathBuf]) -> Setup<()> {
         .collect::<Setup<_>>()?;
     let target = dir.to_string_lossy();
     let quiet = libc::MS_NOSUID | libc::MS_NODEV;
-    mount(Some("trellis-hidden"), &target, Some("tmpfs"), quiet, Some("size=64k,mode=0755"))?;
+    mount(
+        Some("trellis-hidden"),
+        &target,
+        Some("tmpfs"),
+        quiet,
+        Some("size=64k,mode=0755"),
+    )?;
     for (path, handle) in &inside {
-        std::fs::create_dir_all(path).map_err(|e| format!("cannot recreate {}: {e}", path.display()))?;
+        std::fs::create_dir_all(path)
+            .map_err(|e| format!("cannot recreate {}: {e}", path.display()))?;
         let source = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(handle));
         let at = path.to_string_lossy();
         mount(Some(&source), &at, None, libc::MS_BIND | libc::MS_REC, None)?;
-        mount(None, &at, None, libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | quiet, None)?;
+        mount(
+            None,
+            &at,
+            None,
+            libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY | quiet,
+            None,
+        )?;
     }
-    mount(None, &target, None, libc::MS_REMOUNT | libc::MS_RDONLY | quiet, None)
+    mount(
+        None,
+        &target,
+        None,
+        libc::MS_REMOUNT | libc::MS_RDONLY | quiet,
+        None,
+    )
 }
 
 fn mount(
@@ -336,7 +359,10 @@ fn children_of_self() -> Vec<libc::pid_t> {
     let mut out = Vec::new();
     for task in tasks.flatten() {
         if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
-            out.extend(text.split_whitespace().filter_map(|p| p.parse::<libc::pid_t>().ok()));
+            out.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<libc::pid_t>().ok()),
+            );
         }
     }
     out
@@ -390,11 +416,15 @@ fn exec_plugin(spec: &LaunchSpec) -> Setup<std::convert::Infallible> {
         .collect();
     // SAFETY: null-terminated arrays of valid C strings.
     unsafe { libc::execve(program.as_ptr(), argv_ptrs.as_ptr(), env_ptrs.as_ptr()) };
-    Err(errno_text(&format!("cannot run {}", spec.program.display())))
+    Err(errno_text(&format!(
+        "cannot run {}",
+        spec.program.display()
+    )))
 }
 
 fn cstring(bytes: &[u8]) -> Setup<CString> {
-    CString::new(bytes).map_err(|_| "a NUL byte in the program, an argument or the environment".into())
+    CString::new(bytes)
+        .map_err(|_| "a NUL byte in the program, an argument or the environment".into())
 }
 
 /// Only stdin, stdout, stderr and (for a plugin) the channel stay open.
@@ -477,7 +507,11 @@ fn restrict_files(spec: &LaunchSpec) -> Setup<()> {
         .chain(p.read_trees.iter().map(|d| (d, read)))
         .chain(p.write_trees.iter().map(|d| (d, all)))
         .chain(p.read_files.iter().map(|f| (f, AccessFs::ReadFile.into())))
-        .chain(p.write_files.iter().map(|f| (f, file_rights & !AccessFs::Execute)))
+        .chain(
+            p.write_files
+                .iter()
+                .map(|f| (f, file_rights & !AccessFs::Execute)),
+        )
         .chain(p.list_dirs.iter().map(|d| (d, AccessFs::ReadDir.into())));
     for (path, mut access) in rules {
         let Ok(fd) = PathFd::new(path) else {
@@ -487,9 +521,7 @@ fn restrict_files(spec: &LaunchSpec) -> Setup<()> {
         if !Path::new(path).is_dir() {
             access &= file_rights;
         }
-        created = created
-            .add_rule(PathBeneath::new(fd, access))
-            .map_err(e)?;
+        created = created.add_rule(PathBeneath::new(fd, access)).map_err(e)?;
     }
     let status = created.restrict_self().map_err(e)?;
     if status.ruleset != RulesetStatus::FullyEnforced {
@@ -567,14 +599,19 @@ fn filter_syscalls() -> Setup<()> {
         libc::CLONE_NEWUTS,
         libc::CLONE_NEWCGROUP,
     ]
-        .iter()
-        .map(|flag| {
-            let flag = *flag as u64;
-            SeccompCondition::new(0, SeccompCmpArgLen::Qword, SeccompCmpOp::MaskedEq(flag), flag)
-                .and_then(|c| SeccompRule::new(vec![c]))
-        })
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(e)?;
+    .iter()
+    .map(|flag| {
+        let flag = *flag as u64;
+        SeccompCondition::new(
+            0,
+            SeccompCmpArgLen::Qword,
+            SeccompCmpOp::MaskedEq(flag),
+            flag,
+        )
+        .and_then(|c| SeccompRule::new(vec![c]))
+    })
+    .collect::<Result<Vec<_>, _>>()
+    .map_err(e)?;
     denied.insert(libc::SYS_clone, clone_rules);
     let main = SeccompFilter::new(
         denied,
@@ -611,7 +648,10 @@ pub(crate) fn probe() -> Support {
         Ok(()) => support.available.push(layer),
         Err(reason) => support.missing.push((layer, reason)),
     };
-    note(Layer::Namespaces, in_child(|| enter_namespaces(&LaunchSpec::default())));
+    note(
+        Layer::Namespaces,
+        in_child(|| enter_namespaces(&LaunchSpec::default())),
+    );
     let abi = landlock_abi();
     note(
         Layer::Landlock,
@@ -657,7 +697,11 @@ fn in_child(f: impl FnOnce() -> Setup<()>) -> Setup<()> {
             unsafe { libc::close(pipe[0]) };
             wait_exit_code(child);
             let message = String::from_utf8_lossy(&buf[..n.max(0) as usize]).into_owned();
-            if message.is_empty() { Ok(()) } else { Err(message) }
+            if message.is_empty() {
+                Ok(())
+            } else {
+                Err(message)
+            }
         }
     }
 }

@@ -73,10 +73,7 @@ impl Support {
     pub fn none(reason: &str) -> Support {
         Support {
             available: Vec::new(),
-            missing: Layer::ALL
-                .iter()
-                .map(|l| (*l, reason.to_owned()))
-                .collect(),
+            missing: Layer::ALL.iter().map(|l| (*l, reason.to_owned())).collect(),
             landlock_abi: None,
         }
     }

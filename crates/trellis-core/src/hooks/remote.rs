@@ -100,14 +100,16 @@ pub fn apply_wrapper_answer(outcome: Outcome, answer: Option<Value>) -> Result<O
         return Ok(outcome);
     };
     match answer {
-        Value::Object(mut map) if map.len() == 1 => match (map.remove("results"), map.remove("error")) {
-            (Some(Value::Array(values)), _) => Ok(Ok(crate::HookResults {
-                values,
-                errors: outcome.map(|r| r.errors).unwrap_or_default(),
-            })),
-            (_, Some(Value::String(message))) => Ok(Err(HookError::msg(message))),
-            (results, error) => Err(results.or(error).unwrap_or(Value::Null)),
-        },
+        Value::Object(mut map) if map.len() == 1 => {
+            match (map.remove("results"), map.remove("error")) {
+                (Some(Value::Array(values)), _) => Ok(Ok(crate::HookResults {
+                    values,
+                    errors: outcome.map(|r| r.errors).unwrap_or_default(),
+                })),
+                (_, Some(Value::String(message))) => Ok(Err(HookError::msg(message))),
+                (results, error) => Err(results.or(error).unwrap_or(Value::Null)),
+            }
+        }
         other => Err(other),
     }
 }
