@@ -176,6 +176,11 @@ impl RemoteHooks for LazyHooks {
             Err(_) => outcome,
         }
     }
+
+    /// A process plugin's call shares nothing with other plugins' calls.
+    fn may_run_concurrently(&self) -> bool {
+        self.0.plugin.manifest.runtime.kind == trellis_manifest::RuntimeKind::Process
+    }
 }
 
 /// `provides.hooks` entries as the hook registry takes them. Entries that name an event topic

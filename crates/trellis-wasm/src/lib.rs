@@ -73,7 +73,6 @@ mod fs;
 mod host;
 mod limiter;
 mod limits;
-mod metrics;
 mod net;
 mod plugin;
 mod runtime;
@@ -85,7 +84,6 @@ pub use host::GUEST_PROJECT_DIR;
 pub use limits::{
     DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_MEMORY_BYTES, DEFAULT_TIMEOUT, EffectiveLimits,
 };
-pub use metrics::{PluginMetrics, RESERVOIR_SIZE, percentile};
 pub use net::MAX_RESPONSE_BODY_BYTES;
 pub use plugin::WasmPlugin;
 pub use runtime::{
@@ -93,5 +91,6 @@ pub use runtime::{
     WasmRuntime, detect_api_version,
 };
 pub use trellis_audit::{AuditEvent, AuditLog, AuditSink, MemoryAudit};
+pub use trellis_host_api::metrics::{PluginMetrics, RESERVOIR_SIZE, percentile};
 pub use trellis_manifest::CONFIG_MIGRATE_HOOK;
 pub use trellis_manifest::{HOOK_WRAP_AFTER, HOOK_WRAP_BEFORE};

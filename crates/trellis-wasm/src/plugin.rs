@@ -17,9 +17,9 @@ use crate::error::{GuestErrorKind, Limit, WasmError};
 use crate::host::{HostState, Plugin, PluginPre, PluginShared, WitError};
 use crate::limiter::MemoryLimiter;
 use crate::limits::EffectiveLimits;
-use crate::metrics::{CallStats, PluginMetrics};
 use crate::runtime::SharedRuntime;
 use crate::stdio;
+use trellis_host_api::metrics::{CallStats, PluginMetrics};
 
 /// Longest error message taken from a plugin, in bytes.
 const MAX_GUEST_MESSAGE: usize = 16 << 10;

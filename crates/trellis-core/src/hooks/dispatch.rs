@@ -28,6 +28,8 @@ pub(crate) struct Rules<'a> {
     pub(crate) firstresult: bool,
     pub(crate) fail_mode: FailMode,
     pub(crate) result_schema: Option<&'a jsonschema::Validator>,
+    /// Implementations that may run concurrently do.
+    pub(crate) concurrent: bool,
 }
 
 impl<'a> Rules<'a> {
@@ -37,11 +39,13 @@ impl<'a> Rules<'a> {
                 firstresult: s.spec.firstresult,
                 fail_mode: s.spec.fail_mode,
                 result_schema: s.result.as_ref(),
+                concurrent: s.spec.concurrent && !s.spec.firstresult,
             },
             None => Rules {
                 firstresult: false,
                 fail_mode: FailMode::Stop,
                 result_schema: None,
+                concurrent: false,
             },
         }
     }
@@ -284,8 +288,32 @@ fn run_plain(
     let total = plain.len();
     let mut i = 0;
     while i < total {
+        if rules.concurrent {
+            let together = plain[i..]
+                .iter()
+                .take_while(|imp| runs_together(imp))
+                .count();
+            if together > 1 {
+                let outcomes = run_together(call, &plain[i..i + together]);
+                for (imp, res) in plain[i..i + together].iter().zip(outcomes) {
+                    let step = accept(res, imp, call.hook, rules, total - i, results, error);
+                    i += 1;
+                    if let Step::Stop = step {
+                        return;
+                    }
+                }
+                continue;
+            }
+        }
         let run = catch_unwind(AssertUnwindSafe(|| {
             while let Some(imp) = plain.get(i) {
+                if rules.concurrent
+                    && runs_together(imp)
+                    && plain.get(i + 1).is_some_and(|next| runs_together(next))
+                {
+                    // The next stretch runs together: back to the outer loop.
+                    return Step::Next;
+                }
                 let res = match &imp.func {
                     ImplFn::Sync(f) => match check_args(call, imp) {
                         Ok(()) => f(call),
@@ -304,7 +332,9 @@ fn run_plain(
             Step::Next
         }));
         match run {
-            Ok(_) => return,
+            Ok(Step::Stop) => return,
+            // Done, or a stretch that runs together is next.
+            Ok(Step::Next) => {}
             Err(p) => {
                 let plugin = plain.get(i).map_or("<unknown>", |imp| &*imp.plugin);
                 let e = panicked(call.hook, plugin, &*p);
@@ -315,6 +345,40 @@ fn run_plain(
             }
         }
     }
+}
+
+fn runs_together(imp: &RegisteredImpl) -> bool {
+    imp.opts.may_run_concurrently && matches!(imp.func, ImplFn::Sync(_))
+}
+
+/// Runs implementations at the same time, one thread each, and gives their results in their
+/// order. A panic is that implementation's error.
+fn run_together(call: &HookCall<'_>, impls: &[Arc<RegisteredImpl>]) -> Vec<ImplResult> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = impls
+            .iter()
+            .map(|imp| {
+                scope.spawn(move || match &imp.func {
+                    ImplFn::Sync(f) => match check_args(call, imp) {
+                        Ok(()) => match catch_unwind(AssertUnwindSafe(|| f(call))) {
+                            Ok(r) => r,
+                            Err(p) => Err(panicked(call.hook, &imp.plugin, &*p)),
+                        },
+                        Err(e) => Err(e),
+                    },
+                    ImplFn::Async(_) | ImplFn::Wrapper(_) => Ok(None),
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .zip(impls)
+            .map(|(h, imp)| {
+                h.join()
+                    .unwrap_or_else(|p| Err(panicked(call.hook, &imp.plugin, &*p)))
+            })
+            .collect()
+    })
 }
 
 /// A typed call of a hook without wrappers, schemas, declared argument names or monitors (the

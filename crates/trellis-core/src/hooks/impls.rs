@@ -215,6 +215,9 @@ pub struct ImplOptions {
     /// The argument names this implementation reads; checked against the spec at registration
     /// and against the call's arguments at call time. Empty: not declared, nothing checked.
     pub argnames: Vec<String>,
+    /// It may run at the same time as other implementations of a `concurrent` hook (it
+    /// shares nothing with them, like a call into a plugin process).
+    pub may_run_concurrently: bool,
 }
 
 /// One implementation of one hook, before it is registered under a plugin name.
@@ -378,6 +381,13 @@ impl HookImpl {
     #[must_use]
     pub fn trylast(mut self) -> Self {
         self.opts.trylast = true;
+        self
+    }
+
+    /// May run at the same time as other implementations of a `concurrent` hook.
+    #[must_use]
+    pub fn may_run_concurrently(mut self) -> Self {
+        self.opts.may_run_concurrently = true;
         self
     }
 

@@ -22,6 +22,13 @@ pub trait RemoteHooks: Send + Sync + 'static {
     /// The second half of a wrapper: sees the outcome of the wrapped implementations and
     /// returns the outcome the caller gets.
     fn wrap_after(&self, hook: &str, args: Value, state: Value, outcome: Outcome) -> Outcome;
+
+    /// Whether its implementations may run at the same time as other plugins' (for hooks
+    /// whose spec is `concurrent`): true when each call is independent of every other
+    /// plugin, as with a separate process.
+    fn may_run_concurrently(&self) -> bool {
+        false
+    }
 }
 
 /// One `provides.hooks` entry, as the registry needs it.
@@ -57,11 +64,17 @@ pub fn remote_registration(
                 move |(args, state), outcome| after.wrap_after(&hook_after, args, state, outcome),
             )
         } else {
+            let concurrent = target.may_run_concurrently();
             let target = Arc::clone(&target);
             let hook = e.hook.clone();
-            HookImpl::new(e.hook.clone(), move |call| {
+            let imp = HookImpl::new(e.hook.clone(), move |call| {
                 target.call_hook(&hook, &call.args_json())
-            })
+            });
+            if concurrent {
+                imp.may_run_concurrently()
+            } else {
+                imp
+            }
         };
         if e.tryfirst {
             imp = imp.tryfirst();

@@ -54,6 +54,12 @@ pub struct HookSpec {
     pub argnames: Vec<String>,
     /// Deprecation-style warning emitted (through `tracing`) when a plugin implements the hook.
     pub warn_on_impl: Option<String>,
+    /// The implementations are independent of each other: those that may run at the same
+    /// time as others (each behind its own call boundary, such as a process) do, and the
+    /// results still come in call order. Not for `firstresult` hooks, where order decides
+    /// which implementations run at all. Under [`FailMode::Stop`] the implementations after a
+    /// failing one may already have run; their results are dropped as pluggy would.
+    pub concurrent: bool,
 }
 
 impl HookSpec {
@@ -69,6 +75,7 @@ impl HookSpec {
             history_limit: DEFAULT_HISTORY_LIMIT,
             argnames: Vec::new(),
             warn_on_impl: None,
+            concurrent: false,
         }
     }
 
@@ -83,6 +90,13 @@ impl HookSpec {
     #[must_use]
     pub fn result_schema(mut self, schema: Value) -> Self {
         self.result_schema = Some(schema);
+        self
+    }
+
+    /// Let independent implementations run concurrently (see [`HookSpec::concurrent`]).
+    #[must_use]
+    pub fn concurrent(mut self) -> Self {
+        self.concurrent = true;
         self
     }
 

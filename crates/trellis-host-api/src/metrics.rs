@@ -1,4 +1,5 @@
-//! Per-plugin call metrics: counts, a bounded reservoir of durations, peak memory.
+//! Per-plugin call metrics, the same for every runtime: counts, a bounded reservoir of
+//! durations, peak memory.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -29,7 +30,7 @@ pub struct PluginMetrics {
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct CallStats {
+pub struct CallStats {
     calls: u64,
     errors: u64,
     max_ms: f64,
@@ -37,7 +38,7 @@ pub(crate) struct CallStats {
 }
 
 impl CallStats {
-    pub(crate) fn record(&mut self, took: Duration, failed: bool) {
+    pub fn record(&mut self, took: Duration, failed: bool) {
         let ms = took.as_secs_f64() * 1000.0;
         self.calls += 1;
         if failed {
@@ -54,11 +55,11 @@ impl CallStats {
 
     /// The last recorded call turned out to have failed after all (e.g. its result was not
     /// JSON).
-    pub(crate) fn reclassify_last_as_error(&mut self) {
+    pub fn reclassify_last_as_error(&mut self) {
         self.errors = (self.errors + 1).min(self.calls);
     }
 
-    pub(crate) fn snapshot(&self, denials: u64, peak_memory_bytes: u64) -> PluginMetrics {
+    pub fn snapshot(&self, denials: u64, peak_memory_bytes: u64) -> PluginMetrics {
         let mut sorted: Vec<f64> = self.recent.iter().copied().collect();
         sorted.sort_by(f64::total_cmp);
         PluginMetrics {
