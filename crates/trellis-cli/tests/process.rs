@@ -377,9 +377,69 @@ fn a_killed_host_leaves_no_plugin_process() {
         !f.plugin_processes().is_empty(),
         "the plugin process is not visible"
     );
+    let cgroups = trellis_sandbox::cgroup::Cgroups::detect();
+    let left_by = |pid: u32| -> Vec<PathBuf> {
+        [&cgroups.pids, &cgroups.memory]
+            .into_iter()
+            .flatten()
+            .flat_map(|parent| {
+                fs::read_dir(parent)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Result::ok)
+            })
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(&format!("trellis-{pid}-"))
+            })
+            .map(|e| e.path())
+            .collect()
+    };
+    let pid = host.id();
+    let had_cgroups = !left_by(pid).is_empty();
     host.kill().unwrap();
     host.wait().unwrap();
     f.no_plugin_process_left();
+    // The killed host could not remove its cgroups; the next host does.
+    f.others_still_answer();
+    assert!(left_by(pid).is_empty(), "stale cgroups: {:?}", left_by(pid));
+    if cgroups.pids.is_ok() || cgroups.memory.is_ok() {
+        assert!(
+            had_cgroups,
+            "the plugin ran in no cgroup although cgroups are available"
+        );
+    }
+}
+
+#[test]
+fn process_plugins_report_their_calls_in_plugin_stats() {
+    let f = Fixture::new();
+    f.others_still_answer();
+    f.others_still_answer();
+    let _ = f.run(&["hostile-crash"]);
+    let stats = f.output_of(&["--json", "plugin", "stats"]);
+    let of = |name: &str| {
+        stats["plugins"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["plugin"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no stats for {name}: {stats}"))
+    };
+    let scanner = of("security-scanner-py");
+    assert_eq!(scanner["calls"], 2, "{scanner}");
+    assert_eq!(scanner["errors"], 0, "{scanner}");
+    assert!(scanner["p50_ms"].as_f64().unwrap() > 0.0, "{scanner}");
+    let hostile = of("hostile-py");
+    assert_eq!(hostile["errors"], 1, "{hostile}");
+    if trellis_sandbox::cgroup::Cgroups::detect().memory.is_ok() {
+        assert!(
+            scanner["peak_memory_bytes"].as_u64().unwrap() > 1 << 20,
+            "{scanner}"
+        );
+    }
 }
 
 #[test]

@@ -173,6 +173,6 @@ impl PluginCode for ProcessPlugin {
     }
 
     fn metrics(&self) -> Option<PluginMetrics> {
-        None
+        Some(ProcessPlugin::metrics(self))
     }
 }

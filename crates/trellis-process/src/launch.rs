@@ -90,6 +90,17 @@ impl Instance {
             .collect()
     }
 
+    /// The most memory its process tree has used so far, when the cgroup tells.
+    pub fn peak_memory(&self) -> Option<u64> {
+        #[cfg(target_os = "linux")]
+        {
+            let prepared = self.prepared.lock().unwrap_or_else(|p| p.into_inner());
+            prepared.as_ref().and_then(|p| p.cgroups.peak_memory())
+        }
+        #[cfg(not(target_os = "linux"))]
+        None
+    }
+
     /// Waits briefly for the process to end and says how it did.
     pub fn wait_status(&self) -> String {
         for _ in 0..100 {
@@ -320,9 +331,11 @@ impl ProcessRuntime {
         };
         #[cfg(target_os = "linux")]
         let cgroups = {
-            let cg = self
-                .cgroups
-                .get_or_init(trellis_sandbox::cgroup::Cgroups::detect);
+            let cg = self.cgroups.get_or_init(|| {
+                let cgroups = trellis_sandbox::cgroup::Cgroups::detect();
+                cgroups.remove_stale();
+                cgroups
+            });
             let wanted = |l| spec.layers.contains(&l);
             let made = cg
                 .create(

@@ -3,13 +3,14 @@
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use trellis_audit::AuditEvent;
 use trellis_core::{HookError, Outcome, RemoteHooks};
-use trellis_host_api::{ApiSpec, Grants, PluginApi};
+use trellis_host_api::{ApiSpec, CallStats, Grants, PluginApi, PluginMetrics};
 use trellis_manifest::{CapabilityRequest, Manifest};
 
 use crate::ProcessError;
@@ -94,6 +95,9 @@ pub struct ProcessPlugin {
     api: Arc<PluginApi>,
     life: Mutex<Life>,
     implements: Mutex<Implements>,
+    stats: Mutex<CallStats>,
+    /// The most memory any of its processes used, in bytes.
+    peak_memory: AtomicU64,
 }
 
 impl ProcessPlugin {
@@ -127,6 +131,8 @@ impl ProcessPlugin {
                 quarantined: None,
             }),
             implements: Mutex::new(Implements::default()),
+            stats: Mutex::new(CallStats::default()),
+            peak_memory: AtomicU64::new(0),
         });
         // The first start happens now, so that a plugin that cannot start fails to load.
         let instance = plugin.boot()?;
@@ -310,8 +316,30 @@ impl ProcessPlugin {
         })
     }
 
-    /// Calls `method` in the plugin, within its timeout.
+    /// Calls `method` in the plugin, within its timeout, and counts it in its metrics.
     pub fn call(&self, method: &str, params: Value) -> Result<Value, ProcessError> {
+        let started = Instant::now();
+        let result = self.call_once(method, params);
+        self.stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(started.elapsed(), result.is_err());
+        result
+    }
+
+    /// Calls, durations, denials and peak memory since the plugin was started, like a wasm
+    /// plugin's.
+    pub fn metrics(&self) -> PluginMetrics {
+        if let Some(peak) = self.lock().instance.as_ref().and_then(|i| i.peak_memory()) {
+            self.peak_memory.fetch_max(peak, Ordering::Relaxed);
+        }
+        self.stats
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .snapshot(self.api.denials(), self.peak_memory.load(Ordering::Relaxed))
+    }
+
+    fn call_once(&self, method: &str, params: Value) -> Result<Value, ProcessError> {
         let instance = self.instance()?;
         let plugin = self.spec.name.clone();
         let timeout = self.spec.limits.timeout;
@@ -477,5 +505,9 @@ impl RemoteHooks for ProcessPlugin {
             }
             Err(e) => Err(HookError::msg(e)),
         }
+    }
+
+    fn may_run_concurrently(&self) -> bool {
+        true
     }
 }

@@ -120,7 +120,51 @@ impl Cgroups {
     }
 }
 
+impl Cgroups {
+    /// Removes the cgroups that hosts which are gone (killed with SIGKILL, say) left behind:
+    /// `trellis-<pid>-…` directories whose host process no longer exists. Their processes were
+    /// already killed by the sandbox's init when the host's lifeline closed; any left are
+    /// killed now.
+    pub fn remove_stale(&self) {
+        let mut stale = PluginCgroups::default();
+        for parent in [&self.pids, &self.memory].into_iter().flatten() {
+            let Ok(entries) = std::fs::read_dir(parent) else {
+                continue;
+            };
+            for entry in entries.filter_map(Result::ok) {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Some(pid) = name
+                    .strip_prefix("trellis-")
+                    .and_then(|rest| rest.split('-').next())
+                    .and_then(|p| p.parse::<u32>().ok())
+                else {
+                    continue;
+                };
+                let dir = entry.path();
+                if pid != std::process::id()
+                    && !Path::new(&format!("/proc/{pid}")).exists()
+                    && dir.is_dir()
+                    && !stale.dirs.contains(&dir)
+                {
+                    stale.dirs.push(dir);
+                }
+            }
+        }
+        stale.remove();
+    }
+}
+
 impl PluginCgroups {
+    /// The most memory the process tree has used, when the memory controller tells.
+    pub fn peak_memory(&self) -> Option<u64> {
+        self.dirs.iter().find_map(|dir| {
+            ["memory.peak", "memory.max_usage_in_bytes"]
+                .iter()
+                .find_map(|f| std::fs::read_to_string(dir.join(f)).ok())
+                .and_then(|text| text.trim().parse().ok())
+        })
+    }
+
     /// Kills what is left in the cgroups, then removes them.
     pub fn remove(&mut self) {
         for dir in self.dirs.drain(..) {
