@@ -770,3 +770,67 @@ fn repeated_crashes_quarantine_the_plugin_and_spare_the_others() {
             .any(|r| r["action"] == "plugin.quarantined")
     );
 }
+
+/// A Python plugin implementing `meet`: it leaves a mark, then waits up to 10 s for the other
+/// plugin's mark, so it only answers `true` when both run at the same time.
+fn meeting_plugin(root: &Path, me: &str, other: &str) -> PathBuf {
+    let dir = root.join(me);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("plugin.yaml"),
+        format!(
+            "apiVersion: trellis.dev/v1\nkind: Plugin\nmetadata:\n  name: {me}\n  version: 0.1.0\n  description: Meets {other}\n  license: MIT\nprovides:\n  hooks:\n    - hook: meet\nrequires:\n  capabilities:\n    - name: filesystem.read\n      paths: [\"out/**\"]\n      reason: see the other mark\n    - name: filesystem.write\n      paths: [\"out/**\"]\n      reason: leave a mark\nruntime:\n  type: process\n  interpreter: python3\n  entry: main.py\nlimits:\n  timeout: 20s\n"
+        ),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("main.py"),
+        format!(
+            "import time\nfrom trellis_sdk import hook, run, NotFound\n\n@hook('meet')\ndef meet(ctx):\n    ctx.files.write('out/{me}', 'here')\n    deadline = time.time() + 10\n    while time.time() < deadline:\n        try:\n            ctx.files.read('out/{other}')\n            return {{'plugin': '{me}', 'met': True}}\n        except NotFound:\n            time.sleep(0.02)\n    return {{'plugin': '{me}', 'met': False}}\n\nif __name__ == '__main__':\n    run()\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn a_concurrent_hook_fans_out_to_process_plugins_at_once_in_pluggy_order() {
+    let f = Fixture::new();
+    for (me, other) in [("meet-a", "meet-b"), ("meet-b", "meet-a")] {
+        let dir = meeting_plugin(&f.root, me, other);
+        f.cmd()
+            .args(["plugin", "install", "--yes", dir.to_str().unwrap()])
+            .assert()
+            .success();
+        f.cmd().args(["plugin", "enable", me]).assert().success();
+    }
+    let cache = f.cache.clone();
+    let project = trellis_project::Project::open(&f.project).with_env(move |name| match name {
+        "TRELLIS_CACHE_DIR" => Some(cache.to_string_lossy().into_owned()),
+        other => std::env::var(other).ok(),
+    });
+    let runtimes = trellis_host::Runtimes::with_launcher(trellis_host::Launcher::Program(
+        assert_cmd::cargo::cargo_bin("trellis"),
+    ));
+    let host = trellis_host::Host::with_runtimes(project, runtimes).unwrap();
+    host.hooks()
+        .add_hookspecs([trellis_core::HookSpec::new("meet").concurrent()])
+        .unwrap();
+    let results = host
+        .hooks()
+        .call("meet", &serde_json::json!({}))
+        .unwrap()
+        .values;
+    // pluggy's order: the plugin loaded last is called first.
+    let order: Vec<&str> = results
+        .iter()
+        .map(|r| r["plugin"].as_str().unwrap())
+        .collect();
+    let mut loaded = host.started();
+    loaded.reverse();
+    assert_eq!(order, loaded, "{results:?}");
+    assert!(
+        results.iter().all(|r| r["met"] == true),
+        "they did not run together: {results:?}"
+    );
+}
