@@ -70,6 +70,20 @@ impl Fixture {
         trellis(&self.project, &self.cache)
     }
 
+    /// A host embedded in the test, on the fixture's project and cache.
+    fn host(&self) -> trellis_host::Host {
+        let cache = self.cache.clone();
+        let project =
+            trellis_project::Project::open(&self.project).with_env(move |name| match name {
+                "TRELLIS_CACHE_DIR" => Some(cache.to_string_lossy().into_owned()),
+                other => std::env::var(other).ok(),
+            });
+        let runtimes = trellis_host::Runtimes::with_launcher(trellis_host::Launcher::Program(
+            assert_cmd::cargo::cargo_bin("trellis"),
+        ));
+        trellis_host::Host::with_runtimes(project, runtimes).unwrap()
+    }
+
     /// Runs a plugin command; its JSON output (`output` on success, the error otherwise) and
     /// whether it succeeded.
     fn run(&self, args: &[&str]) -> (bool, Value) {
@@ -728,15 +742,7 @@ fn copy_dir(from: &Path, to: &Path) {
 #[test]
 fn repeated_crashes_quarantine_the_plugin_and_spare_the_others() {
     let f = Fixture::new();
-    let cache = f.cache.clone();
-    let project = trellis_project::Project::open(&f.project).with_env(move |name| match name {
-        "TRELLIS_CACHE_DIR" => Some(cache.to_string_lossy().into_owned()),
-        other => std::env::var(other).ok(),
-    });
-    let runtimes = trellis_host::Runtimes::with_launcher(trellis_host::Launcher::Program(
-        assert_cmd::cargo::cargo_bin("trellis"),
-    ));
-    let host = trellis_host::Host::with_runtimes(project, runtimes).unwrap();
+    let host = f.host();
     let scan = || {
         host.run_command("security-scan-py", &["--dry-run".to_owned()])
             .expect("the other plugin answers")
@@ -804,15 +810,7 @@ fn a_concurrent_hook_fans_out_to_process_plugins_at_once_in_pluggy_order() {
             .success();
         f.cmd().args(["plugin", "enable", me]).assert().success();
     }
-    let cache = f.cache.clone();
-    let project = trellis_project::Project::open(&f.project).with_env(move |name| match name {
-        "TRELLIS_CACHE_DIR" => Some(cache.to_string_lossy().into_owned()),
-        other => std::env::var(other).ok(),
-    });
-    let runtimes = trellis_host::Runtimes::with_launcher(trellis_host::Launcher::Program(
-        assert_cmd::cargo::cargo_bin("trellis"),
-    ));
-    let host = trellis_host::Host::with_runtimes(project, runtimes).unwrap();
+    let host = f.host();
     host.hooks()
         .add_hookspecs([trellis_core::HookSpec::new("meet").concurrent()])
         .unwrap();
