@@ -3,7 +3,7 @@ class), and the loop that answers the host."""
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import inspect
 import os
 import sys
@@ -67,7 +67,7 @@ class _Outcome:
 def _call(function: F, ctx: Context, given: dict[str, Any]) -> Any:
     """Calls ``function`` with the arguments it names, as pluggy does: each parameter is taken
     from ``given`` (and ``ctx`` from the context) by name; others must have defaults."""
-    params = inspect.signature(function).parameters
+    params = _signature(function).parameters
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     kwargs: dict[str, Any] = {}
     for name, p in params.items():
@@ -79,10 +79,7 @@ def _call(function: F, ctx: Context, given: dict[str, Any]) -> Any:
             kwargs[name] = given[name]
     if takes_any:
         kwargs.update({k: v for k, v in given.items() if k not in kwargs})
-    try:
-        hints = typing.get_type_hints(function)
-    except Exception:  # unresolvable annotations: pass the JSON values as they are
-        hints = {}
+    hints = _hints(function)
     for name, value in kwargs.items():
         if name in hints and name != "ctx":
             kwargs[name] = _convert(hints[name], value)
@@ -113,7 +110,42 @@ def _convert(annotation: Any, value: Any) -> Any:
     return value
 
 
-_loop: asyncio.AbstractEventLoop | None = None
+def _signature(function: F) -> inspect.Signature:
+    """Looked up once per implementation (it is on every call's path); an unhashable
+    callable is looked up each time."""
+    try:
+        return _cached_signature(function)
+    except TypeError:
+        return inspect.signature(function)
+
+
+def _hints(function: F) -> dict[str, Any]:
+    try:
+        return _cached_hints(function)
+    except TypeError:
+        return _type_hints(function)
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_signature(function: F) -> inspect.Signature:
+    return inspect.signature(function)
+
+
+@functools.lru_cache(maxsize=None)
+def _cached_hints(function: F) -> dict[str, Any]:
+    return _type_hints(function)
+
+
+def _type_hints(function: F) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(function)
+    except Exception:  # unresolvable annotations: pass the JSON values as they are
+        return {}
+
+
+# asyncio is imported only when an implementation is `async def`: it is most of the SDK's
+# start-up time and memory, and most plugins never need it.
+_loop: Any = None
 
 
 def _finish(value: Any) -> Any:
@@ -121,6 +153,8 @@ def _finish(value: Any) -> Any:
     global _loop
     if inspect.isawaitable(value):
         if _loop is None:
+            import asyncio
+
             _loop = asyncio.new_event_loop()
         return _loop.run_until_complete(value)
     return value
@@ -293,12 +327,12 @@ class Plugin:
         raise NotFound(f"the SDK has no method `{method}`")
 
     def _run_command(self, function: F, ctx: Context, args: list[Any], options: dict[str, Any]) -> Any:
-        params = inspect.signature(function).parameters
+        params = _signature(function).parameters
         kwargs = {k.replace("-", "_"): v for k, v in options.items()}
         positional: list[Any] = [ctx] if "ctx" in params else []
         positional.extend(args)
         try:
-            inspect.signature(function).bind(*positional, **kwargs)
+            _signature(function).bind(*positional, **kwargs)
         except TypeError as e:
             raise InvalidInput(f"the command's arguments do not fit: {e}") from None
         return _finish(function(*positional, **kwargs))
