@@ -8,8 +8,9 @@
 #
 # Prints a table: case, Trellis figure, pluggy figure, ratio, floor figure, ratio (ratio =
 # trellis / peer: how many times the peer's cost Trellis pays), target, met; then the cold
-# start and the warm call with each sandbox layer turned off (TRELLIS_SANDBOX_DISABLE), to
-# show where the time goes. Exits 1 when a target is missed.
+# start and the warm call with each sandbox layer turned off (TRELLIS_SANDBOX_DISABLE), and
+# with host and plugin on one CPU, to show where the time goes. Exits 1 when a target is
+# missed.
 #
 # The plugins: examples/plugins/bench-echo-py (the Python SDK, standard library only) and
 # benches/bench-echo-process (Rust, the raw protocol of docs/process.md, built here).
@@ -47,15 +48,12 @@ echo "== trellis: $bench" >&2
 trellis_out="$("$bench" --rust-plugin "$rust_plugin")"
 
 echo "== trellis, sandbox layers turned off one at a time (TRELLIS_SANDBOX_DISABLE)" >&2
-all_layers="namespaces,landlock,seccomp,rlimits,cgroup-pids,cgroup-memory"
-breakdown=""
-for off in none namespaces landlock seccomp rlimits cgroup-pids,cgroup-memory "$all_layers"; do
-    echo "-- off: $off" >&2
-    disable=""
-    [[ "$off" == none ]] || disable="$off"
-    out="$(TRELLIS_SANDBOX_DISABLE="$disable" "$bench" --rust-plugin "$rust_plugin" --cases breakdown)"
-    breakdown+="$(sed "s|^|$off |" <<<"$out")"$'\n'
-done
+breakdown="$("$bench" --rust-plugin "$rust_plugin" --cases breakdown)"
+pinned=""
+if command -v taskset >/dev/null; then
+    echo "== trellis, warm calls with everything on CPU 0 (taskset -c 0)" >&2
+    pinned="$(taskset -c 0 "$bench" --rust-plugin "$rust_plugin" --cases warm)"
+fi
 
 echo "== pluggy: scripts/bench_process_peers.py" >&2
 peers_out="$("$python" scripts/bench_process_peers.py)"
@@ -63,11 +61,11 @@ pluggy_version="$("$python" -c 'import pluggy; print(pluggy.__version__)')"
 load_after=$(cut -d' ' -f1-3 /proc/loadavg)
 python_version="$("$python" -c 'import platform; print(platform.python_version())')"
 
-"$python" - "$trellis_out" "$peers_out" "$breakdown" "$pluggy_version" "$python_version" \
-    "$all_layers" "$load_before" "$load_after" "$(nproc)" <<'PY'
+"$python" - "$trellis_out" "$peers_out" "$breakdown" "$pinned" "$pluggy_version" \
+    "$python_version" "$load_before" "$load_after" "$(nproc)" <<'PY'
 import sys
 
-(trellis_out, peers_out, breakdown_out, pluggy_version, python_version, all_layers,
+(trellis_out, peers_out, breakdown_out, pinned_out, pluggy_version, python_version,
  load_before, load_after, cpus) = sys.argv[1:]
 
 def parse(text):
@@ -81,6 +79,7 @@ def parse(text):
     return out
 
 t, p = parse(trellis_out), parse(peers_out)
+breakdown_starts = 10
 layers = t.pop("sandbox", "?")
 
 def fmt_time(ns):
@@ -108,7 +107,8 @@ rows = [
      t["call_floor"], fmt_time, "-", None),
 ]
 for n in (1, 10, 100):
-    rows.append((f"hook -> {n} Python plugins, per call", t[f"fanout_py_{n}"],
+    plugins = "plugin" if n == 1 else "plugins"
+    rows.append((f"hook -> {n} Python {plugins}, per call", t[f"fanout_py_{n}"],
                  p[f"pluggy_fanout_{n}"], t[f"fanout_floor_{n}"], fmt_time, "-", None))
     if n > 1:
         rows.append((f"hook -> {n} Python plugins, per plugin", t[f"fanout_py_{n}"] / n,
@@ -156,26 +156,36 @@ plugin costs what its objects do (mem: one more registered plugin class; an inte
 pluggy and one plugin is {fmt_bytes(p['pluggy_mem_process'])}); cold start is a new interpreter
 importing pluggy and making the first call. Floor: a Python child reading one JSON-RPC line
 on stdin and answering on stdout, no sandbox, no SDK; the nested call is a request of its own
-answered before it answers. A Python plugin's tree is the launcher, the sandbox's init and the
-interpreter; idle memory is the mean of the {t['mem_trees']:.0f} plugins of the fan-out.""")
+answered before it answers. Warm figures: calls timed one by one, the subjects of a group
+taking turns in rounds. Cold start: spawn, sandbox, handshake, init and the first call, each
+after a 100 ms pause (as a start on demand). A Python plugin's tree is the launcher, the
+sandbox's init and the interpreter; idle memory is the mean of the {t['mem_trees']:.0f} plugins of
+the fan-out, each called and then idle.""")
 
-# What each layer costs: the same bench with layers turned off.
+# What each layer costs: the same cases on runtimes with layers turned off, taking turns.
 b = {}
-for row in breakdown_out.strip().splitlines():
-    off, key, value = row.split(" ", 2)
-    if key != "sandbox":
-        b.setdefault(off, {})[key] = float(value)
-print("\nWhere the time goes: the same cases with sandbox layers turned off "
-      "(TRELLIS_SANDBOX_DISABLE), one run each")
-bl = "{:<44}  {:>13}  {:>13}  {:>13}"
+for key, value in parse(breakdown_out).items():
+    case, _, setting = key.partition("@")
+    b.setdefault(setting, {})[case] = value
+print("\nWhere the time goes: cold start and warm call with sandbox layers turned off "
+      "(TRELLIS_SANDBOX_DISABLE),\none runtime per setting, taking turns "
+      f"(medians of {breakdown_starts} cold starts each)")
+bl = "{:<46}  {:>13}  {:>13}  {:>13}"
 print(bl.format("layers turned off", "cold, Python", "cold, Rust", "warm, Python"))
-for off, fig in b.items():
-    label = {"none": "none (every layer)", all_layers: "all (the launcher and init remain)"}.get(off, off)
-    print(bl.format(label, fmt_time(fig["cold_py"]), fmt_time(fig["cold_rs"]), fmt_time(fig["call_py"])))
-print(bl.format("no sandbox at all (Launcher::Unsandboxed)", fmt_time(t["cold_py_unsandboxed"]),
-                "-", "-"))
-print(bl.format("floor: bare Python echo, no SDK", fmt_time(t["cold_floor"]), "-",
+labels = {"none": "none (every layer)", "cgroups": "cgroup-pids, cgroup-memory",
+          "all": "all (the launcher and init remain)",
+          "unsandboxed": "no sandbox, no launcher (Launcher::Unsandboxed)"}
+for setting, fig in b.items():
+    print(bl.format(labels.get(setting, setting), fmt_time(fig.get("cold_py")),
+                    fmt_time(fig.get("cold_rs")), fmt_time(fig.get("call_py"))))
+print(bl.format("floor: bare Python echo, no SDK (main run)", fmt_time(t["cold_floor"]), "-",
                 fmt_time(t["call_floor"])))
+if pinned_out:
+    q = parse(pinned_out)
+    print("\nWarm round trips with the host and its plugins on one CPU (taskset -c 0), every layer:")
+    print(f"  Python {fmt_time(q['call_py'])}, Rust {fmt_time(q['call_rs'])}, "
+          f"floor {fmt_time(q['call_floor'])}; nested: Python {fmt_time(q['nested_py'])}, "
+          f"floor {fmt_time(q['nested_floor'])}")
 
 print("\ntargets met" if all_met else "\ntarget NOT met")
 sys.exit(0 if all_met else 1)

@@ -9,7 +9,10 @@ use std::os::unix::net::UnixStream;
 use serde_json::{Value, json};
 
 fn main() {
-    let Some(fd) = std::env::var("TRELLIS_RPC_FD").ok().and_then(|v| v.parse::<i32>().ok()) else {
+    let Some(fd) = std::env::var("TRELLIS_RPC_FD")
+        .ok()
+        .and_then(|v| v.parse::<i32>().ok())
+    else {
         eprintln!("a Trellis plugin: `trellis` starts it and passes its channel in TRELLIS_RPC_FD");
         std::process::exit(2);
     };

@@ -6,15 +6,18 @@
 //!
 //! Plugins: `examples/plugins/bench-echo-py` (the Python SDK, standard library only) and
 //! `benches/bench-echo-process` (Rust, the raw protocol; its binary is passed with
-//! `--rust-plugin`). Hooks: `bench_echo` takes `{"x": 1}` and returns 2 (the shape of
+//! `--rust-plugin`, by default `$CARGO_TARGET_DIR/release/bench-echo-process`). Hooks: `bench_echo` takes `{"x": 1}` and returns 2 (the shape of
 //! `scripts/bench_pluggy.py`), `bench_payload` returns its 1 MiB string `data`, `bench_nested`
 //! calls the host (`state.get`) before it answers.
 //!
 //! Prints `<key> <value>` lines on stdout: times in nanoseconds (the median of calls timed one
 //! by one), memory in bytes. Progress goes to stderr.
 //!
-//! `--cases all` (default) measures everything; `--cases breakdown` only the cold starts and the
-//! warm Python call, for runs with `TRELLIS_SANDBOX_DISABLE` set.
+//! `--cases all` (default) measures everything. `--cases breakdown` measures the cold starts
+//! and the warm Python call with each sandbox layer turned off in turn (one runtime per
+//! setting of `TRELLIS_SANDBOX_DISABLE`, taking turns, so that the machine's drift falls on
+//! all alike); keys `<case>@<layers off>`. `--cases warm` measures only the warm round trips
+//! (for a run pinned to one CPU).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -34,6 +37,8 @@ use trellis_process::{
 const PAYLOAD_BYTES: usize = 1 << 20;
 /// Fresh processes per cold-start figure.
 const COLD_STARTS: usize = 20;
+/// The pause before each cold start.
+const PAUSE: Duration = Duration::from_millis(100);
 /// Plugins in the widest fan-out (and in the idle-memory figure).
 const FANOUT_MAX: usize = 100;
 
@@ -78,13 +83,27 @@ impl Options {
                 _ => {} // `--bench`, which cargo passes
             }
         }
+        // Where scripts/bench-process.sh builds it (scripts/env.sh's target directory).
         let rust_plugin = rust_plugin.unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/trellis/target"))
+                })
+                .unwrap_or_default()
+                .join("release/bench-echo-process")
+        });
+        if !rust_plugin.is_file() {
             eprintln!(
-                "usage: process_dispatch --rust-plugin PATH [--cases all|breakdown]\n\
-                 (PATH: the binary of benches/bench-echo-process; scripts/bench-process.sh builds it)"
+                "process_dispatch: no Rust plugin at {} (pass --rust-plugin PATH); build it with
+  \
+                 cargo build --release --manifest-path benches/bench-echo-process/Cargo.toml
+\
+                 or run the whole comparison: bash scripts/bench-process.sh",
+                rust_plugin.display()
             );
             std::process::exit(2)
-        });
+        }
         Options { rust_plugin, cases }
     }
 }
@@ -205,6 +224,23 @@ impl Bench {
         }))
     }
 
+    /// A sandboxed runtime with `off` (comma-separated layer names) turned off, through the
+    /// variable the runtime reads when it first looks at the sandbox. Only while this program
+    /// has one thread: before any plugin starts.
+    fn runtime_without(&self, off: &str) -> Arc<ProcessRuntime> {
+        let before = std::env::var_os(trellis_process::DISABLE_VAR);
+        // SAFETY: no other thread exists yet (see above), so none reads the environment.
+        unsafe { std::env::set_var(trellis_process::DISABLE_VAR, off) };
+        let runtime = self.runtime(Launcher::CurrentExe);
+        runtime.support();
+        match before {
+            // SAFETY: as above.
+            Some(v) => unsafe { std::env::set_var(trellis_process::DISABLE_VAR, v) },
+            None => unsafe { std::env::remove_var(trellis_process::DISABLE_VAR) },
+        }
+        runtime
+    }
+
     fn spec(&self, name: &str, dir: &Path) -> PluginSpec {
         let manifest = trellis_manifest::load_dir(dir)
             .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
@@ -259,19 +295,29 @@ impl Bench {
         took
     }
 
-    /// Cold starts of each subject, taken in turn ([`COLD_STARTS`] each, after one untimed:
-    /// the runtime probes the sandbox and writes the SDK into the cache once).
-    fn cold_starts(&self, subjects: &[(&str, &Arc<ProcessRuntime>, &Path)], floor: bool) {
+    /// Cold starts of each subject, taken in turn (`rounds` each, after one untimed: the
+    /// runtime probes the sandbox and writes the SDK into the cache once). Each start
+    /// comes after a pause, as a start on demand does: back to back, a start finds the
+    /// kernel's state from the one before (joining a cgroup costs an RCU grace period, ~12 ms
+    /// here, unless another join came just before) and the last process's teardown.
+    fn cold_starts(
+        &self,
+        subjects: &[(String, &Arc<ProcessRuntime>, &Path)],
+        floor: bool,
+        rounds: usize,
+    ) {
         for (key, runtime, dir) in subjects {
             self.cold_start(runtime, &format!("{key}-first"), dir);
         }
         let mut samples: Vec<Vec<u64>> = subjects.iter().map(|_| Vec::new()).collect();
         let mut floors = Vec::new();
-        for i in 0..COLD_STARTS {
+        for i in 0..rounds {
             for ((key, runtime, dir), out) in subjects.iter().zip(&mut samples) {
+                std::thread::sleep(PAUSE);
                 out.push(self.cold_start(runtime, &format!("{key}-{i}"), dir));
             }
             if floor {
+                std::thread::sleep(PAUSE);
                 floors.push(self.cold_floor());
             }
         }
@@ -502,30 +548,78 @@ fn idle_memory(python_dir: &Path) {
     }
 }
 
+/// Layer settings of `--cases breakdown`: a name for the table and what is turned off.
+const SETTINGS: &[(&str, &str)] = &[
+    ("none", ""),
+    ("namespaces", "namespaces"),
+    ("landlock", "landlock"),
+    ("seccomp", "seccomp"),
+    ("rlimits", "rlimits"),
+    ("cgroups", "cgroup-pids,cgroup-memory"),
+    (
+        "all",
+        "namespaces,landlock,seccomp,rlimits,cgroup-pids,cgroup-memory",
+    ),
+];
+
+/// Cold starts per subject in `--cases breakdown`.
+const BREAKDOWN_STARTS: usize = 10;
+
 fn main() {
     trellis_sandbox::run_launcher_if_requested();
     let opts = Options::parse();
     let bench = Bench::new(&opts);
-    let sandboxed = bench.runtime(Launcher::CurrentExe);
-    let layers = describe_support(sandboxed.support());
-    eprintln!("sandbox: {layers}");
-    println!("sandbox {layers}");
     let (py, rs) = (bench.python_dir.clone(), bench.rust_dir.clone());
     let echo = r#"{"x":1}"#;
     let round = Duration::from_millis(200);
 
     if opts.cases == "breakdown" {
-        {
-            let plugin = bench.start(&sandboxed, "bench-echo-py", &py);
-            let mut call_py = Bench::caller(&plugin, "bench_echo", echo, json!(2));
-            interleaved(&mut [("call_py", &mut call_py)], 500, 100, round, 5);
+        // Every runtime is made first, while this program has one thread.
+        let mut runtimes: Vec<(&str, Arc<ProcessRuntime>)> = SETTINGS
+            .iter()
+            .map(|(name, off)| (*name, bench.runtime_without(off)))
+            .collect();
+        runtimes.push(("unsandboxed", bench.runtime(Launcher::Unsandboxed)));
+        for (name, runtime) in &runtimes {
+            eprintln!("{name}: {}", describe_support(runtime.support()));
         }
-        bench.cold_starts(
-            &[("cold_py", &sandboxed, &py), ("cold_rs", &sandboxed, &rs)],
-            false,
-        );
+        eprintln!("== warm Python call, per layer setting");
+        {
+            let plugins: Vec<Arc<ProcessPlugin>> = runtimes
+                .iter()
+                .map(|(name, runtime)| bench.start(runtime, &format!("bench-echo-py-{name}"), &py))
+                .collect();
+            let keys: Vec<String> = runtimes
+                .iter()
+                .map(|(n, _)| format!("call_py@{n}"))
+                .collect();
+            let mut callers: Vec<_> = plugins
+                .iter()
+                .map(|p| Bench::caller(p, "bench_echo", echo, json!(2)))
+                .collect();
+            let mut subjects: Vec<(&str, &mut dyn FnMut())> = keys
+                .iter()
+                .map(String::as_str)
+                .zip(callers.iter_mut().map(|c| c as &mut dyn FnMut()))
+                .collect();
+            interleaved(&mut subjects, 200, 50, round, 5);
+        }
+        eprintln!("== cold starts, per layer setting");
+        let mut subjects = Vec::new();
+        for (name, runtime) in &runtimes {
+            subjects.push((format!("cold_py@{name}"), runtime, py.as_path()));
+            if *name != "unsandboxed" {
+                subjects.push((format!("cold_rs@{name}"), runtime, rs.as_path()));
+            }
+        }
+        bench.cold_starts(&subjects, false, BREAKDOWN_STARTS);
         return;
     }
+
+    let sandboxed = bench.runtime(Launcher::CurrentExe);
+    let layers = describe_support(sandboxed.support());
+    eprintln!("sandbox: {layers}");
+    println!("sandbox {layers}");
 
     {
         let plugin = bench.start(&sandboxed, "bench-echo-py", &py);
@@ -559,6 +653,10 @@ fn main() {
             10,
         );
 
+        if opts.cases == "warm" {
+            return;
+        }
+
         eprintln!("== 1 MiB round trip");
         let args = bench.payload_args();
         let expect = Value::String(bench.payload.clone());
@@ -587,11 +685,12 @@ fn main() {
     let unsandboxed = bench.runtime(Launcher::Unsandboxed);
     bench.cold_starts(
         &[
-            ("cold_py", &sandboxed, &py),
-            ("cold_rs", &sandboxed, &rs),
-            ("cold_py_unsandboxed", &unsandboxed, &py),
+            ("cold_py".to_owned(), &sandboxed, &py),
+            ("cold_rs".to_owned(), &sandboxed, &rs),
+            ("cold_py_unsandboxed".to_owned(), &unsandboxed, &py),
         ],
         true,
+        COLD_STARTS,
     );
 
     eprintln!("== fan-out to 1, 10, {FANOUT_MAX} Python plugins (starting {FANOUT_MAX})");
