@@ -389,6 +389,10 @@ impl ProcessRuntime {
     ) -> Result<Arc<Instance>, String> {
         let runtime = &spec.manifest.runtime;
         let interpreter = crate::interpreter::check(&spec.manifest, Some(&self.opts.cache_dir))?;
+        let python_version = interpreter
+            .as_ref()
+            .filter(|i| i.language == crate::interpreter::Language::Python)
+            .map(|i| (i.version.major, i.version.minor));
         let (program, mut args) = match (&runtime.entry_point, &runtime.entry) {
             (Some(name), _) => {
                 let env = spec.python_env.as_ref().ok_or(
@@ -430,6 +434,9 @@ impl ProcessRuntime {
         let mut read_exec = Vec::new();
         if is_python(&program) {
             let sdk = self.python_sdk()?;
+            if let Some(version) = python_version {
+                crate::python_sdk::compile_once(sdk, &program, version);
+            }
             env.push(("PYTHONPATH".to_owned(), sdk.to_string_lossy().into_owned()));
             env.push(("PYTHONDONTWRITEBYTECODE".to_owned(), "1".to_owned()));
             env.push(("PYTHONUNBUFFERED".to_owned(), "1".to_owned()));

@@ -34,6 +34,30 @@ const FILES: &[(&str, &str)] = &[
     ("py.typed", ""),
 ];
 
+/// Byte-compiles the SDK for one Python version, once per cache: plugins run with
+/// `PYTHONDONTWRITEBYTECODE` in a read-only view of it, so without this every start would
+/// compile the SDK again. A failure only costs that time.
+pub(crate) fn compile_once(root: &Path, python: &Path, (major, minor): (u64, u64)) {
+    let package = root.join("trellis_sdk");
+    let marker = package
+        .join("__pycache__")
+        .join(format!("plugin.cpython-{major}{minor}.pyc"));
+    if marker.is_file() {
+        return;
+    }
+    let compiled = std::process::Command::new(python)
+        .args(["-I", "-m", "compileall", "-q"])
+        .arg(&package)
+        .env_remove("PYTHONDONTWRITEBYTECODE")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !compiled.is_ok_and(|s| s.success()) {
+        tracing::debug!(python = %python.display(), "could not byte-compile the Python SDK");
+    }
+}
+
 /// The directory to put on `PYTHONPATH` (it holds `trellis_sdk/`).
 pub(crate) fn install(cache_dir: &Path) -> Result<PathBuf, String> {
     let digest = FILES
