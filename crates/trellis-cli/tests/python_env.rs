@@ -290,12 +290,12 @@ fn bundled_plugin(root: &Path, requirements: &str) -> PathBuf {
     fs::create_dir_all(dir.join("wheels")).unwrap();
     fs::write(
         dir.join("plugin.yaml"),
-        "apiVersion: trellis.dev/v1\nkind: Plugin\nmetadata:\n  name: validator-py\n  version: 0.1.0\n  description: Validates with pydantic, installed offline\n  license: MIT\nprovides:\n  commands:\n    - name: validate\n      description: Validate a user record (its age)\nruntime:\n  type: process\n  interpreter: python3\n  entry: main.py\n  requirements: requirements.txt\n  wheels: wheels\n",
+        "apiVersion: trellis.dev/v1\nkind: Plugin\nmetadata:\n  name: validator-py\n  version: 0.1.0\n  description: Validates with pydantic, installed offline\n  license: MIT\nprovides:\n  commands:\n    - name: validate\n      description: Validate a user record (its age)\n    - name: peek\n      description: Look at the project's .trellis/ from inside the sandbox\nruntime:\n  type: process\n  interpreter: python3\n  entry: main.py\n  requirements: requirements.txt\n  wheels: wheels\n",
     )
     .unwrap();
     fs::write(
         dir.join("main.py"),
-        "import pydantic\nfrom trellis_sdk import command, run\n\nclass User(pydantic.BaseModel):\n    age: int\n\n@command('validate')\ndef validate(ctx, age='0'):\n    try:\n        return {'valid': True, 'age': User(age=age).age, 'pydantic': pydantic.VERSION}\n    except pydantic.ValidationError as e:\n        return {'valid': False, 'errors': e.error_count()}\n\nif __name__ == '__main__':\n    run()\n",
+        "import pydantic\nfrom trellis_sdk import command, run\n\nclass User(pydantic.BaseModel):\n    age: int\n\n@command('validate')\ndef validate(ctx, age='0'):\n    try:\n        return {'valid': True, 'age': User(age=age).age, 'pydantic': pydantic.VERSION}\n    except pydantic.ValidationError as e:\n        return {'valid': False, 'errors': e.error_count()}\n\n@command('peek')\ndef peek(ctx):\n    import os\n    try:\n        open('.trellis/state.json').read()\n        state = 'read'\n    except OSError as e:\n        state = type(e).__name__\n    try:\n        envs = sorted(os.listdir('.trellis/envs'))\n    except OSError as e:\n        envs = type(e).__name__\n    return {'state': state, 'envs': envs, 'python': os.path.realpath(os.sys.prefix)}\n\nif __name__ == '__main__':\n    run()\n",
     )
     .unwrap();
     fs::write(dir.join("requirements.txt"), requirements).unwrap();
@@ -353,6 +353,20 @@ fn bundled_wheels_install_offline_and_a_broken_pin_leaves_nothing_behind() {
     );
     let v = p.json(&["validate", "old"]);
     assert_eq!(v["output"]["valid"], false, "{v}");
+    // Its environment is visible to it (read-only); the project's state is not.
+    let seen = p.json(&["peek"])["output"].clone();
+    assert_ne!(seen["state"], "read", "{seen}");
+    assert!(
+        seen["envs"] == "PermissionError" || seen["envs"] == json!(["validator-py"]),
+        "other plugins' environments are visible: {seen}"
+    );
+    assert!(
+        seen["python"]
+            .as_str()
+            .unwrap()
+            .ends_with(".trellis/envs/validator-py"),
+        "{seen}"
+    );
 
     // A wheel whose hash does not match its pin: refused, and the installed plugin, its
     // environment and the lockfile are as they were.
