@@ -32,6 +32,7 @@ pub mod protocol;
 pub mod python_env;
 mod python_sdk;
 pub mod python_wheel;
+mod read_side;
 pub mod service;
 
 pub use error::ProcessError;

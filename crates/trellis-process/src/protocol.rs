@@ -161,6 +161,59 @@ pub enum Line {
     End,
 }
 
+/// Cuts a byte stream into lines of at most `cap` bytes, for readers that take whatever bytes
+/// are ready rather than a line at a time. A longer line is reported once, as soon as it passes
+/// the cap, and its bytes up to its newline are dropped, so that the next message is read
+/// intact.
+#[derive(Debug)]
+pub struct LineFramer {
+    pending: Vec<u8>,
+    skipping: bool,
+    cap: usize,
+}
+
+impl LineFramer {
+    pub fn new(cap: usize) -> LineFramer {
+        LineFramer {
+            pending: Vec::new(),
+            skipping: false,
+            cap,
+        }
+    }
+
+    /// Takes `bytes`, adding each line they complete (or the over-long line they start) to `out`.
+    pub fn push(&mut self, mut bytes: &[u8], out: &mut Vec<Line>) {
+        while !bytes.is_empty() {
+            let newline = bytes.iter().position(|b| *b == b'\n');
+            let chunk = &bytes[..newline.unwrap_or(bytes.len())];
+            if !self.skipping {
+                if self.pending.len() + chunk.len() > self.cap {
+                    self.skipping = true;
+                    self.pending = Vec::new();
+                    out.push(Line::TooLong(self.cap));
+                } else {
+                    self.pending.extend_from_slice(chunk);
+                }
+            }
+            match newline {
+                Some(i) => {
+                    if !std::mem::take(&mut self.skipping) {
+                        out.push(Line::Message(std::mem::take(&mut self.pending)));
+                    }
+                    bytes = &bytes[i + 1..];
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// The stream ended: a last message without its newline still counts.
+    pub fn end(&mut self) -> Option<Line> {
+        let rest = std::mem::take(&mut self.pending);
+        (!std::mem::take(&mut self.skipping) && !rest.is_empty()).then_some(Line::Message(rest))
+    }
+}
+
 /// Reads one line of at most `cap` bytes. A longer one is consumed to its newline without being
 /// kept, so that the next message is read intact.
 pub fn read_line(reader: &mut impl BufRead, cap: usize) -> io::Result<Line> {
@@ -265,5 +318,38 @@ mod tests {
             Line::Message(b"last".to_vec())
         );
         assert_eq!(read_line(&mut r, 10).unwrap(), Line::End);
+    }
+
+    fn framed(input: &[u8], piece: usize, cap: usize) -> Vec<Line> {
+        let mut framer = LineFramer::new(cap);
+        let mut out = Vec::new();
+        for chunk in input.chunks(piece) {
+            framer.push(chunk, &mut out);
+        }
+        out.extend(framer.end());
+        out
+    }
+
+    #[test]
+    fn the_framer_cuts_lines_however_the_bytes_arrive() {
+        let mut input = b"a\n\n".to_vec();
+        input.extend_from_slice(&[b'x'; 25]);
+        input.extend_from_slice(b"\nok\nlast");
+        let expected = vec![
+            Line::Message(b"a".to_vec()),
+            Line::Message(Vec::new()),
+            Line::TooLong(10),
+            Line::Message(b"ok".to_vec()),
+            Line::Message(b"last".to_vec()),
+        ];
+        for piece in [1, 2, 3, 7, 11, input.len()] {
+            assert_eq!(framed(&input, piece, 10), expected, "pieces of {piece}");
+        }
+        // A line of exactly the cap is a message; an over-long one at the end is not.
+        assert_eq!(
+            framed(b"0123456789\n", 4, 10),
+            vec![Line::Message(b"0123456789".to_vec())]
+        );
+        assert_eq!(framed(&[b'y'; 30], 4, 10), vec![Line::TooLong(10)]);
     }
 }
