@@ -832,3 +832,65 @@ fn a_concurrent_hook_fans_out_to_process_plugins_at_once_in_pluggy_order() {
         "they did not run together: {results:?}"
     );
 }
+
+fn python_plugin(root: &Path, name: &str, command: &str, main: &str) -> PathBuf {
+    let dir = root.join(name);
+    fs::create_dir_all(&dir).unwrap();
+    fs::write(
+        dir.join("plugin.yaml"),
+        format!(
+            "apiVersion: trellis.dev/v1\nkind: Plugin\nmetadata:\n  name: {name}\n  version: 0.1.0\n  description: Looks at its own interpreter\n  license: MIT\nprovides:\n  commands:\n    - name: {command}\nruntime:\n  type: process\n  interpreter: python3\n  entry: main.py\n"
+        ),
+    )
+    .unwrap();
+    fs::write(dir.join("main.py"), main).unwrap();
+    dir
+}
+
+/// A plugin without `runtime.requirements` gets the standard library and the SDK: not the
+/// packages installed next to the interpreter, nor their start-up `.pth` hooks. Importing one
+/// fails to start the plugin with a message that says how to declare it.
+#[test]
+fn a_python_plugin_without_requirements_sees_only_the_standard_library_and_the_sdk() {
+    let f = Fixture::new();
+    let paths = python_plugin(
+        &f.root,
+        "site-py",
+        "site-paths",
+        "import sys\nfrom trellis_sdk import command, run\n\n@command('site-paths')\ndef paths():\n    return {'no_site': sys.flags.no_site, 'path': sys.path, 'modules': sorted(m for m in sys.modules if m in ('site', 'certifi', '_distutils_hack'))}\n\nif __name__ == '__main__':\n    run()\n",
+    );
+    let missing = python_plugin(
+        &f.root,
+        "needs-py",
+        "needs-more",
+        "import trellis_test_not_a_stdlib_module.sub\nfrom trellis_sdk import command, run\n\n@command('needs-more')\ndef more():\n    return 1\n\nif __name__ == '__main__':\n    run()\n",
+    );
+    for (dir, name) in [(&paths, "site-py"), (&missing, "needs-py")] {
+        f.cmd()
+            .args(["plugin", "install", "--yes", dir.to_str().unwrap()])
+            .assert()
+            .success();
+        f.cmd().args(["plugin", "enable", name]).assert().success();
+    }
+    let v = f.output(&["site-paths"]);
+    assert_eq!(v["no_site"], 1, "{v}");
+    assert_eq!(v["modules"], serde_json::json!([]), "{v}");
+    let path = v["path"].as_array().unwrap();
+    assert!(
+        !path
+            .iter()
+            .any(|p| p.as_str().unwrap().contains("site-packages")),
+        "{v}"
+    );
+    let (ok, err) = f.run(&["needs-more"]);
+    assert!(!ok);
+    let message = err.to_string();
+    assert!(
+        message.contains("No module named 'trellis_test_not_a_stdlib_module")
+            && message.contains(
+                "runs with the standard library and the SDK only: pin `trellis_test_not_a_stdlib_module`"
+            ),
+        "{message}"
+    );
+    f.others_still_answer();
+}

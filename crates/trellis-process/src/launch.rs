@@ -414,6 +414,14 @@ impl ProcessRuntime {
                 let entry_text = entry_path.to_string_lossy().into_owned();
                 match (&spec.python_env, interpreter) {
                     (Some(env), _) => (crate::python_env::python_of(&env.dir), vec![entry_text]),
+                    // Without an environment of its own a plugin gets the standard library and
+                    // the SDK: not the packages the interpreter happens to have (an undeclared
+                    // dependency) nor their start-up hooks (`.pth` files, run in the sandbox).
+                    (None, Some(interpreter))
+                        if interpreter.language == crate::interpreter::Language::Python =>
+                    {
+                        (interpreter.program, vec!["-S".to_owned(), entry_text])
+                    }
                     (None, Some(interpreter)) => (interpreter.program, vec![entry_text]),
                     (None, None) => (entry_path, Vec::new()),
                 }

@@ -187,6 +187,12 @@ impl ProcessPlugin {
             if !tail.is_empty() {
                 reason.push_str(&format!("; stderr: {}", tail.join(" | ")));
             }
+            if let Some(module) = missing_module(&tail).filter(|_| self.spec.python_env.is_none()) {
+                reason.push_str(&format!(
+                    "; a plugin without `runtime.requirements` runs with the standard library and \
+                     the SDK only: pin `{module}` in a requirements file and name it there"
+                ));
+            }
             instance.stop();
             ProcessError::Handshake {
                 plugin: name.clone(),
@@ -510,4 +516,13 @@ impl RemoteHooks for ProcessPlugin {
     fn may_run_concurrently(&self) -> bool {
         true
     }
+}
+
+/// The module a Python traceback says could not be found.
+fn missing_module(stderr: &[String]) -> Option<&str> {
+    stderr.iter().rev().find_map(|line| {
+        let rest = line.split("ModuleNotFoundError: No module named '").nth(1)?;
+        let name = rest.split('\'').next()?;
+        Some(name.split('.').next().unwrap_or(name))
+    })
 }
