@@ -1,6 +1,5 @@
 //! The examples in docs/ are run, so the documentation cannot drift from the tool.
 
-use std::path::Path;
 
 use assert_cmd::Command;
 
@@ -92,9 +91,7 @@ fn python_doc_plugin_runs_as_written() {
 }
 
 fn run_sessions(name: &str) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../docs")
-        .join(name);
+    let root = crate_dir().join("../../docs").join(name);
     let doc = std::fs::read_to_string(&root).expect("doc exists");
     let all = sessions(&doc);
     assert!(!all.is_empty(), "docs/{name} has no session block");
@@ -142,7 +139,7 @@ fn run_sessions(name: &str) {
 
 /// The `kind`s a set of `kind()` functions can return: every `=> "name"` in the function.
 fn kinds_in(file: &str, function: &str) -> Vec<String> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = crate_dir().join("../..");
     let text = std::fs::read_to_string(root.join(file)).unwrap();
     let start = text
         .find(function)
@@ -164,7 +161,7 @@ fn kinds_in(file: &str, function: &str) -> Vec<String> {
 /// docs/cli.md's table of error kinds lists exactly what the errors report.
 #[test]
 fn the_documented_error_kinds_are_the_ones_errors_report() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = crate_dir().join("../..");
     let doc = std::fs::read_to_string(root.join("docs/cli.md")).unwrap();
     let section = doc
         .split("\n## Errors\n")
@@ -221,4 +218,13 @@ fn the_documented_error_kinds_are_the_ones_errors_report() {
             "docs/cli.md lists `{kind}`, which no error reports"
         );
     }
+}
+
+/// This crate's directory, read when the test runs (cargo sets it): a test binary that cargo
+/// reuses after the checkout moved must not look in the old place.
+fn crate_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .expect("run by cargo, which sets CARGO_MANIFEST_DIR"),
+    )
 }

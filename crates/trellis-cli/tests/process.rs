@@ -11,9 +11,7 @@ use assert_cmd::Command;
 use serde_json::Value;
 
 fn example(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/plugins")
-        .join(name)
+    crate_dir().join("../../examples/plugins").join(name)
 }
 
 fn trellis(project: &Path, cache: &Path) -> Command {
@@ -893,4 +891,13 @@ fn a_python_plugin_without_requirements_sees_only_the_standard_library_and_the_s
         "{message}"
     );
     f.others_still_answer();
+}
+
+/// This crate's directory, read when the test runs (cargo sets it): a test binary that cargo
+/// reuses after the checkout moved must not look in the old place.
+fn crate_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .expect("run by cargo, which sets CARGO_MANIFEST_DIR"),
+    )
 }

@@ -13,7 +13,7 @@ use assert_cmd::Command;
 use serde_json::{Value, json};
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+    crate_dir().join("../..")
 }
 
 /// The pinned wheels scripts/python-wheels.sh fetched.
@@ -510,4 +510,13 @@ fn the_sdk_wheel_is_reproducible_and_installs_with_pip() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// This crate's directory, read when the test runs (cargo sets it): a test binary that cargo
+/// reuses after the checkout moved must not look in the old place.
+fn crate_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .expect("run by cargo, which sets CARGO_MANIFEST_DIR"),
+    )
 }

@@ -765,8 +765,7 @@ fn a_root_rotation_with_new_keys_is_followed_by_projects() {
 /// The `hostile` example's component, whose configuration migration functions (`to_v2`,
 /// `fail`, `panic`, `state`, ...) the update tests call. Needs `bash scripts/build-plugins.sh`.
 fn hostile_wasm() -> PathBuf {
-    let file =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plugins/hostile/plugin.wasm");
+    let file = crate_dir().join("../../examples/plugins/hostile/plugin.wasm");
     assert!(
         file.is_file(),
         "examples/plugins/hostile/plugin.wasm is missing: run `bash scripts/build-plugins.sh`"
@@ -890,4 +889,13 @@ fn update_runs_wasm_migration_functions_and_refuses_when_one_fails() {
     assert_eq!(list["plugins"][0]["version"], "2.1.0", "{list}");
     assert_eq!(list["plugins"][0]["state"], "enabled", "{list}");
     assert_eq!(env.json(&["ok"])["output"], serde_json::json!({"ok": true}));
+}
+
+/// This crate's directory, read when the test runs (cargo sets it): a test binary that cargo
+/// reuses after the checkout moved must not look in the old place.
+fn crate_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .expect("run by cargo, which sets CARGO_MANIFEST_DIR"),
+    )
 }

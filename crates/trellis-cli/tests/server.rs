@@ -270,7 +270,8 @@ impl Postgres {
             .prefix("trellis-pg-")
             .tempdir_in("/tmp")
             .unwrap();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres.sh");
+        let script = crate_dir().join("../../scripts/postgres.sh");
+        let script = script.to_str().expect("a UTF-8 checkout path");
         let out = StdCommand::new("bash")
             .args([script, "start", dir.path().to_str().unwrap()])
             .output()
@@ -287,7 +288,8 @@ impl Postgres {
 
 impl Drop for Postgres {
     fn drop(&mut self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/postgres.sh");
+        let script = crate_dir().join("../../scripts/postgres.sh");
+        let script = script.to_str().expect("a UTF-8 checkout path");
         let _ = StdCommand::new("bash")
             .args([script, "stop", self.dir.path().to_str().unwrap()])
             .output();
@@ -303,7 +305,8 @@ struct S3 {
 impl S3 {
     fn start(bucket: &str) -> S3 {
         let dir = tempfile::tempdir().unwrap();
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/s3.sh");
+        let script = crate_dir().join("../../scripts/s3.sh");
+        let script = script.to_str().expect("a UTF-8 checkout path");
         let out = StdCommand::new("bash")
             .args([script, "start", dir.path().to_str().unwrap(), bucket])
             .output()
@@ -367,7 +370,8 @@ else:
 
 impl Drop for S3 {
     fn drop(&mut self) {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/s3.sh");
+        let script = crate_dir().join("../../scripts/s3.sh");
+        let script = script.to_str().expect("a UTF-8 checkout path");
         let _ = StdCommand::new("bash")
             .args([script, "stop", self.dir.path().to_str().unwrap()])
             .output();
@@ -932,4 +936,13 @@ fn the_web_ui_searches_and_shows_a_plugin_in_headless_chromium() {
     assert!(page.contains("hosts: api.example.com"), "{page}");
     assert!(page.contains("1.2.0"), "{page}");
     assert!(page.contains("alice@example.com"), "{page}");
+}
+
+/// This crate's directory, read when the test runs (cargo sets it): a test binary that cargo
+/// reuses after the checkout moved must not look in the old place.
+fn crate_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .expect("run by cargo, which sets CARGO_MANIFEST_DIR"),
+    )
 }

@@ -9,7 +9,7 @@ use assert_cmd::Command;
 use serde_json::Value;
 
 fn scanner_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plugins/security-scanner");
+    let dir = crate_dir().join("../../examples/plugins/security-scanner");
     assert!(
         dir.join("plugin.wasm").is_file(),
         "examples/plugins/security-scanner/plugin.wasm is missing: run `bash scripts/build-plugins.sh`"
@@ -240,7 +240,7 @@ fn wasm_scaffold_builds_validates_and_runs() {
 }
 
 fn hostile_copy(tmp: &Path, manifest_extra: &str) -> PathBuf {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/plugins/hostile");
+    let src = crate_dir().join("../../examples/plugins/hostile");
     assert!(
         src.join("plugin.wasm").is_file(),
         "examples/plugins/hostile/plugin.wasm is missing: run `bash scripts/build-plugins.sh`"
@@ -355,4 +355,13 @@ fn plugin_check_starts_every_plugin_on_its_runtime() {
             .contains("not a usable WebAssembly component"),
         "{report}"
     );
+}
+
+/// This crate's directory, read when the test runs (cargo sets it): a test binary that cargo
+/// reuses after the checkout moved must not look in the old place.
+fn crate_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .expect("run by cargo, which sets CARGO_MANIFEST_DIR"),
+    )
 }

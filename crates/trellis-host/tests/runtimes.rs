@@ -13,9 +13,7 @@ use trellis_manifest::RuntimeKind;
 use trellis_project::{GrantChoices, LifecycleState, LoadedPlugin, Project};
 
 fn example(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/plugins")
-        .join(name);
+    let dir = crate_dir().join("../../examples/plugins").join(name);
     assert!(
         dir.join("plugin.wasm").is_file(),
         "{}/plugin.wasm is not built: run `bash scripts/build-plugins.sh` (scripts/test.sh does)",
@@ -144,4 +142,13 @@ fn start_all_starts_every_plugin_now() {
     let host = Host::start_all(project).unwrap();
     assert_eq!(host.started(), ["bench-echo", "hostile", "notes"]);
     assert!(host.failed().is_empty());
+}
+
+/// This crate's directory, read when the test runs (cargo sets it): a test binary that cargo
+/// reuses after the checkout moved must not look in the old place.
+fn crate_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .expect("run by cargo, which sets CARGO_MANIFEST_DIR"),
+    )
 }

@@ -9,7 +9,7 @@ use trellis_manifest::{Format, Manifest, manifest_json_schema, parse_str};
 const MARKER: &str = "<!-- example: valid -->";
 
 fn docs() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs")
+    crate_dir().join("../../docs")
 }
 
 /// Fenced blocks whose opening fence directly follows the marker line, with their language and
@@ -99,4 +99,13 @@ fn the_marker_finder_works() {
     let md = "text\n<!-- example: valid -->\n```yaml\na: 1\n```\n```toml\nb = 2\n```\n";
     let found = marked_examples(md);
     assert_eq!(found, [("yaml".to_owned(), 4, "a: 1\n".to_owned())]);
+}
+
+/// This crate's directory, read when the test runs (cargo sets it): a test binary that cargo
+/// reuses after the checkout moved must not look in the old place.
+fn crate_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .expect("run by cargo, which sets CARGO_MANIFEST_DIR"),
+    )
 }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use trellis_manifest::{Format, ManifestError, load_dir, load_file, parse_str};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+    crate_dir().join("tests/fixtures")
 }
 
 fn render(err: &ManifestError) -> String {
@@ -287,4 +287,13 @@ fn diagnostics_serialize_for_machine_output() {
             .as_str()
             .is_some_and(|h| h.contains("quote it"))
     );
+}
+
+/// This crate's directory, read when the test runs (cargo sets it): a test binary that cargo
+/// reuses after the checkout moved must not look in the old place.
+fn crate_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .expect("run by cargo, which sets CARGO_MANIFEST_DIR"),
+    )
 }

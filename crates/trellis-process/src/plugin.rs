@@ -521,7 +521,9 @@ impl RemoteHooks for ProcessPlugin {
 /// The module a Python traceback says could not be found.
 fn missing_module(stderr: &[String]) -> Option<&str> {
     stderr.iter().rev().find_map(|line| {
-        let rest = line.split("ModuleNotFoundError: No module named '").nth(1)?;
+        let rest = line
+            .split("ModuleNotFoundError: No module named '")
+            .nth(1)?;
         let name = rest.split('\'').next()?;
         Some(name.split('.').next().unwrap_or(name))
     })

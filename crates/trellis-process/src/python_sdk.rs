@@ -93,10 +93,18 @@ pub(crate) fn install(cache_dir: &Path) -> Result<PathBuf, String> {
 
 #[cfg(test)]
 mod tests {
+    /// This crate's directory, read when the test runs (cargo sets it): a test binary that cargo
+    /// reuses after the checkout moved must not look in the old place.
+    fn crate_dir() -> std::path::PathBuf {
+        std::path::PathBuf::from(
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .expect("run by cargo, which sets CARGO_MANIFEST_DIR"),
+        )
+    }
+
     #[test]
     fn every_sdk_file_is_embedded() {
-        let dir =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/python/trellis_sdk");
+        let dir = crate_dir().join("../../sdk/python/trellis_sdk");
         let mut on_disk: Vec<String> = std::fs::read_dir(dir)
             .unwrap()
             .filter_map(|e| e.ok()?.file_name().into_string().ok())

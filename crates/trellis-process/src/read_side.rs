@@ -169,4 +169,3 @@ impl Drop for SpinPermit {
         SPINNING.fetch_sub(1, Ordering::AcqRel);
     }
 }
-

@@ -15,9 +15,7 @@ use trellis_manifest::CapabilityRequest;
 use trellis_wasm::{EffectiveLimits, Limit, WasmError, WasmPlugin};
 
 fn example(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../examples/plugins")
-        .join(name);
+    let dir = crate_dir().join("../../examples/plugins").join(name);
     assert!(
         dir.join("plugin.wasm").is_file(),
         "{}/plugin.wasm is not built: run `bash scripts/build-plugins.sh` (scripts/test.sh does)",
@@ -1288,4 +1286,13 @@ fn https_to_a_server_without_tls_fails_cleanly() {
     assert!(!err.to_string().contains("plain text"), "{err}");
     assert_eq!(p.metrics().denials, 0, "a TLS failure is not a denial");
     ok(&p);
+}
+
+/// This crate's directory, read when the test runs (cargo sets it): a test binary that cargo
+/// reuses after the checkout moved must not look in the old place.
+fn crate_dir() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR")
+            .expect("run by cargo, which sets CARGO_MANIFEST_DIR"),
+    )
 }
