@@ -74,6 +74,7 @@ impl PluginCode for DeclarativePlugin {
         let context = json!({
             "args": positional,
             "options": options,
+            "input": options,
             "config": plugin.config,
             "plugin": {"name": plugin.name, "version": plugin.manifest.metadata.version.to_string()},
             "project": {"root": self.project_root},

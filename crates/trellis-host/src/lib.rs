@@ -17,6 +17,7 @@
 // Errors carry the project error whole (with its hint) and are built once, on the way out.
 #![allow(clippy::result_large_err)]
 
+pub mod command_line;
 mod declarative;
 mod migrate;
 mod process;
@@ -55,6 +56,9 @@ pub enum HostError {
     Template { path: String, reason: String },
     #[error(transparent)]
     Event(#[from] trellis_core::EventError),
+    /// The command line does not fit what the command declares; the plugin did not run.
+    #[error(transparent)]
+    Usage(#[from] command_line::UsageError),
 }
 
 impl HostError {
@@ -68,6 +72,7 @@ impl HostError {
             HostError::NoTemplate { .. } => "no_template",
             HostError::Template { .. } => "template",
             HostError::Event(_) => "event",
+            HostError::Usage(_) => "usage",
         }
     }
 
@@ -84,6 +89,7 @@ impl HostError {
                 "give the command a `template` (a file in the plugin) in plugin.yaml".to_owned(),
             ),
             HostError::Template { .. } | HostError::Event(_) => None,
+            HostError::Usage(e) => Some(e.hint()),
         }
     }
 }
@@ -349,7 +355,13 @@ impl Host {
             )
         })?;
         let code = slot.code().map_err(not_loaded)?;
-        let (positional, options) = split_args(args);
+        let (positional, options) = if command.declares_inputs() {
+            let env = |name: &str| self.project.env_var(name);
+            let line = command_line::parse(&command, args, self.project.root(), &env)?;
+            (line.positional, line.input)
+        } else {
+            split_args(args)
+        };
         let bus = self.project.events();
         bus.emit(
             "plugin.command.invoked",

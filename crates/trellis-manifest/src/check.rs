@@ -451,6 +451,9 @@ impl<'a> Checker<'a> {
     }
 
     fn provides(&mut self) {
+        for (pointer, _) in self.items("/provides/commands") {
+            self.command_inputs(&pointer);
+        }
         for (list, what) in NAMED_LISTS {
             self.unique_names(&format!("/provides/{list}"), what, |entry| {
                 entry.get("name").and_then(Value::as_str).map(str::to_owned)
@@ -561,6 +564,178 @@ impl<'a> Checker<'a> {
         }
         for (pointer, _) in self.items("/provides/step_types") {
             self.json_schema(&child(&pointer, "schema"));
+        }
+    }
+
+    /// The rules of `arguments` and `options` the schema cannot state: names unique once
+    /// `-` becomes `_`, defaults of the declared type, choices only for enums, required
+    /// arguments before optional ones and a list argument last.
+    fn command_inputs(&mut self, command: &str) {
+        let mut seen: HashMap<String, String> = HashMap::new();
+        let mut shorts: HashMap<char, String> = HashMap::new();
+        let mut optional_argument: Option<String> = None;
+        let arguments = self.items(&child(command, "arguments"));
+        let last_argument = arguments.len().saturating_sub(1);
+        let options = self.items(&child(command, "options"));
+        let all = arguments
+            .iter()
+            .enumerate()
+            .map(|(i, (p, v))| (true, i == last_argument, p, *v))
+            .chain(options.iter().map(|(p, v)| (false, false, p, *v)));
+        for (positional, last, pointer, entry) in all {
+            let Ok(param) = serde_json::from_value::<crate::model::CommandParam>(entry.clone())
+            else {
+                continue; // the schema reports what is wrong with it
+            };
+            let what = if positional { "argument" } else { "option" };
+            let name_at = child(pointer, "name");
+            if !positional && param.name == "help" {
+                self.push(
+                    Issue::new(&name_at, At::Value, "the option `--help` is trellis's own")
+                        .hint("`trellis <command> --help` shows the command's usage; pick another name"),
+                );
+            }
+            match seen.get(&param.key()) {
+                Some(first) => {
+                    let line = self.line(first);
+                    self.push(
+                        Issue::new(
+                            &name_at,
+                            At::Value,
+                            format!(
+                                "`{}` is already an argument or option of this command (line {line})",
+                                param.name
+                            ),
+                        )
+                        .hint("the plugin receives each by name (`-` as `_`): give each its own name"),
+                    );
+                }
+                None => {
+                    seen.insert(param.key(), name_at.clone());
+                }
+            }
+            if let Some(c) = param.short {
+                let short_at = child(pointer, "short");
+                if c == 'h' {
+                    self.push(
+                        Issue::new(&short_at, At::Value, "`-h` is trellis's own (`--help`)")
+                            .hint("pick another letter"),
+                    );
+                } else if let Some(first) = shorts.get(&c) {
+                    let line = self.line(first);
+                    self.push(Issue::new(
+                        &short_at,
+                        At::Value,
+                        format!("`-{c}` is already the short flag of another option (line {line})"),
+                    ));
+                } else {
+                    shorts.insert(c, short_at);
+                }
+            }
+            let is_enum = param.item_kind() == crate::model::ValueKind::Enum;
+            if is_enum && param.choices.is_empty() {
+                self.push(
+                    Issue::new(
+                        child(pointer, "type"),
+                        At::Value,
+                        format!("the enum {what} `{}` has no `choices`", param.name),
+                    )
+                    .hint("list the accepted values: `choices: [low, medium, high]`"),
+                );
+            }
+            if !is_enum && !param.choices.is_empty() {
+                self.push(
+                    Issue::new(
+                        child(pointer, "choices"),
+                        At::Key,
+                        format!("`choices` only apply to `type: enum`, and `{}` is `{}`", param.name, param.kind.as_str()),
+                    )
+                    .hint("write `type: enum`, or remove `choices`"),
+                );
+            }
+            if param.items.is_some() && param.kind != crate::model::ValueKind::List {
+                self.push(
+                    Issue::new(
+                        child(pointer, "items"),
+                        At::Key,
+                        format!("`items` only applies to `type: list`, and `{}` is `{}`", param.name, param.kind.as_str()),
+                    )
+                    .hint("write `type: list`, or remove `items`"),
+                );
+            }
+            if let Some(default) = &param.default {
+                if param.required == Some(true) {
+                    self.push(
+                        Issue::new(
+                            child(pointer, "default"),
+                            At::Key,
+                            format!("`{}` is required, so its `default` would never be used", param.name),
+                        )
+                        .hint("remove `required: true`, or the `default`"),
+                    );
+                }
+                if let Some(problem) = param.value_problem(default) {
+                    self.push(
+                        Issue::new(
+                            child(pointer, "default"),
+                            At::Value,
+                            format!("the default of `{}` {problem}", param.name),
+                        )
+                        .expected(if param.kind == crate::model::ValueKind::List {
+                            format!("a list of {}", param.item_kind().described().trim_start_matches("a ").trim_start_matches("an "))
+                        } else {
+                            param.kind.described().to_owned()
+                        }),
+                    );
+                }
+            }
+            if !positional {
+                if param.kind == crate::model::ValueKind::Boolean && param.required == Some(true) {
+                    self.push(
+                        Issue::new(
+                            child(pointer, "required"),
+                            At::Value,
+                            format!("the flag `--{}` cannot be required: it is on or off", param.name),
+                        )
+                        .hint("remove `required`, or make it an option with a value"),
+                    );
+                }
+                continue;
+            }
+            if param.kind == crate::model::ValueKind::Boolean {
+                self.push(
+                    Issue::new(
+                        child(pointer, "type"),
+                        At::Value,
+                        format!("the argument `{}` is a boolean; a positional word cannot be a flag", param.name),
+                    )
+                    .hint("make it an option: `--name` turns it on"),
+                );
+            }
+            if param.kind == crate::model::ValueKind::List && !last {
+                self.push(
+                    Issue::new(
+                        child(pointer, "type"),
+                        At::Value,
+                        format!("the list argument `{}` is not the last argument", param.name),
+                    )
+                    .hint("a list argument takes every remaining word: move it last"),
+                );
+            }
+            if param.is_required(true) {
+                if let Some(optional) = &optional_argument {
+                    self.push(
+                        Issue::new(
+                            &name_at,
+                            At::Value,
+                            format!("the required argument `{}` comes after the optional argument `{optional}`", param.name),
+                        )
+                        .hint("put required arguments first"),
+                    );
+                }
+            } else {
+                optional_argument.get_or_insert(param.name.clone());
+            }
         }
     }
 

@@ -109,6 +109,157 @@ pub struct Command {
     /// JSON Schema of the command's input.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub input_schema: Option<Value>,
+    /// Positional arguments, in order: `trellis scan FEATURE`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub arguments: Vec<CommandParam>,
+    /// Named options: `--severity high`, `-s high`, `--dry-run`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<CommandParam>,
+}
+
+impl Command {
+    /// Whether the command declares its command line. One that does not gets every
+    /// `--key value` as a string option and every other word as a positional string.
+    pub fn declares_inputs(&self) -> bool {
+        !self.arguments.is_empty() || !self.options.is_empty()
+    }
+}
+
+/// One declared input of a command: a positional argument or a named option.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandParam {
+    /// Lowercase words joined by `-` (`dry-run`); the plugin receives it as `dry_run`.
+    pub name: String,
+    #[serde(default, rename = "type")]
+    pub kind: ValueKind,
+    /// For a `list`: the type of each item (default `string`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<ValueKind>,
+    /// For an `enum` (or a list of them): the accepted values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help: Option<String>,
+    /// Default: arguments without a `default` are required, options are not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    /// Options only: a one-letter flag (`s` for `-s`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub short: Option<char>,
+    /// Options only: an environment variable read when the option is not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env: Option<String>,
+}
+
+impl CommandParam {
+    /// The name the plugin receives it under: `dry-run` is `dry_run`, a valid identifier in
+    /// every guest language.
+    pub fn key(&self) -> String {
+        self.name.replace('-', "_")
+    }
+
+    /// Whether a positional argument (`positional`) or option must be given.
+    pub fn is_required(&self, positional: bool) -> bool {
+        self.required
+            .unwrap_or(positional && self.default.is_none() && self.kind != ValueKind::Boolean)
+    }
+
+    /// The type of each value: the item type for a list, else the type itself.
+    pub fn item_kind(&self) -> ValueKind {
+        match self.kind {
+            ValueKind::List => self.items.unwrap_or_default(),
+            other => other,
+        }
+    }
+
+    /// Why `value` is not a value of this input, if it is not.
+    pub fn value_problem(&self, value: &Value) -> Option<String> {
+        match (self.kind, value) {
+            (ValueKind::List, Value::Array(items)) => items
+                .iter()
+                .find_map(|item| self.item_problem(self.item_kind(), item)),
+            (ValueKind::List, _) => Some("is not a list".to_owned()),
+            (kind, value) => self.item_problem(kind, value),
+        }
+    }
+
+    fn item_problem(&self, kind: ValueKind, value: &Value) -> Option<String> {
+        let fits = match kind {
+            ValueKind::String | ValueKind::Path => value.is_string(),
+            ValueKind::Integer => value.is_i64() || value.is_u64(),
+            ValueKind::Number => value.is_number(),
+            ValueKind::Boolean => value.is_boolean(),
+            ValueKind::Enum => {
+                return match value.as_str() {
+                    Some(v) if self.choices.iter().any(|c| c == v) => None,
+                    // Without choices there is nothing to compare with (reported on its own).
+                    _ if self.choices.is_empty() => None,
+                    _ => Some(format!(
+                        "is {}, not one of {}",
+                        shown(value),
+                        self.choices.join(", ")
+                    )),
+                };
+            }
+            ValueKind::List => false,
+        };
+        (!fits).then(|| format!("is {}, not {}", shown(value), kind.described()))
+    }
+}
+
+/// A value as a person wrote it: `high`, `3`, `[a, b]`.
+fn shown(value: &Value) -> String {
+    match value {
+        Value::String(s) => format!("`{s}`"),
+        other => format!("`{other}`"),
+    }
+}
+
+/// The type of a command's argument or option.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueKind {
+    #[default]
+    String,
+    Integer,
+    Number,
+    Boolean,
+    /// A path inside the project, received project-relative with `/` separators.
+    Path,
+    /// One of `choices`.
+    Enum,
+    /// Any number of values (an option given again, or the last positional words).
+    List,
+}
+
+impl ValueKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ValueKind::String => "string",
+            ValueKind::Integer => "integer",
+            ValueKind::Number => "number",
+            ValueKind::Boolean => "boolean",
+            ValueKind::Path => "path",
+            ValueKind::Enum => "enum",
+            ValueKind::List => "list",
+        }
+    }
+
+    /// `an integer`, `a path inside the project`, ...
+    pub fn described(self) -> &'static str {
+        match self {
+            ValueKind::String => "a string",
+            ValueKind::Integer => "an integer",
+            ValueKind::Number => "a number",
+            ValueKind::Boolean => "true or false",
+            ValueKind::Path => "a path inside the project",
+            ValueKind::Enum => "one of the choices",
+            ValueKind::List => "a list",
+        }
+    }
 }
 
 /// A hook implementation or event handler the plugin registers.

@@ -296,6 +296,12 @@ impl Project {
         &self.root
     }
 
+    /// An environment variable, looked up the way this project looks them all up (see
+    /// [`Project::with_env`]).
+    pub fn env_var(&self, name: &str) -> Option<String> {
+        (self.env)(name)
+    }
+
     pub fn trellis_dir(&self) -> &Path {
         &self.dir
     }
