@@ -30,7 +30,8 @@ use render::{Failure, Output};
 #[command(
     name = "trellis",
     version,
-    about = "Plugins for your project: install, enable, configure, run."
+    about = "Plugins for your project: install, enable, configure, run.",
+    disable_help_subcommand = true
 )]
 struct Cli {
     /// The project directory (default: the nearest directory upwards with a `.trellis/`, else
@@ -65,6 +66,12 @@ enum Command {
     /// Opt in to or out of usage telemetry (off until you enable it).
     #[command(subcommand)]
     Telemetry(trust::TelemetryCommand),
+    /// Show the help of trellis, of one of its commands, or of an enabled plugin's command
+    /// (its usage, arguments, options, defaults, and which plugin provides it).
+    Help {
+        #[arg(value_name = "COMMAND")]
+        words: Vec<String>,
+    },
     /// Run a command provided by an enabled plugin: `trellis <command> [args...]`, or
     /// `trellis <plugin>:<command>` when two plugins provide the same name.
     #[command(external_subcommand)]
@@ -353,11 +360,52 @@ fn dispatch(cli: &Cli, out: &Output) -> Result<(), Failure> {
         Command::Registry(cmd) => registry::registry(cmd, out),
         Command::Audit(cmd) => trust::audit(&project(cli)?, cmd, out),
         Command::Telemetry(cmd) => trust::telemetry(cmd, out),
+        Command::Help { words } => help(cli, words, out),
         Command::External(args) => {
             let (name, rest) = args.split_first().context("no command given")?;
+            if run::wants_help(rest) {
+                return run::command_help(&project(cli)?, name, out);
+            }
             run::run_command(project(cli)?, name, rest, out)
         }
     }
+}
+
+/// `trellis help [COMMAND...]`: trellis's own commands first, then the plugins'.
+fn help(cli: &Cli, words: &[String], out: &Output) -> Result<(), Failure> {
+    use clap::CommandFactory;
+    let mut command = Cli::command();
+    let mut own = true;
+    for word in words {
+        match command.find_subcommand(word) {
+            Some(sub) => command = sub.clone(),
+            None if words.len() == 1 => {
+                own = false;
+                break;
+            }
+            None => {
+                return Err(Failure::Other(anyhow::anyhow!(
+                    "`{}` is not a trellis command",
+                    words.join(" ")
+                )));
+            }
+        }
+    }
+    if !own {
+        return run::command_help(&project(cli)?, &words[0], out);
+    }
+    let name = std::iter::once("trellis".to_owned())
+        .chain(words.iter().cloned())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let text = command
+        .bin_name(name.clone())
+        .render_long_help()
+        .to_string();
+    out.value(&json!({"command": name, "help": text}), || {
+        text.trim_end().to_owned()
+    });
+    Ok(())
 }
 
 fn plugin(cli: &Cli, cmd: &PluginCommand, out: &Output) -> Result<(), Failure> {
@@ -529,6 +577,19 @@ fn plugin(cli: &Cli, cmd: &PluginCommand, out: &Output) -> Result<(), Failure> {
                     "missing": support.missing.iter().map(|(l, why)| serde_json::json!({"layer": l, "reason": why})).collect::<Vec<_>>(),
                 });
             }
+            value["commands"] = info
+                .manifest
+                .provides
+                .commands
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "name": c.name,
+                        "usage": trellis_host::command_line::usage(c),
+                        "description": c.description,
+                    })
+                })
+                .collect();
             out.value(&value, || render::plugin_info(&info, sandbox.as_ref()));
             Ok(())
         }

@@ -349,6 +349,18 @@ pub fn plugin_info(info: &PluginInfo, sandbox: Option<&trellis_process::Support>
             out.push_str(&format!("  {kind}: {}\n", names.join(", ")));
         }
     }
+    if !m.provides.commands.is_empty() {
+        out.push_str("\nCommands:\n");
+        for command in &m.provides.commands {
+            out.push_str(&format!(
+                "  {}\n",
+                trellis_host::command_line::usage(command)
+            ));
+            if let Some(d) = &command.description {
+                out.push_str(&format!("      {d}\n"));
+            }
+        }
+    }
     let r = &m.requires;
     out.push_str("\nRequires:\n");
     if let Some(t) = &r.trellis {

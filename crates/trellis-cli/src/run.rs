@@ -1,6 +1,6 @@
 //! Running a plugin command: `trellis <command> [args...]`.
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use trellis_host::Host;
 use trellis_project::Project;
 
@@ -52,6 +52,37 @@ fn finish(
             Value::String(text) => text.trim_end().to_owned(),
             other => serde_json::to_string_pretty(other).unwrap_or_default(),
         },
+    );
+    Ok(())
+}
+
+/// Whether the words after a plugin command ask for its help (`--help` or `-h` before `--`).
+pub fn wants_help(words: &[String]) -> bool {
+    words
+        .iter()
+        .take_while(|w| *w != "--")
+        .any(|w| w == "--help" || w == "-h")
+}
+
+/// `trellis help <command>` and `trellis <command> --help`: the command's usage, arguments,
+/// options and defaults, and the plugin that provides it.
+pub fn command_help(project: &Project, name: &str, out: &Output) -> Result<(), Failure> {
+    let (plugin, command) = project.resolve_command(name)?;
+    let version = project.info(&plugin)?.manifest.metadata.version.to_string();
+    let text = trellis_host::command_line::help(&command, &plugin, &version);
+    out.value(
+        &json!({
+            "plugin": plugin,
+            "version": version,
+            "command": command.name,
+            "description": command.description,
+            "usage": trellis_host::command_line::usage(&command),
+            "declared": command.declares_inputs(),
+            "arguments": command.arguments,
+            "options": command.options,
+            "help": text,
+        }),
+        || text.clone(),
     );
     Ok(())
 }

@@ -1,6 +1,5 @@
 //! The examples in docs/ are run, so the documentation cannot drift from the tool.
 
-
 use assert_cmd::Command;
 
 /// Blocks in `doc` that follow a `<!-- session -->` marker: a list of (command line, expected

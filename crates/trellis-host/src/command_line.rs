@@ -84,8 +84,8 @@ pub fn parse(
             .filter(|_| !given)
             .and_then(|name| env(name).map(|text| (name, text)));
         let value = match from_env {
-            Some((name, text)) => Some(env_value(param, &text, root).map_err(|reason| {
-                UsageError {
+            Some((name, text)) => {
+                Some(env_value(param, &text, root).map_err(|reason| UsageError {
                     command: command.name.clone(),
                     message: format!(
                         "the environment variable {name} (for `--{}`) {reason}",
@@ -93,8 +93,8 @@ pub fn parse(
                     ),
                     usage: usage.clone(),
                     tip: None,
-                }
-            })?),
+                })?)
+            }
             None => value_of(&matches, param),
         };
         if let Some(value) = value {
@@ -308,7 +308,9 @@ fn project_path(word: &str, root: &Path) -> Result<String, String> {
     let relative = if path.is_absolute() {
         let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
         let path = path.canonicalize().unwrap_or(path);
-        path.strip_prefix(&root).map_err(|_| outside())?.to_path_buf()
+        path.strip_prefix(&root)
+            .map_err(|_| outside())?
+            .to_path_buf()
     } else {
         path
     };
@@ -416,19 +418,37 @@ mod tests {
     fn every_mistake_is_refused_with_the_usage_and_a_suggestion() {
         let e = run("auth --sevrity high").unwrap_err();
         assert!(e.message.contains("unexpected argument '--sevrity'"), "{e}");
-        assert_eq!(e.tip.as_deref(), Some("a similar argument exists: '--severity'"));
-        assert!(e.usage.starts_with("trellis security-scan [OPTIONS] <FEATURE>"), "{}", e.usage);
-        assert!(e.hint().contains("`trellis help security-scan`"), "{}", e.hint());
+        assert_eq!(
+            e.tip.as_deref(),
+            Some("a similar argument exists: '--severity'")
+        );
+        assert!(
+            e.usage
+                .starts_with("trellis security-scan [OPTIONS] <FEATURE>"),
+            "{}",
+            e.usage
+        );
+        assert!(
+            e.hint().contains("`trellis help security-scan`"),
+            "{}",
+            e.hint()
+        );
 
         let e = run("--dry-run").unwrap_err();
         assert!(e.message.contains("<FEATURE>"), "{e}");
 
         let e = run("auth --max-findings many").unwrap_err();
-        assert!(e.message.contains("invalid value 'many'") && e.message.contains("not an integer"), "{e}");
+        assert!(
+            e.message.contains("invalid value 'many'") && e.message.contains("not an integer"),
+            "{e}"
+        );
 
         let e = run("auth -s hihg").unwrap_err();
         assert!(e.message.contains("invalid value 'hihg'"), "{e}");
-        assert!(e.tip.as_deref().is_some_and(|t| t.contains("'high'")), "{e:?}");
+        assert!(
+            e.tip.as_deref().is_some_and(|t| t.contains("'high'")),
+            "{e:?}"
+        );
 
         let e = run("auth ../../etc").unwrap_err();
         assert!(e.message.contains("outside the project"), "{e}");
@@ -445,7 +465,10 @@ mod tests {
         assert_eq!(line.input["severity"], "high", "the command line wins");
         let bad = |_: &str| Some("loud".to_owned());
         let e = parse(&scan(), &words("auth"), Path::new("/p"), &bad).unwrap_err();
-        assert!(e.message.contains("SCAN_SEVERITY") && e.message.contains("`loud`"), "{e}");
+        assert!(
+            e.message.contains("SCAN_SEVERITY") && e.message.contains("`loud`"),
+            "{e}"
+        );
     }
 
     #[test]

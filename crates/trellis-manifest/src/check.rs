@@ -591,8 +591,9 @@ impl<'a> Checker<'a> {
             let name_at = child(pointer, "name");
             if !positional && param.name == "help" {
                 self.push(
-                    Issue::new(&name_at, At::Value, "the option `--help` is trellis's own")
-                        .hint("`trellis <command> --help` shows the command's usage; pick another name"),
+                    Issue::new(&name_at, At::Value, "the option `--help` is trellis's own").hint(
+                        "`trellis <command> --help` shows the command's usage; pick another name",
+                    ),
                 );
             }
             match seen.get(&param.key()) {
@@ -648,7 +649,11 @@ impl<'a> Checker<'a> {
                     Issue::new(
                         child(pointer, "choices"),
                         At::Key,
-                        format!("`choices` only apply to `type: enum`, and `{}` is `{}`", param.name, param.kind.as_str()),
+                        format!(
+                            "`choices` only apply to `type: enum`, and `{}` is `{}`",
+                            param.name,
+                            param.kind.as_str()
+                        ),
                     )
                     .hint("write `type: enum`, or remove `choices`"),
                 );
@@ -658,7 +663,11 @@ impl<'a> Checker<'a> {
                     Issue::new(
                         child(pointer, "items"),
                         At::Key,
-                        format!("`items` only applies to `type: list`, and `{}` is `{}`", param.name, param.kind.as_str()),
+                        format!(
+                            "`items` only applies to `type: list`, and `{}` is `{}`",
+                            param.name,
+                            param.kind.as_str()
+                        ),
                     )
                     .hint("write `type: list`, or remove `items`"),
                 );
@@ -669,7 +678,10 @@ impl<'a> Checker<'a> {
                         Issue::new(
                             child(pointer, "default"),
                             At::Key,
-                            format!("`{}` is required, so its `default` would never be used", param.name),
+                            format!(
+                                "`{}` is required, so its `default` would never be used",
+                                param.name
+                            ),
                         )
                         .hint("remove `required: true`, or the `default`"),
                     );
@@ -681,11 +693,20 @@ impl<'a> Checker<'a> {
                             At::Value,
                             format!("the default of `{}` {problem}", param.name),
                         )
-                        .expected(if param.kind == crate::model::ValueKind::List {
-                            format!("a list of {}", param.item_kind().described().trim_start_matches("a ").trim_start_matches("an "))
-                        } else {
-                            param.kind.described().to_owned()
-                        }),
+                        .expected(
+                            if param.kind == crate::model::ValueKind::List {
+                                format!(
+                                    "a list of {}",
+                                    param
+                                        .item_kind()
+                                        .described()
+                                        .trim_start_matches("a ")
+                                        .trim_start_matches("an ")
+                                )
+                            } else {
+                                param.kind.described().to_owned()
+                            },
+                        ),
                     );
                 }
             }
@@ -695,7 +716,10 @@ impl<'a> Checker<'a> {
                         Issue::new(
                             child(pointer, "required"),
                             At::Value,
-                            format!("the flag `--{}` cannot be required: it is on or off", param.name),
+                            format!(
+                                "the flag `--{}` cannot be required: it is on or off",
+                                param.name
+                            ),
                         )
                         .hint("remove `required`, or make it an option with a value"),
                     );
@@ -707,7 +731,10 @@ impl<'a> Checker<'a> {
                     Issue::new(
                         child(pointer, "type"),
                         At::Value,
-                        format!("the argument `{}` is a boolean; a positional word cannot be a flag", param.name),
+                        format!(
+                            "the argument `{}` is a boolean; a positional word cannot be a flag",
+                            param.name
+                        ),
                     )
                     .hint("make it an option: `--name` turns it on"),
                 );
@@ -717,7 +744,10 @@ impl<'a> Checker<'a> {
                     Issue::new(
                         child(pointer, "type"),
                         At::Value,
-                        format!("the list argument `{}` is not the last argument", param.name),
+                        format!(
+                            "the list argument `{}` is not the last argument",
+                            param.name
+                        ),
                     )
                     .hint("a list argument takes every remaining word: move it last"),
                 );

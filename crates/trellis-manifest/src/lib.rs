@@ -19,6 +19,7 @@
 //! plugins run. It describes what a manifest *says*; whether a plugin can be installed, enabled
 //! or executed in some project is decided by the crates that use it.
 
+pub mod command_inputs;
 pub mod config_schema;
 pub mod env_refs;
 pub mod model;

@@ -1,16 +1,17 @@
 //! The handshake: the host offers protocol versions, the plugin picks one and states what it
 //! implements, and the host holds that against the manifest's `provides`.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use trellis_manifest::command_inputs::{DeclaredInputs, differences};
 use trellis_manifest::{Manifest, PhaseMode};
 
 use crate::protocol::PROTOCOL_VERSIONS;
 
 /// What a plugin says it implements.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Implements {
     pub commands: Vec<String>,
@@ -20,6 +21,9 @@ pub struct Implements {
     pub phases: Vec<String>,
     /// Configuration migration functions.
     pub migrations: Vec<String>,
+    /// Each command's arguments and options as the code declares them (the SDKs report them;
+    /// a plugin that leaves this out is not checked).
+    pub command_inputs: Option<BTreeMap<String, DeclaredInputs>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -77,6 +81,12 @@ pub(crate) fn declared(manifest: &Manifest) -> Implements {
             .flat_map(|c| &c.migrations)
             .filter_map(|m| m.function.clone())
             .collect(),
+        command_inputs: Some(
+            p.commands
+                .iter()
+                .map(|c| (c.name.clone(), DeclaredInputs::from(c)))
+                .collect(),
+        ),
     }
 }
 
@@ -110,6 +120,15 @@ pub(crate) fn mismatch(declared: &Implements, implemented: &Implements) -> Optio
         &declared.migrations,
         &implemented.migrations,
     );
+    if let (Some(declared), Some(implemented)) =
+        (&declared.command_inputs, &implemented.command_inputs)
+    {
+        for (command, manifest) in declared {
+            if let Some(code) = implemented.get(command) {
+                problems.extend(differences(command, manifest, code));
+            }
+        }
+    }
     (!problems.is_empty()).then(|| problems.join("; "))
 }
 

@@ -28,6 +28,10 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../../sdk/python/trellis_sdk/errors.py"),
     ),
     (
+        "inputs.py",
+        include_str!("../../../sdk/python/trellis_sdk/inputs.py"),
+    ),
+    (
         "plugin.py",
         include_str!("../../../sdk/python/trellis_sdk/plugin.py"),
     ),

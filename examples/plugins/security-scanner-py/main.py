@@ -6,7 +6,7 @@ Files are read with plain `open()`: the sandbox lets the process read exactly wh
 import os
 import re
 
-from trellis_sdk import Context, command, on, run
+from trellis_sdk import Context, argument, command, on, option, run
 
 PATTERNS = [
     ("aws-access-key", re.compile(r"AKIA[0-9A-Z]{16}")),
@@ -34,9 +34,12 @@ def scan(root, exclude):
 
 
 @command("security-scan-py")
-def security_scan(ctx: Context, *paths, dry_run=False):
+@argument("paths", type="list", items="path", required=False,
+          help="Project-relative files or directories to scan instead of the whole project")
+@option("--dry-run", help="Report the findings without creating backlog tasks")
+def security_scan(ctx: Context, paths: list = (), dry_run: bool = False):
     exclude = set(ctx.config.get("exclude", []))
-    roots = paths or ["."]
+    roots = list(paths) or ["."]
     findings = [f for root in roots for f in scan(root, exclude)]
     tasks = []
     if not dry_run:

@@ -19,6 +19,7 @@ that was not granted raises :class:`Denied`. docs/python.md is the guide.
 from __future__ import annotations
 
 from .context import Completed, Context, Response, Task
+from .inputs import argument, option
 from .errors import Denied, HostTimeout, InvalidInput, NotFound, ProtocolError, TrellisError
 from .plugin import Plugin, __version__, pluggy_plugin
 
@@ -49,11 +50,13 @@ __all__ = [
     "Task",
     "TrellisError",
     "__version__",
+    "argument",
     "command",
     "default",
     "hook",
     "migration",
     "on",
+    "option",
     "phase",
     "pluggy_plugin",
     "run",

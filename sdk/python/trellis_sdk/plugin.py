@@ -12,6 +12,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+from . import inputs
 from ._channel import PROTOCOL_VERSION, Channel
 from .context import Context
 from .errors import InvalidInput, NotFound, TrellisError
@@ -86,6 +87,13 @@ def _call(function: F, ctx: Context, given: dict[str, Any]) -> Any:
     return _finish(function(**kwargs))
 
 
+def _inputs_of(function: F) -> dict[str, list[dict[str, Any]]]:
+    defaults = {
+        name: p.default for name, p in _signature(function).parameters.items() if p.default is not p.empty
+    }
+    return inputs.describe(function, _hints(function), defaults)
+
+
 def _convert(annotation: Any, value: Any) -> Any:
     """JSON values as the types a parameter names: pydantic models and dataclasses (and lists
     of them) are built from their JSON objects, as pluggy plugins that pass models expect."""
@@ -101,6 +109,8 @@ def _convert(annotation: Any, value: Any) -> Any:
             if converted is not value:
                 return converted
         return value
+    if isinstance(annotation, type) and isinstance(value, str) and issubclass(annotation, os.PathLike):
+        return annotation(value)
     if isinstance(annotation, type) and isinstance(value, dict):
         validate = getattr(annotation, "model_validate", None) or getattr(annotation, "parse_obj", None)
         if callable(validate):
@@ -258,10 +268,11 @@ class Plugin:
                 optionalhook=bool(options.get("optionalhook")),
             )
 
-    def implements(self) -> dict[str, list[str]]:
+    def implements(self) -> dict[str, Any]:
         r = self.registry
         return {
             "commands": sorted(r.commands),
+            "command_inputs": {name: _inputs_of(function) for name, function in sorted(r.commands.items())},
             "hooks": sorted(set(r.hooks) | set(r.events)),
             "phases": sorted(r.phases),
             "migrations": sorted(r.migrations),
@@ -327,6 +338,9 @@ class Plugin:
         raise NotFound(f"the SDK has no method `{method}`")
 
     def _run_command(self, function: F, ctx: Context, args: list[Any], options: dict[str, Any]) -> Any:
+        if inputs.declared(function) is not None:
+            # The host parsed the command line against the declaration: every value by name.
+            return _call(function, ctx, options)
         params = _signature(function).parameters
         kwargs = {k.replace("-", "_"): v for k, v in options.items()}
         positional: list[Any] = [ctx] if "ctx" in params else []

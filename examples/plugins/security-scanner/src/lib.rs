@@ -124,8 +124,13 @@ impl Plugin for SecurityScanner {
             serde_json::from_value(input)
                 .map_err(|e| Error::invalid_input(format!("security-scan options: {e}")))?
         };
-        let mut paths = args;
-        paths.extend(input.paths);
+        // A host that reads the manifest's declaration hands the paths over by name; the
+        // positional words are the same paths as typed.
+        let paths = if input.paths.is_empty() {
+            args
+        } else {
+            input.paths
+        };
         let report = run_scan(&Scan {
             paths,
             file_tasks: !input.dry_run,
