@@ -56,7 +56,7 @@ fn marked_examples_in_the_manifest_reference_are_valid() {
         examples.iter().any(|(l, ..)| l == "toml"),
         "no marked toml example"
     );
-    let mut first: Vec<(String, Manifest)> = Vec::new();
+    let mut parsed: Vec<(String, Manifest)> = Vec::new();
     for (lang, line, text) in &examples {
         let format = match lang.as_str() {
             "yaml" => Format::Yaml,
@@ -67,13 +67,20 @@ fn marked_examples_in_the_manifest_reference_are_valid() {
         };
         let file = PathBuf::from(format!("docs/manifest.md (example at line {line})"));
         let manifest = parse_str(text, format, &file).unwrap_or_else(|e| panic!("{e}"));
-        if !first.iter().any(|(l, _)| l == lang) {
-            first.push((lang.clone(), manifest));
-        }
+        parsed.push((lang.clone(), manifest));
     }
-    // The reference presents its first YAML and TOML examples as the same manifest.
+    // The reference presents its full example in YAML and then in TOML, the same manifest:
+    // the first TOML example and the YAML example just before it.
+    let toml = parsed
+        .iter()
+        .position(|(l, _)| l == "toml")
+        .expect("a toml example");
+    let yaml = parsed[..toml]
+        .iter()
+        .rposition(|(l, _)| l == "yaml")
+        .expect("a yaml example before the toml one");
     assert_eq!(
-        first[0].1, first[1].1,
+        parsed[yaml].1, parsed[toml].1,
         "the full YAML and TOML examples differ"
     );
 }

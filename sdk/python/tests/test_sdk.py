@@ -11,6 +11,7 @@ import sys
 import threading
 import unittest
 from pathlib import Path
+from typing import List, Literal, Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -251,6 +252,77 @@ class Hooks(unittest.TestCase):
         r = host.call("call_hook", {"hook": "process", "args": {"data": {"k": "v"}}})
         self.assertEqual(r["result"], [{"relates_to": "Input", "details": {"k": "v"}}])
         host.close()
+
+
+class DeclaredInputs(unittest.TestCase):
+    """``@argument`` and ``@option``: what the handshake reports and how the values arrive."""
+
+    def setUp(self) -> None:
+        from trellis_sdk import argument, option
+
+        p = Plugin()
+
+        @p.command("scan")
+        @argument("feature", help="Feature to scan")
+        @argument("paths", required=False)
+        @option("--severity", default="medium", help="Minimum severity")
+        @option("--mode")
+        @option("--max", short="-m", env="SCAN_MAX")
+        @option("--dry-run")
+        @option("--where")
+        @option("--limit")
+        def scan(
+            ctx,
+            feature: str,
+            paths: List[Path] = (),
+            severity: str = "low",
+            mode: Literal["fast", "full"] = "fast",
+            max: int = 10,
+            dry_run: bool = False,
+            where: Path = None,
+            limit: Optional[float] = None,
+        ):
+            return {"feature": feature, "paths": [type(x).__name__ for x in paths], "severity": severity,
+                    "mode": mode, "max": max, "dry_run": dry_run, "where": type(where).__name__}
+
+        self.host = Host(p)
+        self.hello = self.host.start({})
+
+    def tearDown(self) -> None:
+        self.host.close()
+
+    def test_types_defaults_and_order_come_from_the_decorators_and_the_function(self) -> None:
+        inputs = self.hello["result"]["implements"]["command_inputs"]["scan"]
+        self.assertEqual(
+            inputs["arguments"],
+            [
+                {"name": "feature", "type": "string", "help": "Feature to scan", "required": True},
+                {"name": "paths", "type": "list", "items": "path", "default": [], "required": False},
+            ],
+        )
+        self.assertEqual(
+            inputs["options"],
+            [
+                {"name": "severity", "type": "string", "help": "Minimum severity", "default": "medium", "required": False},
+                {"name": "mode", "type": "enum", "choices": ["fast", "full"], "default": "fast", "required": False},
+                {"name": "max", "type": "integer", "default": 10, "required": False, "short": "m", "env": "SCAN_MAX"},
+                {"name": "dry-run", "type": "boolean", "default": False, "required": False},
+                {"name": "where", "type": "path", "required": False},
+                {"name": "limit", "type": "number", "required": False},
+            ],
+        )
+
+    def test_values_arrive_by_name_with_paths_as_paths(self) -> None:
+        r = self.host.call(
+            "run_command",
+            {"name": "scan", "args": ["auth", "src"],
+             "input": {"feature": "auth", "paths": ["src"], "severity": "high", "dry_run": True, "where": "docs"}},
+        )
+        self.assertEqual(
+            r["result"],
+            {"feature": "auth", "paths": ["PosixPath"], "severity": "high", "mode": "fast", "max": 10,
+             "dry_run": True, "where": "PosixPath"},
+        )
 
 
 class Json(unittest.TestCase):
