@@ -434,9 +434,24 @@ fn plugin(cli: &Cli, cmd: &PluginCommand, out: &Output) -> Result<(), Failure> {
         PluginCommand::Validate { dir } => {
             let loaded = trellis_manifest::load_dir(dir)?;
             let m = &loaded.manifest;
+            // A process plugin's code states what it implements: start it once to compare.
+            let cache = project(cli)?
+                .cache_dir()
+                .unwrap_or_else(|| std::env::temp_dir().join("trellis-cache"));
+            let code =
+                trellis_host::check_code(dir, m, cache, trellis_process::Launcher::CurrentExe)
+                    .map_err(trellis_host::HostError::from)?;
+            let (checked, note) = match &code {
+                trellis_host::CodeCheck::Agrees => {
+                    (true, "its code implements what it declares".to_owned())
+                }
+                trellis_host::CodeCheck::NotChecked(why) => {
+                    (false, format!("code not checked: {why}"))
+                }
+            };
             out.value(
-                &json!({"valid": true, "file": loaded.file, "plugin": m.metadata.name, "version": m.metadata.version.to_string()}),
-                || format!("{}: valid ({} {})", loaded.file.display(), m.metadata.name, m.metadata.version),
+                &json!({"valid": true, "file": loaded.file, "plugin": m.metadata.name, "version": m.metadata.version.to_string(), "code_checked": checked, "code": note}),
+                || format!("{}: valid ({} {})\n  {note}", loaded.file.display(), m.metadata.name, m.metadata.version),
             );
             Ok(())
         }

@@ -102,7 +102,7 @@ fn manifest(name: &str, short: &str, template: Template, crate_name: &str) -> St
     let (runtime_block, commands) = match runtime {
         RuntimeKind::Process if template == Template::Python => (
             "runtime:\n  type: process\n  interpreter: python3\n  entry: main.py\n".to_owned(),
-            "  commands:\n    - name: hello\n      description: Greets the user, using the configured greeting\n".to_owned(),
+            "  commands:\n    - name: hello\n      description: Greets the user, using the configured greeting\n      arguments:\n        - name: names\n          type: list\n          required: false\n          help: Who to greet, the world when nobody is named\n".to_owned(),
         ),
         RuntimeKind::Declarative => (
             "runtime:\n  type: declarative\n".to_owned(),
@@ -206,11 +206,12 @@ Edit it, reinstall with `trellis plugin install --force .`, and run `trellis hel
 
 const PYTHON_ENTRY: &str = r#""""A Trellis plugin in Python. The SDK (trellis_sdk) is provided by the host; docs/python.md."""
 
-from trellis_sdk import Context, command, run
+from trellis_sdk import Context, argument, command, run
 
 
 @command("hello")
-def hello(ctx: Context, *names: str) -> dict:
+@argument("names", type="list", required=False, help="Who to greet, the world when nobody is named")
+def hello(ctx: Context, names: list = ()) -> dict:
     greeting = ctx.config.get("greeting", "Hello")
     who = " ".join(names) or "world"
     ctx.log.info(f"greeting {who}")

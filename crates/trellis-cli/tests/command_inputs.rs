@@ -168,7 +168,10 @@ fn a_declarative_command_gets_typed_values_and_refuses_mistakes_before_it_runs()
         &[
             ("plugin.yaml", GREETER),
             ("greet.txt", GREET_TXT),
-            ("legacy.txt", "{{ args | join(',') }} mode={{ options.mode }} dry-run={{ options['dry-run'] }}"),
+            (
+                "legacy.txt",
+                "{{ args | join(',') }} mode={{ options.mode }} dry-run={{ options['dry-run'] }}",
+            ),
         ],
     );
     p.install(&dir, "greeter");
@@ -178,7 +181,9 @@ fn a_declarative_command_gets_typed_values_and_refuses_mistakes_before_it_runs()
         "Ada (warm) tags= times+1=2 args=Ada"
     );
     assert_eq!(
-        p.output(&["greet", "Ada", "-n", "2", "--shout", "--tag", "a", "--tag=b"]),
+        p.output(&[
+            "greet", "Ada", "-n", "2", "--shout", "--tag", "a", "--tag=b"
+        ]),
         "ADA (warm) ADA (warm) tags=a,b times+1=3 args=Ada"
     );
     let (ok, v) = p.json_with(&["greet", "Ada"], &[("GREET_TONE", "dry")]);
@@ -225,7 +230,10 @@ fn a_declarative_command_gets_typed_values_and_refuses_mistakes_before_it_runs()
     );
     let e = p.refused(&["greet", "Ada", "--tone", "drry"]);
     assert!(
-        e["message"].as_str().unwrap().contains("invalid value 'drry'")
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid value 'drry'")
             && e["hint"].as_str().unwrap().contains("'dry'"),
         "{e}"
     );
@@ -241,15 +249,18 @@ fn a_declarative_command_gets_typed_values_and_refuses_mistakes_before_it_runs()
     assert!(!ok);
     assert_eq!(v["error"]["kind"], "usage");
     assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("the environment variable GREET_TONE (for `--tone`) is `loud`, not one of warm, dry"),
+        v["error"]["message"].as_str().unwrap().contains(
+            "the environment variable GREET_TONE (for `--tone`) is `loud`, not one of warm, dry"
+        ),
         "{v}"
     );
 
     // The text a person sees: the cause, then the usage and the suggestion.
-    let out = p.cmd().args(["greet", "Ada", "--tmes", "2"]).output().unwrap();
+    let out = p
+        .cmd()
+        .args(["greet", "Ada", "--tmes", "2"])
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("unexpected argument '--tmes'")
@@ -310,11 +321,16 @@ fn help_and_plugin_info_show_the_declaration() {
         "{legacy}"
     );
     // trellis's own commands keep their help.
-    assert!(p.text(&["help", "plugin", "install"]).contains("Usage: trellis plugin install"));
+    assert!(
+        p.text(&["help", "plugin", "install"])
+            .contains("Usage: trellis plugin install")
+    );
 
     let info = p.text(&["plugin", "info", "greeter"]);
     assert!(
-        info.contains("Commands:\n  trellis greet [OPTIONS] <WHO>\n      Greet someone\n  trellis legacy"),
+        info.contains(
+            "Commands:\n  trellis greet [OPTIONS] <WHO>\n      Greet someone\n  trellis legacy"
+        ),
         "{info}"
     );
     let (_, v) = p.json(&["plugin", "info", "greeter"]);
@@ -403,6 +419,8 @@ fn a_python_command_declared_with_decorators_gets_typed_values() {
             ("main.py", TYPED_PY),
         ],
     );
+    let (ok, v) = p.json(&["plugin", "validate", dir.to_str().unwrap()]);
+    assert!(ok && v["code_checked"] == true, "{v}");
     p.install(&dir, "typed-py");
     let absolute = p.project.join("docs");
     let v = p.output(&[
@@ -462,6 +480,16 @@ fn a_python_plugin_whose_code_declares_other_inputs_is_refused_naming_each_diffe
             ("main.py", TYPED_PY),
         ],
     );
+    // `plugin validate` starts the code once (sandboxed, nothing granted) and says so first.
+    let (ok, v) = p.json(&["plugin", "validate", dir.to_str().unwrap()]);
+    assert!(!ok, "{v}");
+    assert_eq!(v["error"]["kind"], "process_mismatch", "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains(
+            "command `typed`: option `--count`: type: `number` in the manifest, `integer` in the code"
+        ),
+        "{v}"
+    );
     p.install(&dir, "drifted-py");
     let (ok, v) = p.json(&["typed", "docs"]);
     assert!(!ok);
@@ -485,8 +513,16 @@ fn a_wasm_command_gets_its_declared_inputs_typed() {
     );
     let p = Project::new();
     fs::create_dir_all(p.project.join("src")).unwrap();
-    fs::write(p.project.join("src/app.py"), "password = \"hunter22secret\"\n").unwrap();
-    fs::write(p.project.join("docs/notes.md"), "password = \"another-secret\"\n").unwrap();
+    fs::write(
+        p.project.join("src/app.py"),
+        "password = \"hunter22secret\"\n",
+    )
+    .unwrap();
+    fs::write(
+        p.project.join("docs/notes.md"),
+        "password = \"another-secret\"\n",
+    )
+    .unwrap();
     p.install(&scanner, "security-scanner");
     let v = p.output(&["security-scan", "--dry-run", "./src"]);
     assert_eq!(v["tasks_created"], 0, "{v}");

@@ -17,6 +17,7 @@
 // Errors carry the project error whole (with its hint) and are built once, on the way out.
 #![allow(clippy::result_large_err)]
 
+mod code_check;
 pub mod command_line;
 mod declarative;
 mod migrate;
@@ -35,6 +36,7 @@ use trellis_core::{HookError, Outcome, PluginManager, RemoteHookEntry, RemoteHoo
 use trellis_project::{LoadedPlugin, Project, ProjectError};
 use trellis_wasm::{EffectiveLimits, RuntimeOptions, WasmError};
 
+pub use code_check::{CodeCheck, check_code};
 pub use migrate::{MigrationError, run_config_migration};
 pub use process::process_options;
 pub use runtime::{PluginCode, Runtime, Runtimes};
