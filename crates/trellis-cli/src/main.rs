@@ -341,11 +341,33 @@ fn parse_trust(text: &str) -> Result<trellis_trust::TrustLevel, String> {
 }
 
 fn project(cli: &Cli) -> Result<Project, Failure> {
-    let start = match &cli.project {
-        Some(dir) => return Ok(Project::open(dir)),
-        None => std::env::current_dir().context("reading the current directory")?,
+    let project = match &cli.project {
+        Some(dir) => Project::open(dir),
+        None => {
+            Project::discover(&std::env::current_dir().context("reading the current directory")?)
+        }
     };
-    Ok(Project::discover(&start))
+    // Installs and updates start a process plugin's code once to compare it with its manifest.
+    let cache = project
+        .cache_dir()
+        .unwrap_or_else(|| std::env::temp_dir().join("trellis-cache"));
+    Ok(
+        project.with_code_check(std::sync::Arc::new(move |dir, manifest| {
+            // Only a difference refuses the install: a plugin that does not start here (no
+            // interpreter yet, a timeout) is reported when it starts, as before.
+            match trellis_host::check_code(
+                dir,
+                manifest,
+                cache.clone(),
+                trellis_process::Launcher::CurrentExe,
+            ) {
+                Err(e @ trellis_process::ProcessError::Mismatch { .. }) => {
+                    Err((e.kind(), e.to_string()))
+                }
+                _ => Ok(()),
+            }
+        })),
+    )
 }
 
 fn dispatch(cli: &Cli, out: &Output) -> Result<(), Failure> {

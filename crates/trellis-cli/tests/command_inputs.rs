@@ -471,7 +471,7 @@ fn a_python_command_declared_with_decorators_gets_typed_values() {
 }
 
 #[test]
-fn a_python_plugin_whose_code_declares_other_inputs_is_refused_naming_each_difference() {
+fn a_python_plugin_whose_code_declares_other_inputs_is_refused_at_validate_and_install() {
     let p = Project::new();
     let dir = p.plugin(
         "drifted-py",
@@ -490,17 +490,26 @@ fn a_python_plugin_whose_code_declares_other_inputs_is_refused_naming_each_diffe
         ),
         "{v}"
     );
-    p.install(&dir, "drifted-py");
-    let (ok, v) = p.json(&["typed", "docs"]);
-    assert!(!ok);
-    let message = v["error"]["message"].as_str().unwrap();
+    // Install does the same before anything is written, and installs nothing.
+    let (ok, v) = p.json(&["plugin", "install", "--yes", dir.to_str().unwrap()]);
+    assert!(!ok, "{v}");
+    assert_eq!(v["error"]["kind"], "process_mismatch", "{v}");
     assert!(
-        message.contains(
-            "command `typed`: option `--count`: type: `number` in the manifest, `integer` in the code"
+        v["error"]["message"].as_str().unwrap().contains(
+            "plugin `drifted-py` was not installed: plugin `drifted-py` does not implement what its manifest declares: command `typed`: option `--count`: type: `number` in the manifest, `integer` in the code"
         ),
         "{v}"
     );
-    assert_eq!(v["error"]["kind"], "not_loaded", "{v}");
+    assert!(
+        v["error"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("trellis plugin validate"),
+        "{v}"
+    );
+    let (_, list) = p.json(&["plugin", "list"]);
+    assert_eq!(list, json!({"plugins": []}), "nothing installed");
+    assert!(!p.project.join(".trellis/plugins/drifted-py").exists());
 }
 
 #[test]

@@ -60,6 +60,13 @@ pub fn check_code(
     // The plugin's working directory is the scratch directory: its own must be absolute.
     let dir =
         std::fs::canonicalize(dir).map_err(|e| spawn_error(format!("{}: {e}", dir.display())))?;
+    // Code is run before anyone granted it anything: only in a sandbox with every layer.
+    if !runtime.support().complete() {
+        return Ok(CodeCheck::NotChecked(format!(
+            "this machine's sandbox is incomplete ({}); its code is checked when it starts",
+            trellis_process::describe_support(runtime.support())
+        )));
+    }
     let plugin = LoadedPlugin {
         name: manifest.metadata.name.clone(),
         dir,
@@ -73,7 +80,7 @@ pub fn check_code(
         limit_caps: Default::default(),
         python_env: None,
     };
-    let started = runtime.start(PluginSpec {
+    let started = match runtime.start(PluginSpec {
         name: plugin.name.clone(),
         dir: plugin.dir.clone(),
         manifest: plugin.manifest.clone(),
@@ -82,7 +89,13 @@ pub fn check_code(
         limits: crate::process::process_limits(&plugin),
         python_env: None,
         on_quarantine: None,
-    })?;
+    }) {
+        Ok(started) => started,
+        // The handshake passed (and with it the comparison); `init` depends on configuration
+        // the user may set only after installing.
+        Err(ProcessError::Init { .. }) => return Ok(CodeCheck::Agrees),
+        Err(e) => return Err(e),
+    };
     drop(started);
     Ok(CodeCheck::Agrees)
 }

@@ -7,6 +7,10 @@ pub enum ProcessError {
     Spawn { plugin: String, reason: String },
     #[error("plugin `{plugin}` failed its handshake: {reason}")]
     Handshake { plugin: String, reason: String },
+    /// It started and implements what it declares, and its own `init` refused the
+    /// configuration it was given.
+    #[error("plugin `{plugin}` failed its handshake: its `init` failed: {reason}")]
+    Init { plugin: String, reason: String },
     #[error("plugin `{plugin}` does not implement what its manifest declares: {detail}")]
     Mismatch { plugin: String, detail: String },
     /// The plugin answered with an error (its own, or a host API error it passed on).
@@ -61,6 +65,7 @@ impl ProcessError {
         match self {
             ProcessError::Spawn { .. } => "process_spawn",
             ProcessError::Handshake { .. } => "process_handshake",
+            ProcessError::Init { .. } => "process_init",
             ProcessError::Mismatch { .. } => "process_mismatch",
             ProcessError::Plugin { kind, .. } => match kind.as_str() {
                 "denied" => "denied",
@@ -85,6 +90,9 @@ impl ProcessError {
             ProcessError::Mismatch { .. } => Some(
                 "make `provides` in plugin.yaml and the plugin's code name the same commands, hooks and phases".to_owned(),
             ),
+            ProcessError::Init { plugin, .. } => Some(format!(
+                "check its configuration: `trellis plugin config {plugin} get` shows it, `trellis plugin config {plugin} set KEY VALUE` changes it"
+            )),
             ProcessError::Quarantined { plugin, .. } => Some(format!(
                 "fix the cause, then `trellis plugin enable {plugin}`"
             )),

@@ -241,9 +241,9 @@ impl ProcessPlugin {
             Ok(_) => Ok(instance),
             Err(CallError::Plugin(e)) => {
                 instance.stop();
-                Err(ProcessError::Handshake {
+                Err(ProcessError::Init {
                     plugin: name,
-                    reason: format!("its `init` failed: {}", e.message),
+                    reason: e.message,
                 })
             }
             Err(e) => Err(failed(format!("`init`: {e}"))),

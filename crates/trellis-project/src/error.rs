@@ -86,6 +86,15 @@ pub enum ProjectError {
     #[error("plugin `{plugin}`: cannot make its Python environment: {reason}")]
     PythonEnv { plugin: String, reason: String },
 
+    /// Starting the package's code before install showed it does not implement what its
+    /// manifest declares (or could not start it); `kind` is the runtime's own.
+    #[error("plugin `{plugin}` was not installed: {message}")]
+    CodeCheck {
+        plugin: String,
+        kind: &'static str,
+        message: String,
+    },
+
     #[error("plugin `{plugin}` does not support this platform ({platform}); it supports {}", supported.join(", "))]
     UnsupportedPlatform {
         plugin: String,
@@ -376,6 +385,9 @@ impl ProjectError {
             Interpreter { .. } => {
                 "install an interpreter that meets the requirement and put it first on PATH, or set `runtime.interpreter` to its absolute path".to_owned()
             }
+            CodeCheck { .. } => {
+                "make the code and plugin.yaml declare the same commands, hooks and command arguments; `trellis plugin validate DIR` shows every difference".to_owned()
+            }
             Wheel { .. } => {
                 "build the wheel with the plugin's `plugin.yaml` as package data beside the module its `trellis.plugins` entry point names (docs/python.md, \"Shipping a plugin as a wheel\")".to_owned()
             }
@@ -505,6 +517,7 @@ impl ProjectError {
             Interpreter { .. } => "interpreter",
             PythonEnv { .. } => "python_env",
             Wheel { .. } => "wheel",
+            CodeCheck { kind, .. } => kind,
             MissingDependency { .. } => "missing_dependency",
             IncompatibleDependency { .. } => "incompatible_dependency",
             DependencyNotEnabled { .. } => "dependency_not_enabled",

@@ -199,6 +199,13 @@ impl Project {
         if !violations.is_empty() {
             return Err(self.refuse_by_policy(&name, "install", violations));
         }
+        if let Some(check) = &self.code_check {
+            check(&extracted, &manifest).map_err(|(kind, message)| ProjectError::CodeCheck {
+                plugin: name.clone(),
+                kind,
+                message,
+            })?;
+        }
 
         let package_sha256 = sha256_tag(&unpacked.archive_sha256);
         let previous = self.state()?.plugins.get(&name).cloned();

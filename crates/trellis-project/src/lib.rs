@@ -212,6 +212,14 @@ impl ConfigReport {
 
 type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
 
+/// Starts a package's code once before it is installed and compares what it implements with
+/// its manifest (the extracted package's directory and manifest); an error is the failure's
+/// stable kind and its message. Set by programs that can run plugins (see
+/// [`Project::with_code_check`]); this crate does not run plugins itself.
+pub type CodeCheck = Arc<
+    dyn Fn(&Path, &trellis_manifest::Manifest) -> Result<(), (&'static str, String)> + Send + Sync,
+>;
+
 /// A project directory and its `.trellis/` state.
 #[derive(Clone)]
 pub struct Project {
@@ -224,6 +232,7 @@ pub struct Project {
     /// Remembered digests of installed files (and components), shared by every clone and by
     /// the runtimes this project's host starts; created on first use.
     digests: Arc<std::sync::OnceLock<Arc<trellis_digests::FileDigests>>>,
+    code_check: Option<CodeCheck>,
 }
 
 /// Holds the project's exclusive lock until dropped.
@@ -248,7 +257,16 @@ impl Project {
             env: Arc::new(|name| std::env::var(name).ok()),
             audit,
             digests: Arc::default(),
+            code_check: None,
         }
+    }
+
+    /// Has every install and update run `check` on the package, once its trust and the policy
+    /// have passed and before anything is written: a plugin whose code does not implement
+    /// what its manifest declares is refused.
+    pub fn with_code_check(mut self, check: CodeCheck) -> Self {
+        self.code_check = Some(check);
+        self
     }
 
     /// The user's cache directory (compiled components, remembered digests), as this project's
