@@ -94,7 +94,8 @@ pub fn tuf(data: &[u8]) {
     let targets_url =
         Url::from_directory_path(genuine.registry.join("targets")).expect("a targets URL");
     let store = scratch.path().join("datastore");
-    let Ok(loaded) = VerifiedRegistry::load(&trusted_root, &metadata_url, &targets_url, &store)
+    let Ok(loaded) =
+        VerifiedRegistry::load_at_rest(&trusted_root, &metadata_url, &targets_url, &store)
     else {
         return;
     };
@@ -106,7 +107,7 @@ pub fn tuf(data: &[u8]) {
         Some(&genuine.config[..]),
         "a verified registry served other bytes"
     );
-    let again = VerifiedRegistry::load(&trusted_root, &metadata_url, &targets_url, &store)
+    let again = VerifiedRegistry::load_at_rest(&trusted_root, &metadata_url, &targets_url, &store)
         .unwrap_or_else(|e| panic!("verified metadata no longer verifies from its datastore: {e}"));
     assert_eq!(
         again.read_target("config.json").ok().flatten().as_deref(),

@@ -343,6 +343,18 @@ fn metadata_from_different_signings_is_refused() {
         other => panic!("expected a mismatch on snapshot.json, got {other:?}"),
     }
     assert!(err.to_string().contains("mix-and-match"), "{err}");
+
+    // Read at rest (no second read for a registry being re-signed): the same refusal, and a
+    // genuine registry still loads.
+    let (metadata, targets) = urls(&mirror);
+    let err = VerifiedRegistry::load_at_rest(&f.root(), &metadata, &targets, &f.path("store-3"))
+        .unwrap_err();
+    assert!(
+        matches!(&err, RegistryError::MetadataMismatch { file, .. } if file == "snapshot.json"),
+        "{err:?}"
+    );
+    let (metadata, targets) = urls(&f.registry);
+    VerifiedRegistry::load_at_rest(&f.root(), &metadata, &targets, &f.path("store-4")).unwrap();
 }
 
 #[test]

@@ -35,6 +35,28 @@ impl VerifiedRegistry {
         targets_url: &Url,
         datastore: &Path,
     ) -> Result<Self, RegistryError> {
+        Self::load_with(trusted_root, metadata_url, targets_url, datastore, true)
+    }
+
+    /// [`VerifiedRegistry::load`] without its second read after a mismatch or a bad signature:
+    /// for callers that know the metadata is not being re-signed while they read it (a check
+    /// of files at rest, the fuzzer), where that read would only repeat the same refusal.
+    pub fn load_at_rest(
+        trusted_root: &[u8],
+        metadata_url: &Url,
+        targets_url: &Url,
+        datastore: &Path,
+    ) -> Result<Self, RegistryError> {
+        Self::load_with(trusted_root, metadata_url, targets_url, datastore, false)
+    }
+
+    fn load_with(
+        trusted_root: &[u8],
+        metadata_url: &Url,
+        targets_url: &Url,
+        datastore: &Path,
+        retry_mixed_read: bool,
+    ) -> Result<Self, RegistryError> {
         let ctx = Context {
             registry: registry_label(metadata_url),
             datastore: datastore.to_owned(),
@@ -70,7 +92,8 @@ impl VerifiedRegistry {
             .map_err(Box::new)
         };
         let mut result = load(&rt);
-        if let Err(e) = &result
+        if retry_mixed_read
+            && let Err(e) = &result
             && match map_tough_error(e, &ctx, None) {
                 RegistryError::MetadataMismatch { .. } => true,
                 // Signed by keys a root rotation just introduced, after this read had found
