@@ -332,3 +332,26 @@ pub fn config_schema(data: &[u8]) {
         let _ = trellis_manifest::config_schema::apply_defaults(&value, &json!({}));
     }
 }
+
+/// An `allowed_signers` file (OpenSSH's format): every entry that reads answers for any
+/// principal, namespace and time, and says where it is.
+pub fn allowed_signers(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(signers) = trellis_trust::AllowedSigners::parse(text, "allowed_signers") else {
+        return;
+    };
+    let probe = text.lines().next().unwrap_or_default();
+    assert_eq!(signers.source(), "allowed_signers");
+    for entry in signers.entries() {
+        assert!(
+            entry.location().starts_with("allowed_signers:"),
+            "an entry does not say where it is: {}",
+            entry.location()
+        );
+        let _ = entry.matches_principal(probe);
+        let _ = entry.allows_namespace(probe);
+        let _ = entry.validity_at(chrono::Utc::now());
+    }
+}

@@ -1,5 +1,5 @@
 //! The bodies of Trellis's fuzz targets: one function per parser that reads untrusted input
-//! (manifests, policy files, package archives, registry index lines, TUF metadata, audit logs,
+//! (manifests, policy files, signer lists, package archives, registry index lines, TUF metadata, audit logs,
 //! `.trellis/state.json`, the lockfile, configuration against a plugin's schema, and the
 //! process protocol's framing and dispatch).
 //!
@@ -39,6 +39,10 @@ pub const TARGETS: &[Target] = &[
     Target {
         name: "policy",
         run: documents::policy,
+    },
+    Target {
+        name: "allowed_signers",
+        run: documents::allowed_signers,
     },
     Target {
         name: "config_schema",

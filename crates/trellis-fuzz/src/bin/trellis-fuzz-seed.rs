@@ -43,6 +43,15 @@ fn main() {
     ] {
         seeds.add("policy", text.as_bytes());
     }
+    let key = trellis_trust::SigningKey::generate("fuzz").public_key_openssh();
+    for text in [
+        format!("alice@example.com {key}\n"),
+        format!(
+            "# team\nbob@example.com,*@corp.example namespaces=\"trellis-plugin\",valid-after=\"20240101\" {key}\n\"carol@example.com\" valid-before=\"20300101Z\" {key}\n"
+        ),
+    ] {
+        seeds.add("allowed_signers", text.as_bytes());
+    }
     for text in [
         r#"{"type":"object","properties":{"severity":{"type":"string","enum":["low","high"]}},"required":["severity"]} {"severity":"low"}"#,
         r#"{"type":"object","additionalProperties":false,"properties":{"n":{"type":"integer","minimum":0}}} {"n":-1,"x":true}"#,
