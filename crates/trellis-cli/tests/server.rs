@@ -860,7 +860,7 @@ fn the_web_ui_searches_and_shows_a_plugin_in_headless_chromium() {
     fs::create_dir_all(dir.join("t")).unwrap();
     fs::write(
         dir.join("plugin.yaml"),
-        "apiVersion: trellis.dev/v1\nkind: Plugin\nmetadata:\n  name: scanner\n  version: 1.2.0\n  description: Finds leaked secrets\n  license: MIT\n  keywords: [security]\n  categories: [security]\nprovides:\n  commands:\n    - name: scan\n      description: scan\n      template: t/scan.md\nrequires:\n  capabilities:\n    - name: network\n      reason: looks up advisories\n      hosts: [api.example.com]\n",
+        "apiVersion: trellis.dev/v1\nkind: Plugin\nmetadata:\n  name: scanner\n  version: 1.2.0\n  description: Finds leaked secrets\n  license: MIT\n  keywords: [security]\n  categories: [security]\nprovides:\n  commands:\n    - name: scan\n      description: Scan for leaked secrets\n      template: t/scan.md\n      arguments:\n        - name: paths\n          type: list\n          items: path\n          required: false\n          help: Where to look\n      options:\n        - name: severity\n          type: enum\n          choices: [low, high]\n          default: low\n          short: s\n          env: SCAN_SEVERITY\n          help: Lowest severity to report\nrequires:\n  capabilities:\n    - name: network\n      reason: looks up advisories\n      hosts: [api.example.com]\n",
     )
     .unwrap();
     fs::write(dir.join("t/scan.md"), "scan\n").unwrap();
@@ -933,6 +933,16 @@ fn the_web_ui_searches_and_shows_a_plugin_in_headless_chromium() {
     assert!(page.contains(r#"data-trust="verified""#), "{page}");
     assert!(page.contains("trellis plugin install scanner"), "{page}");
     assert!(page.contains("looks up advisories"), "{page}");
+    for part in [
+        r#"<dl id="commands"><dt><code>trellis scan</code></dt><dd><p>Scan for leaked secrets</p>"#,
+        "<tr><td><code>PATHS</code></td><td>list of path</td><td></td><td>Where to look</td></tr>",
+        "<tr><td><code>--severity</code>, <code>-s</code></td><td>enum: low, high</td><td>low</td><td>Lowest severity to report (env: SCAN_SEVERITY)</td></tr>",
+    ] {
+        assert!(
+            page.contains(part),
+            "`{part}` is missing from the plugin page: {page}"
+        );
+    }
     assert!(page.contains("hosts: api.example.com"), "{page}");
     assert!(page.contains("1.2.0"), "{page}");
     assert!(page.contains("alice@example.com"), "{page}");

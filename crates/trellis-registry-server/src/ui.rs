@@ -164,7 +164,7 @@ pub async fn plugin_page(State(state): State<Arc<AppState>>, Path(name): Path<St
         )
             .into_response();
     };
-    let readme = readme_of(&state, &latest).await;
+    let (readme, commands) = package_docs(&state, &latest).await.unwrap_or_default();
     let owners = state.db.owners(&name).await.unwrap_or_default();
     let mut body = format!(
         r#"<h1 id="name">{name} <small>{version}</small> {badge}</h1>
@@ -215,7 +215,11 @@ pub async fn plugin_page(State(state): State<Arc<AppState>>, Path(name): Path<St
             }
         ));
     }
-    body.push_str(r#"</ul><h2>Versions</h2><ul id="versions">"#);
+    body.push_str("</ul>");
+    if !commands.is_empty() {
+        body.push_str(&commands_section(&commands));
+    }
+    body.push_str(r#"<h2>Versions</h2><ul id="versions">"#);
     for v in versions.iter().rev() {
         body.push_str(&format!(
             "<li>{}{} <small>{}</small></li>",
@@ -234,10 +238,81 @@ pub async fn plugin_page(State(state): State<Arc<AppState>>, Path(name): Path<St
 }
 
 /// The README shipped in the version's archive, read from a private extraction.
-async fn readme_of(
+/// The commands a plugin provides, each with its declared arguments and options.
+fn commands_section(commands: &[trellis_manifest::Command]) -> String {
+    let mut out = String::from(r#"<h2>Commands</h2><dl id="commands">"#);
+    for c in commands {
+        out.push_str(&format!(
+            "<dt><code>trellis {}</code></dt><dd>",
+            esc(&c.name)
+        ));
+        if let Some(d) = &c.description {
+            out.push_str(&format!("<p>{}</p>", esc(d)));
+        }
+        if c.declares_inputs() {
+            out.push_str(
+                "<table><tr><th>argument or option</th><th>type</th><th>default</th><th></th></tr>",
+            );
+            let rows = c
+                .arguments
+                .iter()
+                .map(|p| (true, p))
+                .chain(c.options.iter().map(|p| (false, p)));
+            for (positional, p) in rows {
+                let name = if positional {
+                    format!(
+                        "<code>{}</code>",
+                        esc(&p.name.to_uppercase().replace('-', "_"))
+                    )
+                } else {
+                    let short = p
+                        .short
+                        .map(|s| format!(", <code>-{}</code>", esc(&s.to_string())))
+                        .unwrap_or_default();
+                    format!("<code>--{}</code>{short}", esc(&p.name))
+                };
+                let kind = match p.kind {
+                    trellis_manifest::ValueKind::List => {
+                        format!("list of {}", p.item_kind().as_str())
+                    }
+                    _ => p.kind.as_str().to_owned(),
+                };
+                let kind = if p.choices.is_empty() {
+                    kind
+                } else {
+                    format!("{kind}: {}", p.choices.join(", "))
+                };
+                let default = match &p.default {
+                    Some(serde_json::Value::String(s)) => s.clone(),
+                    Some(v) => v.to_string(),
+                    None if p.is_required(positional) => "required".to_owned(),
+                    None => String::new(),
+                };
+                let mut help = p.help.clone().unwrap_or_default();
+                if let Some(env) = &p.env {
+                    help = format!("{help} (env: {env})").trim_start().to_owned();
+                }
+                out.push_str(&format!(
+                    "<tr><td>{name}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                    esc(&kind),
+                    esc(&default),
+                    esc(&help)
+                ));
+            }
+            out.push_str("</table>");
+        }
+        out.push_str("</dd>");
+    }
+    out.push_str("</dl>");
+    out
+}
+
+/// The README and the commands of a published version, read from its archive (extracted with
+/// the same safety checks as an install).
+async fn package_docs(
     state: &Arc<AppState>,
     entry: &trellis_registry::index::IndexEntry,
-) -> Option<String> {
+) -> Option<(Option<String>, Vec<trellis_manifest::Command>)> {
     let config = state.registry.config().ok()?;
     let location = config.download_location(&entry.name, &entry.version);
     let state = Arc::clone(state);
@@ -255,9 +330,13 @@ async fn readme_of(
         let root = dir.path().join("package");
         trellis_package::extract(&archive, &root, &trellis_package::ExtractLimits::default())
             .ok()?;
-        ["README.md", "README", "README.txt", "readme.md"]
+        let readme = ["README.md", "README", "README.txt", "readme.md"]
             .iter()
-            .find_map(|f| std::fs::read_to_string(root.join(f)).ok())
+            .find_map(|f| std::fs::read_to_string(root.join(f)).ok());
+        let commands = trellis_manifest::load_dir(&root)
+            .map(|m| m.manifest.provides.commands)
+            .unwrap_or_default();
+        Some((readme, commands))
     })
     .await
     .ok()
